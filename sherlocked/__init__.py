@@ -1,0 +1,1 @@
+"""sherlocked: how activation functions interact across the layers of a neural network."""

@@ -1,0 +1,3 @@
+from sherlocked.train import main
+
+main()

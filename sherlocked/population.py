@@ -1,0 +1,209 @@
+"""K independent MLPs trained as one module: stacked weights and batched matmuls.
+
+A solo run is a population of one; there is no other model class. Member k of a
+population computes exactly what it would compute alone: its own init (from its
+seed), its own batch-norm layers and statistics, its own activations.
+
+    >>> from sherlocked.population import MemberSpec, Population
+    >>> net = Population([MemberSpec((784, 500, 256, 10), ("sigmoid", "sigmoid", "relu"), seed=s) for s in range(4)])
+    >>> net(torch.randn(4, 32, 784)).shape  # [members, batch, classes]
+    torch.Size([4, 32, 10])
+"""
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sherlocked.activations import ConfigError, build, parse
+
+INITS = ("default", "kaiming", "xavier", "lecun")
+BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member's model: widths [in, hidden..., out] and one activation spec per Linear."""
+
+    widths: tuple[int, ...]
+    activations: tuple[str, ...]
+    batch_norm: tuple[int, ...] = ()  # 1-based layers with Linear -> BN -> activation
+    output_activation: bool = True  # the study applies act_L to the logits too
+    init: str = "default"
+    seed: int = 0
+
+    def __post_init__(self):
+        layers = len(self.widths) - 1
+        if layers < 1 or any(w < 1 for w in self.widths):
+            raise ConfigError(f"model.widths={list(self.widths)} must be at least two positive sizes")
+        if len(self.activations) != layers:
+            raise ConfigError(
+                f"{len(self.activations)} activations {list(self.activations)} for {layers} layers "
+                f"(model.widths={list(self.widths)}); give act1..act{layers}"
+            )
+        for spec in self.activations:
+            parse(spec)
+        if self.init not in INITS:
+            raise ConfigError(f"unknown model.init {self.init!r}; choose from {', '.join(INITS)}")
+        for layer in self.batch_norm:
+            if not 1 <= layer <= layers:
+                raise ConfigError(f"model.batch_norm names layer {layer}, but the model has layers 1..{layers}")
+
+    @property
+    def layers(self) -> int:
+        return len(self.widths) - 1
+
+    def activation(self, layer: int) -> str:
+        """The activation spec after Linear `layer` (1-based)."""
+        if layer == self.layers and not self.output_activation:
+            return "identity"
+        return self.activations[layer - 1]
+
+
+def batch_norm_layers(value, layers: int) -> tuple[int, ...]:
+    """Resolve model.batch_norm ("none", "all", "last", or layer numbers) to 1-based layers."""
+    if value is None or value == "none":
+        return ()
+    if value == "all":
+        return tuple(range(1, layers + 1))
+    if value == "last":
+        return (layers,)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"unknown model.batch_norm {value!r}; choose from {BATCH_NORM_CHOICES}")
+    return tuple(sorted(set(value)))
+
+
+def stream_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed per (run seed, purpose), so init and data order never share a stream."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
+
+
+def init_linear(fan_in: int, fan_out: int, scheme: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Weight [out, in] (nn.Linear's layout) and bias [out] for one member."""
+    weight, bias = torch.empty(fan_out, fan_in), torch.zeros(fan_out)
+    if scheme == "default":  # what nn.Linear.reset_parameters does
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(bias, -bound, bound, generator=generator)
+    elif scheme == "kaiming":
+        nn.init.kaiming_normal_(weight, nonlinearity="relu", generator=generator)
+    elif scheme == "xavier":
+        nn.init.xavier_uniform_(weight, generator=generator)
+    else:  # lecun normal: std 1/sqrt(fan_in)
+        nn.init.kaiming_normal_(weight, nonlinearity="linear", generator=generator)
+    return weight, bias
+
+
+class StackedBatchNorm(nn.Module):
+    """BatchNorm1d for n members at once, each with its own affine parameters and running statistics."""
+
+    def __init__(self, members: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(members, features))
+        self.bias = nn.Parameter(torch.zeros(members, features))
+        self.register_buffer("running_mean", torch.zeros(members, features))
+        self.register_buffer("running_var", torch.ones(members, features))
+
+    def forward(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """x: [n, B, F] for the members at `rows` of this layer's stack (all when None)."""
+        rows = slice(None) if rows is None else rows
+        if self.training:
+            mean, var = x.mean(1), x.var(1, unbiased=False)
+            with torch.no_grad():  # nn.BatchNorm1d's update: unbiased variance, exponential average
+                n = x.shape[1]
+                unbiased = var * n / max(n - 1, 1)
+                self.running_mean[rows] = torch.lerp(self.running_mean[rows], mean, self.momentum)
+                self.running_var[rows] = torch.lerp(self.running_var[rows], unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean[rows], self.running_var[rows]
+        scale = self.weight[rows] * torch.rsqrt(var + self.eps)
+        return (x - mean.unsqueeze(1)) * scale.unsqueeze(1) + self.bias[rows].unsqueeze(1)
+
+
+class Layer(nn.Module):
+    """Linear -> [BN] -> activation for every member; members with the same (activation, BN) share one call."""
+
+    def __init__(self, members: Sequence[MemberSpec], layer: int):
+        super().__init__()
+        fan_in, fan_out = members[0].widths[layer - 1], members[0].widths[layer]
+        weights, biases = [], []
+        for m in members:
+            generator = torch.Generator().manual_seed(stream_seed(m.seed, f"init/layer{layer}"))
+            w, b = init_linear(fan_in, fan_out, m.init, generator)
+            weights.append(w.T)
+            biases.append(b)
+        self.weight = nn.Parameter(torch.stack(weights))  # [K, in, out]: x @ W needs no transpose
+        self.bias = nn.Parameter(torch.stack(biases))  # [K, out]
+
+        normed = [k for k, m in enumerate(members) if layer in m.batch_norm]
+        self.norm = StackedBatchNorm(len(normed), fan_out) if normed else None
+
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for k, m in enumerate(members):
+            groups.setdefault((m.activation(layer), layer in m.batch_norm), []).append(k)
+        self.acts = nn.ModuleList(build(act) for act, _ in groups)
+        self.normed = [bn for _, bn in groups]
+        self.single = len(groups) == 1
+        for g, ks in enumerate(groups.values()):
+            self.register_buffer(f"members{g}", torch.tensor(ks), persistent=False)
+            rows = [normed.index(k) for k in ks] if self.normed[g] else []
+            self.register_buffer(f"norm_rows{g}", torch.tensor(rows, dtype=torch.long), persistent=False)
+        order = torch.tensor([k for ks in groups.values() for k in ks])
+        self.register_buffer("inverse", torch.argsort(order), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        if self.single:  # the common case: no gather, no scatter
+            return self.acts[0](self.norm(h) if self.normed[0] else h)
+        parts = []
+        for g, act in enumerate(self.acts):
+            hg = h[getattr(self, f"members{g}")]
+            if self.normed[g]:
+                hg = self.norm(hg, getattr(self, f"norm_rows{g}"))
+            parts.append(act(hg))
+        return torch.cat(parts)[self.inverse]
+
+
+class Population(nn.Module):
+    """K MLPs with the same widths; forward maps [K, B, in] (or a shared [B, in]) to logits [K, B, out]."""
+
+    def __init__(self, members: Sequence[MemberSpec]):
+        super().__init__()
+        if len({m.widths for m in members}) != 1:
+            raise ValueError("a population's members must share their widths")
+        self.members = list(members)
+        self.layers = nn.ModuleList(Layer(members, layer) for layer in range(1, members[0].layers + 1))
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # one batch seen by every member (evaluation)
+            x = x.expand(len(self), *x.shape)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    @torch.no_grad()
+    def export(self, k: int) -> nn.Sequential:
+        """Member k as a plain nn.Sequential with the same weights and outputs (in eval mode)."""
+        spec, modules = self.members[k], []
+        for number, layer in enumerate(self.layers, start=1):
+            linear = nn.Linear(*layer.weight.shape[1:])
+            linear.weight.copy_(layer.weight[k].T)
+            linear.bias.copy_(layer.bias[k])
+            modules.append(linear)
+            if number in spec.batch_norm:
+                row = [i for i, m in enumerate(self.members) if number in m.batch_norm].index(k)
+                bn = nn.BatchNorm1d(linear.out_features, eps=layer.norm.eps, momentum=layer.norm.momentum)
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(bn, name).copy_(getattr(layer.norm, name)[row])
+                modules.append(bn)
+            modules.append(build(spec.activation(number)))
+        return nn.Sequential(*modules).to(self.layers[0].weight.device)
