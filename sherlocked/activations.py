@@ -1,7 +1,7 @@
 """Activation functions by name, and layers that mix two of them over halves of their units.
 
-    >>> build("relu|tanh")  # first half of the units through ReLU, second half through tanh
-    Mixed(relu|tanh)
+>>> build("relu|tanh")  # first half of the units through ReLU, second half through tanh
+Mixed(relu|tanh)
 """
 
 import torch

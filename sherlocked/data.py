@@ -39,7 +39,9 @@ def missing_message(name: str, root: Path, error: Exception) -> str:
     hint = "; or train offline on the embedded MNIST subset: dataset=mnist_5k"
     if name == "fashion_mnist":
         hint += "; Debian's package dataset-fashion-mnist installs these files in /usr/share/datasets/fashion-mnist"
-    return f"{name} is not in {root} and could not be downloaded ({type(error).__name__}); put its files in {where}{hint}"
+    return (
+        f"{name} is not in {root} and could not be downloaded ({type(error).__name__}); put its files in {where}{hint}"
+    )
 
 
 def _stage_idx_files(cls, root: Path, fallback_dirs) -> None:
@@ -99,10 +101,9 @@ def load(name: str, root: str, mean: tuple, std: tuple, download: bool = True, f
     if name not in SOURCES:
         raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(SOURCES)}")
     if name == "mnist_5k":
-        raw = _read_mnist_5k()
+        train_x, train_y, test_x, test_y = _read_mnist_5k()
     else:
-        raw = _read_torchvision(name, Path(root), download, fallback_dirs)
-    train_x, train_y, test_x, test_y = raw
+        train_x, train_y, test_x, test_y = _read_torchvision(name, Path(root), download, fallback_dirs)
     return normalise(train_x, mean, std), train_y.long(), normalise(test_x, mean, std), test_y.long()
 
 

@@ -73,7 +73,7 @@ def batch_norm_layers(value, layers: int) -> tuple[int, ...]:
         return (layers,)
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
-    if isinstance(value, str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"unknown model.batch_norm {value!r}; choose from {BATCH_NORM_CHOICES}")
     return tuple(sorted(set(value)))
 

@@ -1,5 +1,6 @@
 """result.json: what a run leaves for the report, written atomically and last."""
 
+import contextlib
 import functools
 import json
 import os
@@ -35,10 +36,8 @@ def read_result(job_dir: Path) -> dict | None:
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

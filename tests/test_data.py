@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+from torchvision import datasets
+
+from sherlocked.data import DataError, IndexBatches, load
+from tests.conftest import N_TEST, N_TRAIN, write_mnist_like
+
+MNIST_NORM = ((0.1307,), (0.3081,))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_idx_gz_files_load_through_torchvision_normalised_and_flat(data_root, name):
+    train_x, train_y, test_x, test_y = load(name, str(data_root), *MNIST_NORM)
+    assert train_x.shape == (N_TRAIN, 784) and test_x.shape == (N_TEST, 784)
+    assert train_x.dtype == torch.float32 and train_y.dtype == torch.int64
+    assert set(train_y.tolist()) == set(range(10))
+    assert train_x.min().item() == pytest.approx((0 - 0.1307) / 0.3081)  # (0/255 - mean) / std
+
+
+def test_cifar_pickles_load_through_torchvision_in_channel_first_order(cifar_root):
+    train_x, train_y, test_x, _ = load("cifar10", str(cifar_root), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert train_x.shape == (N_TRAIN, 3072) and test_x.shape == (N_TEST, 3072)
+    raw = datasets.CIFAR10(str(cifar_root), train=False).data[0]  # [H, W, C] uint8
+    expected = (torch.from_numpy(raw).permute(2, 0, 1).float() / 255 - 0.5) / 0.5  # what ToTensor + Normalize give
+    torch.testing.assert_close(test_x[0].view(3, 32, 32), expected)
+
+
+def test_mnist_5k_is_a_fixed_stratified_split_of_the_embedded_digits():
+    train_x, train_y, test_x, test_y = load("mnist_5k", "unused", *MNIST_NORM)
+    assert train_x.shape == (4000, 784) and test_x.shape == (1000, 784)
+    assert torch.bincount(test_y).tolist() == [100] * 10
+    assert torch.bincount(train_y).tolist() == [400] * 10
+    again = load.__wrapped__("mnist_5k", "unused", *MNIST_NORM)
+    assert torch.equal(again[2], test_x)
+    train_rows = {tuple(r) for r in train_x[:, 150:250].numpy().round(3)}
+    assert not any(tuple(r) in train_rows for r in test_x[:50, 150:250].numpy().round(3))
+
+
+def test_missing_files_give_one_message_saying_where_they_go(tmp_path):
+    with pytest.raises(DataError) as info:
+        load("mnist", str(tmp_path), *MNIST_NORM, download=False)
+    message = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in message and "train-images-idx3-ubyte.gz" in message
+    assert "dataset=mnist_5k" in message and "\n" not in message
+    with pytest.raises(DataError, match="dataset-fashion-mnist"):
+        load("fashion_mnist", str(tmp_path), *MNIST_NORM, download=False)
+
+
+def test_fashion_mnist_is_taken_from_a_fallback_folder_such_as_debians(tmp_path, data_root):
+    debian = tmp_path / "debian"
+    write_mnist_like(tmp_path / "staging", datasets.FashionMNIST)
+    (tmp_path / "staging" / "FashionMNIST" / "raw").rename(debian)
+    train_x, *_ = load("fashion_mnist", str(tmp_path / "root"), *MNIST_NORM, False, (str(debian),))
+    assert train_x.shape == (N_TRAIN, 784)
+
+
+def test_each_member_shuffles_with_its_own_seed_alone():
+    together = list(IndexBatches(50, 8, seeds=[3, 4, 3]))
+    alone = list(IndexBatches(50, 8, seeds=[4]))
+    assert len(together) == len(alone) == 7
+    for both, solo in zip(together, alone):
+        assert both.shape[0] == 3 and torch.equal(both[1], solo[0]) and torch.equal(both[0], both[2])
+    assert not torch.equal(together[0][0], together[0][1])
+    epoch = torch.cat(together, dim=1)
+    assert all(sorted(row.tolist()) == list(range(50)) for row in epoch)
+
+
+def test_successive_epochs_reshuffle_and_the_test_set_stays_in_order():
+    batches = IndexBatches(40, 40, seeds=[0])
+    first, second = next(iter(batches)), next(iter(batches))
+    assert not torch.equal(first, second)
+    assert torch.equal(torch.cat(list(IndexBatches(25, 10))), torch.arange(25))
+    assert np.array_equal([len(b) for b in IndexBatches(25, 10)], [10, 10, 5])
