@@ -1,0 +1,46 @@
+import lightning as L
+import pytest
+import torch
+from torch.optim import SGD
+
+from sherlocked.data import StudyDataModule
+from sherlocked.module import MemberMean, PopulationModule
+from sherlocked.population import MemberSpec
+
+SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
+
+
+def fit(members, data_root, poison=None):
+    data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
+    module = PopulationModule(members, lambda params: SGD(params, lr=0.05, momentum=0.5))
+    if poison is not None:
+        with torch.no_grad():
+            module.net.layers[0].weight[poison] = float("nan")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=data)
+    return module
+
+
+def test_member_mean_keeps_one_mean_per_member_over_batches():
+    metric = MemberMean(2)
+    metric.update(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    metric.update(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+    assert metric.compute().tolist() == pytest.approx([5 / 6, 2 / 6])
+
+
+def test_a_diverging_member_is_marked_and_leaves_the_others_exactly_as_alone(data_root):
+    members = [SPEC.__class__(**{**SPEC.__dict__, "seed": s}) for s in (0, 1)]
+    poisoned = fit(members, data_root, poison=0)
+    alone = fit(members[1:], data_root)
+    assert poisoned.alive.tolist() == [False, True]
+    assert poisoned.member_history(0)["train_loss"][-1] != poisoned.member_history(0)["train_loss"][-1]  # NaN
+    for mixed, solo in zip(poisoned.net.layers, alone.net.layers):
+        torch.testing.assert_close(mixed.weight[1], solo.weight[0], rtol=0, atol=1e-6)
+    assert poisoned.member_history(1) == alone.member_history(0)

@@ -1,0 +1,167 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from sherlocked.activations import ConfigError
+from sherlocked.train import run, validate
+
+ROOT = __import__("pathlib").Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "mnist_5k", "cifar10"])
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu"])
+def test_every_dataset_and_trainer_composes(make_cfg, dataset, trainer):
+    cfg = make_cfg(f"dataset={dataset}", f"trainer={trainer}", small=False)
+    assert cfg.dataset.name == dataset
+    assert cfg.trainer.accelerator == {"default": "auto", "cpu": "cpu", "gpu": "gpu"}[trainer]
+    assert cfg.logger._target_.endswith("TensorBoardLogger") and cfg.logger.default_hp_metric is False
+    assert cfg.trainer.max_epochs == 10 and cfg.dataset.batch_size == 32  # seed_mnist's, whatever the dataset
+
+
+def test_the_default_is_the_original_study(make_cfg):
+    cfg = make_cfg(small=False)
+    spec = validate(cfg)
+    assert spec.widths == (784, 500, 256, 10) and spec.activations == ("relu", "relu", "relu")
+    assert spec.output_activation and spec.batch_norm == () and spec.init == "default"
+    assert (cfg.model.optimizer.lr, cfg.model.optimizer.momentum) == (0.01, 0.5)
+    assert (cfg.dataset.name, cfg.dataset.batch_size, cfg.trainer.max_epochs) == ("mnist", 32, 10)
+    assert (list(cfg.dataset.mean), list(cfg.dataset.std)) == ([0.1307], [0.3081])
+
+
+def test_the_cifar_experiments_set_the_studys_cifar_setup(make_cfg):
+    cfg = make_cfg("experiment=cifar10_4layer", "act4=tanh", small=False)
+    spec = validate(cfg)
+    assert spec.widths == (3072, 1000, 500, 256, 10) and spec.activations[-1] == "tanh"
+    assert (cfg.dataset.name, cfg.dataset.batch_size, cfg.trainer.max_epochs) == ("cifar10", 4, 5)
+    assert list(cfg.dataset.mean) == [0.5] * 3 and list(cfg.dataset.std) == [0.5] * 3
+    two = validate(make_cfg("experiment=cifar10_2layer", small=False))
+    assert two.widths == (3072, 500, 10) and len(two.activations) == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("act2=swish", "act2: unknown activation 'swish'; choose from relu, tanh, sigmoid"),
+        ("+act4=relu", "4 activations .* for 3 layers"),
+        ("model.batch_norm=[1,7]", "names layer 7, but the model has layers 1..3"),
+        ("model.batch_norm=first", "unknown model.batch_norm 'first'; choose from none, all, last"),
+        ("model.init=orthogonal", "unknown model.init 'orthogonal'; choose from default, kaiming"),
+        ("model.optimizer.lr=0", "model.optimizer.lr=0 must be a positive number"),
+        ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1 must be a positive number"),
+        ("dataset.batch_size=0", "dataset.batch_size=0 must be a positive number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive number"),
+        ("dataset=cifar10", "must start with cifar10's 3072 inputs"),
+    ],
+)
+def test_each_bad_input_is_one_line_naming_the_value(make_cfg, override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        validate(make_cfg(override))
+    assert "\n" not in str(info.value)
+
+
+def test_every_activation_and_batch_norm_placement_trains(make_cfg, tmp_path):
+    cfgs = [
+        make_cfg(f"act1={a}", f"act2={b}", f"act3={c}", f"model.batch_norm={bn}", "trainer.max_epochs=1")
+        for a, b, c, bn in [
+            ("relu", "tanh", "sigmoid", "none"),
+            ("selu", "gelu", "silu", "all"),
+            ("elu", "leaky_relu", "softplus", "last"),
+            ("mish", "identity", "relu|tanh", "[1,3]"),
+        ]
+    ]
+    results = run(cfgs, [tmp_path / str(i) for i in range(4)])
+    assert [r["hparams"]["batch_norm"] for r in results] == ["none", "1,2,3", "3", "1,3"]
+    assert all(0 <= r["final_test_acc"] <= 1 and not r["diverged"] for r in results)
+
+
+def read_events(job_dir):
+    events = EventAccumulator(str(job_dir / "tensorboard"))
+    events.Reload()
+    return events
+
+
+def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, tmp_path):
+    cfg = make_cfg("act2=sigmoid", "seed=3")
+    (result,) = run([cfg], [tmp_path], [["act2=sigmoid", "seed=3"]])
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert saved["status"] == "ok" and saved["diverged"] is False
+    assert saved["history"]["epoch"] == [1, 2] and len(saved["history"]["train_loss"]) == 2
+    assert saved["final_test_acc"] == saved["history"]["test_acc"][-1]
+    assert saved["overrides"] == ["act2=sigmoid", "seed=3"] and saved["config"]["act2"] == "sigmoid"
+    assert {"torch", "lightning", "python"} <= set(saved["versions"])
+    assert not list(tmp_path.glob("*.tmp"))
+
+    events = read_events(tmp_path)
+    scalars = events.Tags()["scalars"]
+    assert {"test/acc", "test/loss", "train/loss", "train/epoch_loss", "hp/test_acc"} <= set(scalars)
+    assert [e.step for e in events.Scalars("test/acc")] == [1, 2]
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(saved["final_test_acc"])
+    start = next(
+        HParamsPluginData.FromString(content).session_start_info
+        for content in events.PluginTagToContent("hparams").values()
+        if HParamsPluginData.FromString(content).HasField("session_start_info")
+    )
+    hp = {key: value.string_value or value.number_value for key, value in start.hparams.items()}
+    assert hp["act2"] == "sigmoid" and hp["act4"] == "none" and hp["seed"] == 3 and hp["dataset"] == "mnist"
+    assert set(hp) == set(saved["hparams"])
+
+
+def test_a_seed_fully_determines_a_run_and_different_seeds_differ(make_cfg, tmp_path):
+    a, b, c = (run([make_cfg(f"seed={s}")], [tmp_path / str(i)])[0] for i, s in enumerate((1, 1, 2)))
+    assert a["history"] == b["history"]
+    assert a["history"]["train_loss"] != c["history"]["train_loss"]
+
+
+def test_population_members_match_their_solo_runs(make_cfg, tmp_path):
+    cfgs = [
+        make_cfg("act1=sigmoid", "act2=sigmoid", "act3=relu", "seed=0"),
+        make_cfg("act1=tanh", "act2=relu|tanh", "act3=selu", "model.batch_norm=all", "seed=1"),
+        make_cfg("model.batch_norm=last", "model.init=kaiming", "seed=2"),
+        make_cfg("act2=sigmoid", "model.output_activation=false", "seed=0"),
+    ]
+    together = run(cfgs, [tmp_path / f"pop{i}" for i in range(4)])
+    for i, cfg in enumerate(cfgs):
+        (alone,) = run([cfg], [tmp_path / f"solo{i}"])
+        for key in ("test_acc", "test_loss", "train_loss"):
+            assert together[i]["history"][key] == pytest.approx(alone["history"][key], abs=1e-5)
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sherlocked.train", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_the_command_line_trains_and_says_where_the_results_are(data_root, tmp_path):
+    out = cli(
+        f"dataset.root={data_root}",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "model.widths=[784,16,12,10]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "final test accuracy:" in out.stdout and str(tmp_path / "run" / "result.json") in out.stdout
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.parametrize("mode", [[], ["-m"]])
+def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mode):
+    out = cli(
+        *mode, "act2=relu,swish" if mode else "act2=swish", "hydra.run.dir=run", "hydra.sweep.dir=sweep", cwd=tmp_path
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "sherlocked: act2: unknown activation 'swish'; choose from relu, tanh, sigmoid, selu, gelu, silu, elu, "
+        "leaky_relu, softplus, mish, identity"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configs_resolve_without_hydra_running(make_cfg):
+    assert OmegaConf.to_container(make_cfg(), resolve=True)["dataset"]["root"]
