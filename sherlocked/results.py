@@ -10,6 +10,9 @@ from importlib import metadata
 from pathlib import Path
 
 RESULT = "result.json"
+FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
+# Keys that do not change what a job computes: a rerun with another value still skips the job.
+NOT_IDENTITY = ("study", "trainer.enable_progress_bar")
 PACKAGES = ("sherlocked", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf")
 
 
@@ -53,3 +56,25 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty.strip() else "")
+
+
+def identity(config: dict) -> dict:
+    """The resolved config without the keys that do not change a job's outcome."""
+    config = json.loads(json.dumps(config))  # a deep copy in the form result.json stores
+    for key in NOT_IDENTITY:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return config
+
+
+def finished_result(job_dir: Path, config: dict) -> dict | None:
+    """The job's stored result if it finished with this same config (so it can be skipped), else None."""
+    result = read_result(job_dir)
+    if result is None or result.get("status") not in FINISHED or "config" not in result:
+        return None
+    if identity(result["config"]) != identity(config):
+        return None
+    return {**result, "skipped": True}

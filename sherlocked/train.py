@@ -9,20 +9,26 @@ Every launcher ends in run(cfgs, job_dirs): a list of jobs trained as one popula
 events in its own directory.
 """
 
+import logging
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.data import SOURCES, DataError
 from sherlocked.population import MemberSpec, batch_norm_layers
-from sherlocked.results import RESULT, git_commit, versions, write_json
+from sherlocked.results import RESULT, finished_result, git_commit, read_result, versions, write_json
+
+# Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def activations_of(cfg: DictConfig) -> tuple[str, ...]:
@@ -93,45 +99,83 @@ def hparams(cfg: DictConfig, spec: MemberSpec) -> dict:
     }
 
 
-def run(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path], overrides: Sequence[list[str]] | None = None) -> list:
-    """Train the jobs as one population (they must share data, widths, optimiser, batch size, epochs)."""
+def run(
+    cfgs: Sequence[DictConfig],
+    job_dirs: Sequence[Path],
+    overrides: Sequence[list[str]] | None = None,
+    quiet: bool = False,
+) -> list[dict]:
+    """Train the jobs that have no finished result yet, as one population; return every job's result.
+
+    The jobs must share data, widths, optimiser, batch size and epochs. A job whose
+    result.json is finished with the same config is skipped (a sweep resumes); a failure
+    is recorded in result.json of every job it stopped, then raised.
+    """
+    job_dirs = [Path(d) for d in job_dirs]
+    overrides = [list(o) for o in overrides] if overrides else [[] for _ in cfgs]
+    configs = [OmegaConf.to_container(cfg, resolve=True) for cfg in cfgs]
+    results = [finished_result(d, c) for d, c in zip(job_dirs, configs)]
+    todo = [i for i, result in enumerate(results) if result is None]
+    if todo:
+        jobs = [(cfgs[i], job_dirs[i], overrides[i], configs[i]) for i in todo]
+        try:
+            trained = train_population(jobs, quiet)
+        except Exception as error:
+            for _, job_dir, job_overrides, config in jobs:
+                write_json(job_dir / RESULT, failure(error, job_overrides, config))
+            raise
+        for i, result in zip(todo, trained):
+            results[i] = result
+    return results
+
+
+def failure(error: BaseException, overrides: list[str], config: dict) -> dict:
+    message = f"{type(error).__name__}: {error}"
+    trace = "".join(traceback.format_exception(error))
+    return {"status": "failed", "error": message, "traceback": trace, "overrides": overrides, "config": config}
+
+
+def train_population(jobs: list[tuple], quiet: bool) -> list[dict]:
+    """jobs: (cfg, job_dir, overrides, resolved config) each; returns their results, written to result.json."""
     from hydra.utils import instantiate
 
     from sherlocked.data import StudyDataModule
     from sherlocked.module import PopulationModule
 
+    cfgs = [cfg for cfg, *_ in jobs]
     specs = [validate(cfg) for cfg in cfgs]
-    job_dirs = [Path(d) for d in job_dirs]
-    overrides = overrides or [[] for _ in cfgs]
     first = cfgs[0]
-    for d in job_dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    loggers = [instantiate(cfg.logger, save_dir=str(d)) for cfg, d in zip(cfgs, job_dirs)] if first.logger else []
+    for _, job_dir, *_ in jobs:
+        job_dir.mkdir(parents=True, exist_ok=True)
+    loggers = [instantiate(cfg.logger, save_dir=str(d)) for cfg, d, *_ in jobs] if first.logger else []
     data = StudyDataModule(**first.dataset, seeds=[s.seed for s in specs])
     module = PopulationModule(specs, instantiate(first.model.optimizer), loggers)
-    trainer = instantiate(first.trainer)
+    if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    trainer = instantiate(first.trainer, **({"enable_progress_bar": False} if quiet else {}))
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     wall_time = time.perf_counter() - start
 
     results = []
-    for k, (cfg, spec, job_dir) in enumerate(zip(cfgs, specs, job_dirs)):
+    for k, ((cfg, job_dir, job_overrides, config), spec) in enumerate(zip(jobs, specs)):
         history = module.member_history(k)
         final = {name: curve[-1] for name, curve in history.items()}
+        diverged = not bool(module.alive[k])
         if loggers:
             metrics = {f"hp/{name}": value for name, value in final.items()}
             loggers[k].log_hyperparams(hparams(cfg, spec), metrics)
             loggers[k].finalize("success")
         result = {
-            "status": "ok",
-            "diverged": not bool(module.alive[k]),
+            "status": "diverged" if diverged else "ok",
+            "diverged": diverged,
             "final_test_acc": final["test_acc"],
             "final": final,
             "history": {"epoch": list(range(1, len(history["test_acc"]) + 1)), **history},
             "hparams": hparams(cfg, spec),
-            "overrides": list(overrides[k]),
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "overrides": job_overrides,
+            "config": config,
             "wall_time_s": wall_time,
             "population_size": len(specs),
             "versions": versions(),
@@ -142,64 +186,31 @@ def run(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path], overrides: Sequenc
     return results
 
 
-class ValidateConfig(Callback):
-    """Stops a bad command line before Hydra writes anything: one line on stderr, exit code 2."""
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _validate_or_exit(config)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        for job_cfg in each_swept_value(config):
-            _validate_or_exit(job_cfg)
-
-
-def each_swept_value(config: DictConfig):
-    """One composed job config per value of each swept key (the others at their first value).
-
-    That is sum(len(values)) compositions instead of prod(len(values)): every value a
-    user typed is checked before the sweep starts, at a cost that stays small.
-    """
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
-    choices = []
-    for override in parsed:
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
-        else:
-            choices.append([f"{key}={override.get_value_element_as_str()}"])
-    first = [values[0] for values in choices]
-    loader = GlobalHydra.instance().config_loader()
-    yield loader.load_sweep_config(config, first)
-    for i, values in enumerate(choices):
-        for value in values[1:]:
-            yield loader.load_sweep_config(config, first[:i] + [value] + first[i + 1 :])
-
-
-def _validate_or_exit(cfg: DictConfig) -> None:
-    try:
-        validate(cfg)
-    except ConfigError as error:
-        print(f"sherlocked: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def train_job(cfg: DictConfig) -> dict:
+    """One Hydra job: train it (or find it finished), say where its result is, return the result."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        (result,) = run([cfg], [job_dir], [list(hydra_cfg.overrides.task)])
-    except (ConfigError, DataError) as error:
-        sys.exit(f"sherlocked: {error}")
-    acts = ", ".join(result["hparams"][f"act{i}"] for i in range(1, len(cfg.model.widths)))
-    print(f"final test accuracy: {result['final_test_acc']:.2%} ({acts}; seed {cfg.seed}; {cfg.dataset.name})")
-    print(f"result: {job_dir / RESULT}")
-    print(f"TensorBoard: tensorboard --logdir {job_dir}")
-    return result["final_test_acc"]
+        (result,) = run([cfg], [job_dir], [list(hydra_cfg.overrides.task)], quiet=multirun)
+    except Exception as error:
+        if multirun:  # recorded in result.json; the sweep goes on and counts it
+            print(f"job failed: {type(error).__name__}: {error}", file=sys.stderr)
+            return read_result(job_dir)
+        if isinstance(error, ConfigError | DataError):
+            print(f"sherlocked: {error}", file=sys.stderr)
+            sys.exit(1)
+        raise
+    acts = ", ".join(activations_of(cfg))
+    skipped = " (finished before, skipped)" if result.get("skipped") else ""
+    print(f"final test accuracy: {result['final_test_acc']:.2%} ({acts}; seed {cfg.seed}; {cfg.dataset.name}){skipped}")
+    if not multirun:
+        print(f"result: {job_dir / RESULT}")
+        print(f"TensorBoard: tensorboard --logdir {job_dir}")
+    return result
 
+
+main = hydra.main(version_base="1.3", config_path="../conf", config_name="train")(train_job)
 
 if __name__ == "__main__":
     main()

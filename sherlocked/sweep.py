@@ -1,0 +1,120 @@
+"""The Hydra callback around runs and sweeps (registered in conf/train.yaml, any launcher).
+
+- before anything is written: checks the command line, one line and exit code 2 if bad;
+- after each job of a sweep: one progress line (done/total, failures, elapsed, ETA);
+- at the end of a sweep: a summary as the last line, exit code 1 if any job failed.
+"""
+
+import math
+import sys
+import time
+from datetime import timedelta
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+from sherlocked.activations import ConfigError
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def parsed_overrides(config: DictConfig) -> list[list[str]]:
+    """Each task override of a sweep as the list of "key=value" it expands to."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}"])
+    return choices
+
+
+def each_swept_value(config: DictConfig):
+    """One composed job config per value of each swept key (the others at their first value).
+
+    That is sum(len(values)) compositions instead of prod(len(values)): every value a
+    user typed is checked before the sweep starts, at a cost that stays small.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    choices = parsed_overrides(config)
+    first = [values[0] for values in choices]
+    loader = GlobalHydra.instance().config_loader()
+    yield loader.load_sweep_config(config, first)
+    for i, values in enumerate(choices):
+        for value in values[1:]:
+            yield loader.load_sweep_config(config, first[:i] + [value] + first[i + 1 :])
+
+
+def validate_or_exit(config: DictConfig) -> None:
+    from sherlocked.train import validate
+
+    try:
+        validate(config)
+    except ConfigError as error:
+        print(f"sherlocked: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+class SweepProgress:
+    """Counts a sweep's jobs by outcome and says where it stands."""
+
+    def __init__(self, total: int):
+        self.total, self.start = total, time.monotonic()
+        self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, result: dict | None) -> None:
+        if result is None:
+            self.counts["failed"] += 1
+        elif result.get("skipped"):
+            self.counts["skipped"] += 1
+        else:
+            self.counts[result.get("status", "failed")] += 1
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
+        return f"{self.done}/{self.total} jobs: {parts}"
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        trained = self.done - self.counts["skipped"]
+        remaining = self.total - self.done
+        eta = elapsed / trained * remaining if trained else math.nan
+        eta_text = "?" if math.isnan(eta) else str(timedelta(seconds=round(eta)))
+        return f"sweep {self.summary()} | elapsed {timedelta(seconds=round(elapsed))}, ETA {eta_text}"
+
+
+class StudyCallback(Callback):
+    def __init__(self):
+        self.progress: SweepProgress | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        validate_or_exit(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        for job_config in each_swept_value(config):
+            validate_or_exit(job_config)
+        self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        if self.progress is None:  # a single run
+            return
+        result = job_return.return_value if isinstance(job_return.return_value, dict) else None
+        self.progress.add(result)
+        console.print(self.progress.line())
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.progress is None:
+            return
+        failed = self.progress.counts["failed"]
+        console.print(f"sweep finished in {config.hydra.sweep.dir}: {self.progress.summary()}")
+        if failed:
+            sys.exit(1)
