@@ -1,8 +1,11 @@
 # sherlocked: `make help` lists the targets.
 PYTHON ?= python3
 ARGS ?=
+STUDY ?= mnist
+GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
+TRAIN = $(PYTHON) -m sherlocked.train
 
-.PHONY: help install demo train tensorboard test lint clean
+.PHONY: help install demo train sweep sweep-bn sweep-cifar report tensorboard test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,11 +15,24 @@ install: .installed ## install sherlocked and its tools into the active Python (
 	$(PYTHON) -m pip install -e '.[dev]'
 	@touch $@
 
-demo: install ## offline demo: train the study's MLP on the embedded 5,000 MNIST digits
-	$(PYTHON) -m sherlocked.train dataset=mnist_5k $(ARGS)
+demo: install ## offline reduced study: 64 triples x 3 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
+	$(TRAIN) -m study=demo dataset=mnist_5k $(GRID) 'seed=range(3)' trainer.max_epochs=5 $(ARGS)
+	$(PYTHON) -m sherlocked.report outputs/sweeps/demo
 
 train: install ## one run with the study's settings; pass overrides as ARGS="act2=sigmoid seed=3"
-	$(PYTHON) -m sherlocked.train $(ARGS)
+	$(TRAIN) $(ARGS)
+
+sweep: install ## the original MNIST study: 64 triples x 9 seeds (576 jobs); rerun to resume
+	$(TRAIN) -m study=mnist $(GRID) 'seed=range(9)' $(ARGS)
+
+sweep-bn: install ## the study's grid with batch norm on every layer and on the last layer alone
+	$(TRAIN) -m study=mnist_bn $(GRID) model.batch_norm=all,last 'seed=range(9)' $(ARGS)
+
+sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3 seeds
+	$(TRAIN) -m study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
+
+report: install ## table, plots and statistics of a sweep: make report STUDY=mnist
+	$(PYTHON) -m sherlocked.report outputs/sweeps/$(STUDY)
 
 tensorboard: install ## TensorBoard over every run and sweep under outputs/
 	$(PYTHON) -m tensorboard.main --logdir outputs

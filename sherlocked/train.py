@@ -19,7 +19,6 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sherlocked.activations import MIX, ConfigError, parse
@@ -190,7 +189,8 @@ def train_job(cfg: DictConfig) -> dict:
     """One Hydra job: train it (or find it finished), say where its result is, return the result."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    # Every launcher numbers a sweep's jobs; a single run has no number (hydra.mode is unset in some harnesses).
+    multirun = OmegaConf.select(hydra_cfg, "job.num", default=None) is not None
     try:
         (result,) = run([cfg], [job_dir], [list(hydra_cfg.overrides.task)], quiet=multirun)
     except Exception as error:

@@ -1,0 +1,143 @@
+"""The report on hand-made result files, whose numbers are known."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sherlocked.report import main, read_runs, report, table
+from sherlocked.results import write_json
+
+ACTS = ["relu", "tanh", "sigmoid", "selu"]
+
+
+def fake_sweep(directory, triples, seeds, batch_norms=("none",), accuracy=None, status=None):
+    """result.json files as train writes them; accuracy(triple, seed, bn) in [0, 1]."""
+    accuracy = accuracy or (lambda t, s, bn: 0.15 if t[1:] == ("sigmoid", "relu") else 0.9 + 0.01 * s)
+    status = status or (lambda t, s, bn: "ok")
+    for (a1, a2, a3), seed, bn in itertools.product(triples, seeds, batch_norms):
+        job = directory / f"act1={a1},act2={a2},act3={a3},model.batch_norm={bn},seed={seed}"
+        job.mkdir(parents=True)
+        config = {
+            "act1": a1,
+            "act2": a2,
+            "act3": a3,
+            "seed": seed,
+            "study": "x",
+            "dataset": {"name": "mnist", "root": "data", "batch_size": 32},
+            "model": {
+                "widths": [784, 500, 256, 10],
+                "batch_norm": bn,
+                "init": "default",
+                "output_activation": True,
+                "optimizer": {"lr": 0.01, "momentum": 0.5},
+            },
+            "trainer": {"max_epochs": 10},
+        }
+        state = status((a1, a2, a3), seed, bn)
+        result = {"status": state, "config": config}
+        if state != "failed":
+            acc = accuracy((a1, a2, a3), seed, bn)
+            result.update(
+                final_test_acc=acc, history={"epoch": [1, 2], "test_acc": [acc / 2, acc]}, diverged=state == "diverged"
+            )
+        write_json(job / "result.json", result)
+    return directory
+
+
+def test_the_table_has_the_studys_format_and_numbers(tmp_path):
+    triples = [("relu", "relu", "relu"), ("tanh", "sigmoid", "relu"), ("relu", "tanh", "selu")]
+    fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
+    ours = table(read_runs(tmp_path))
+    assert list(ours.columns[:6]) == ["act1", "act2", "act3", "seed0", "seed1", "seed2"]
+    assert {"mean", "std", "n", "ci95_low", "ci95_high", "diverged", "failed"} <= set(ours.columns)
+    assert "batch_norm" not in ours.columns and "seed" not in ours.columns  # only what the sweep varied
+    # sorted like the study: relu < tanh < sigmoid < selu, act1 first
+    assert [tuple(r) for r in ours[["act1", "act2", "act3"]].to_numpy()] == [
+        ("relu", "relu", "relu"),
+        ("relu", "tanh", "selu"),
+        ("tanh", "sigmoid", "relu"),
+    ]
+    row = ours.iloc[0]
+    values = np.array([90.0, 91.0, 92.0])
+    assert [row.seed0, row.seed1, row.seed2] == pytest.approx(values)
+    assert row["mean"] == pytest.approx(values.mean()) and row["std"] == pytest.approx(values.std())
+    half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    assert (row.ci95_low, row.ci95_high) == pytest.approx((values.mean() - half, values.mean() + half))
+
+
+def test_failed_and_diverged_runs_are_counted_not_dropped(tmp_path):
+    state = {0: "ok", 1: "diverged", 2: "failed"}
+    fake_sweep(
+        tmp_path,
+        [("relu", "relu", "relu")],
+        seeds=[0, 1, 2],
+        status=lambda t, s, bn: state[s],
+        accuracy=lambda t, s, bn: 0.9 if s == 0 else 0.1,
+    )
+    row = table(read_runs(tmp_path)).iloc[0]
+    assert (row.n, row.diverged, row.failed) == (2, 1, 1)
+    assert np.isnan(row.seed2) and row["mean"] == pytest.approx(50.0)
+    report(tmp_path, [("sigmoid", "relu")])
+    assert "| relu | relu | relu | 90.00 | 10.00 |  | 50.00 |" in (tmp_path / "table.md").read_text()
+
+
+def test_columns_adapt_to_a_swept_batch_norm_and_stats_are_given_per_value(tmp_path):
+    triples = list(itertools.product(ACTS[:2], ["sigmoid", "tanh"], ["relu", "tanh"]))
+    bn_fixes = lambda t, s, bn: 0.15 if t[1:] == ("sigmoid", "relu") and bn == "none" else 0.9 + 0.01 * s  # noqa: E731
+    fake_sweep(tmp_path, triples, seeds=[0, 1], batch_norms=("none", "all"), accuracy=bn_fixes)
+    ours = table(read_runs(tmp_path))
+    assert "batch_norm" in ours.columns and len(ours) == 16
+    report(tmp_path, [("sigmoid", "relu")])
+    text = (tmp_path / "stats.md").read_text()
+    assert "## sigmoid, relu as the last pair: batch_norm=all" in text
+    assert "## sigmoid, relu as the last pair: batch_norm=none" in text
+
+
+def test_stats_give_welch_and_mann_whitney_as_scipy_computes_them(tmp_path):
+    triples = list(itertools.product(ACTS, ACTS, ACTS))
+    rng = np.random.default_rng(0)
+    noise = {key: rng.uniform(-0.05, 0.05) for key in itertools.product(triples, range(3))}
+    acc = lambda t, s, bn: (0.3 if t[1:] == ("sigmoid", "relu") else 0.9) + noise[(t, s)]  # noqa: E731
+    fake_sweep(tmp_path, triples, seeds=range(3), accuracy=acc)
+    report(tmp_path, [("sigmoid", "relu"), ("tanh", "relu")])
+    runs = read_runs(tmp_path)
+    hit = (runs.act2 == "sigmoid") & (runs.act3 == "relu")
+    a, b = runs.acc[hit].to_numpy(), runs.acc[~hit].to_numpy()
+    text = (tmp_path / "stats.md").read_text()
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    mwu = stats.mannwhitneyu(a, b, alternative="two-sided")
+    assert f"t = {welch.statistic:.2f}, p = {welch.pvalue:.3g}" in text
+    assert f"U = {mwu.statistic:.0f}, p = {mwu.pvalue:.3g}" in text
+    assert f"(x, sigmoid, relu): n=12, mean {a.mean():.2f}%" in text
+    assert "## tanh, relu as the last pair: all runs" in text
+    per_pair = text.split("per last pair")[1]
+    assert per_pair.count("\n| ") == 1 + 16  # header + one row per last pair
+
+
+def test_the_published_figures_sit_next_to_ours_for_the_studys_setup(tmp_path):
+    fake_sweep(tmp_path, [("relu", "relu", "relu"), ("sigmoid", "sigmoid", "relu")], seeds=[0, 1])
+    written = report(tmp_path, [("sigmoid", "relu")])
+    compared = pd.read_csv(written["comparison.csv"])
+    assert compared["mean_published"].tolist() == [85.15, 16.03]
+    assert compared["difference"].tolist() == pytest.approx([90.5 - 85.15, 15.0 - 16.03])
+    assert "This sweep has the published setup" in written["comparison.md"].read_text()
+
+
+def test_plots_are_written_as_pictures(tmp_path):
+    fake_sweep(tmp_path, list(itertools.product(ACTS[:2], ACTS[:2], ACTS)), seeds=[0, 1], batch_norms=("none", "last"))
+    written = report(tmp_path, [("sigmoid", "relu")])
+    for name in ("heatmap.png", "curves.png"):
+        data = written[name].read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_the_command_line_prints_where_the_report_is_and_the_best_and_worst_rows(tmp_path, capsys):
+    fake_sweep(tmp_path, [("relu", "relu", "relu"), ("relu", "sigmoid", "relu")], seeds=[0])
+    main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path}" in out and "best:" in out and "worst:" in out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--pair", "sigmoid,swish"])
