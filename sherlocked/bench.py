@@ -1,0 +1,198 @@
+"""Speed, side by side in one run, on the same jobs: plain PyTorch, sherlocked solo runs, populations.
+
+    python -m sherlocked.bench                      # CPU: 64 triples, one seed, mnist_5k, 1 epoch of 125 steps
+    python -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 8
+
+(a) the original study's loop: one nn.Sequential at a time, SGD, data as tensors on the device;
+(b) sequential solo runs through sherlocked (what the basic launcher does per job);
+(c) populations of up to --group members (what hydra/launcher=population does).
+Each does the same work per member-epoch (train steps + a test pass), so times per member-epoch
+compare directly. Also the achieved GFLOP/s of (c) against a large fp32 matmul on the same device.
+"""
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from sherlocked.activations import build
+
+ACTS = ("relu", "tanh", "sigmoid", "selu")
+
+
+def configs(args) -> list:
+    from hydra import compose, initialize_config_dir
+
+    triples = list(itertools.product(ACTS, repeat=3))
+    jobs = [(triple, seed) for seed in range(args.seeds) for triple in triples][: args.members]
+    common = [
+        f"dataset={args.dataset}",
+        f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false",
+        *([f"+trainer.limit_train_batches={args.steps}"] if args.steps else []),
+    ]
+    conf = str(Path(__file__).parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        return [
+            compose("train", [*common, f"act1={a}", f"act2={b}", f"act3={c}", f"seed={s}"]) for (a, b, c), s in jobs
+        ]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(cfgs, data, device: str) -> float:
+    """(a): the original study's training, one model at a time, no framework."""
+    train_x, train_y, test_x, test_y = (t.to(device) for t in data)
+    cfg0 = cfgs[0]
+    widths, batch = list(cfg0.model.widths), cfg0.dataset.batch_size
+    steps = cfg0.trainer.get("limit_train_batches") or -(-len(train_y) // batch)
+    sync(device)
+    start = time.perf_counter()
+    for cfg in cfgs:
+        torch.manual_seed(cfg.seed)
+        acts = [cfg.act1, cfg.act2, cfg.act3]
+        layers = []
+        for (fan_in, fan_out), act in zip(zip(widths[:-1], widths[1:]), acts):
+            layers += [torch.nn.Linear(fan_in, fan_out), build(act)]
+        model = torch.nn.Sequential(*layers).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.model.optimizer.lr, momentum=cfg.model.optimizer.momentum)
+        for _ in range(cfg.trainer.max_epochs):
+            order = torch.randperm(len(train_y), device=device)
+            for step in range(steps):
+                index = order[step * batch : (step + 1) * batch]
+                loss = F.cross_entropy(model(train_x[index]), train_y[index])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                (model(test_x).argmax(1) == test_y).float().mean().item()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def framework(cfgs, group: int, device: str) -> float:
+    """(b) with group=1, (c) with group>1: sherlocked.train.run, as the launchers call it."""
+    from sherlocked.train import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sync(device)
+        start = time.perf_counter()
+        for i in range(0, len(cfgs), group):
+            chunk = cfgs[i : i + group]
+            run(chunk, [Path(tmp) / str(i + k) for k in range(len(chunk))], quiet=True)
+        sync(device)
+        return time.perf_counter() - start
+
+
+def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n^3 fp32 matmul on this device: the ceiling to compare against."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_member_epoch(cfg, train_steps: int, test_size: int) -> float:
+    """Matmul FLOPs: forward 2*B*in*out per layer; backward twice that (input and weight grads)."""
+    widths = list(cfg.model.widths)
+    per_sample = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:]))
+    return 3 * per_sample * cfg.dataset.batch_size * train_steps + per_sample * test_size
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m sherlocked.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dataset", default="mnist_5k")
+    parser.add_argument("--members", type=int, default=64, help="jobs for (c): triples x seeds, in study order")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=0, help="train steps per epoch (0 = the whole train set)")
+    parser.add_argument("--group", type=int, default=0, help="population size for (c) (0 = the launcher's default)")
+    parser.add_argument("--baseline-members", type=int, default=0, help="jobs for (a) and (b) (0 = all)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = parser.parse_args(argv)
+    args.seeds = max(args.seeds, -(-args.members // 64))
+
+    from sherlocked.data import load
+    from sherlocked.launcher import default_max_members
+
+    cfgs = configs(args)
+    baseline = cfgs[: args.baseline_members or len(cfgs)]
+    group = args.group or default_max_members(args.device) or len(cfgs)
+    d = cfgs[0].dataset
+    data = load(d.name, d.root, tuple(d.mean), tuple(d.std), d.download, tuple(d.fallback_dirs))
+    steps = args.steps or -(-len(data[1]) // d.batch_size)
+
+    framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
+    times = {
+        "plain": plain_loop(baseline, data, args.device) / (len(baseline) * args.epochs),
+        "solo": framework(baseline, 1, args.device) / (len(baseline) * args.epochs),
+    }
+    population_s = framework(cfgs, group, args.device)
+    times["population"] = population_s / (len(cfgs) * args.epochs)
+    flops = flops_per_member_epoch(cfgs[0], steps, len(data[3])) * len(cfgs) * args.epochs
+    figures = {
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "dataset": d.name,
+        "members": len(cfgs),
+        "baseline_members": len(baseline),
+        "group": group,
+        "epochs": args.epochs,
+        "steps_per_epoch": steps,
+        "seconds_per_member_epoch": times,
+        "population_total_s": population_s,
+        "speedup_population_vs_plain": times["plain"] / times["population"],
+        "speedup_population_vs_solo": times["solo"] / times["population"],
+        "solo_slowdown_vs_plain": times["solo"] / times["plain"],
+        "population_gflops": flops / population_s / 1e9,
+        "matmul_peak_gflops": matmul_peak(args.device),
+        "torch": torch.__version__,
+    }
+    figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_{args.device}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    show(figures, path)
+    return figures
+
+
+def show(f: dict, path: Path) -> None:
+    table = Table(title=f"sherlocked bench: {f['device']}, {f['dataset']}, {f['steps_per_epoch']} steps per epoch")
+    for column in ("path", "jobs", "ms per member-epoch", "vs (a)"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    t = f["seconds_per_member_epoch"]
+    rows = [
+        ("(a) plain PyTorch loop", f["baseline_members"], t["plain"]),
+        ("(b) sherlocked solo runs", f["baseline_members"], t["solo"]),
+        (f"(c) populations of {f['group']}", f["members"], t["population"]),
+    ]
+    for name, jobs, seconds in rows:
+        table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "
+        f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time\n"
+        f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of a "
+        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s)\nfigures: {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()

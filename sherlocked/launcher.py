@@ -1,0 +1,192 @@
+"""The population launcher's work: write every job dir the Hydra way, then train jobs in groups.
+
+1. Each job goes through Hydra's own run_job with a stub task: that writes its directory and
+   .hydra/ files exactly as the basic launcher would, and hands back the job's config.
+2. Jobs that may share a process (the same overrides once member-level keys are removed:
+   same data, widths, optimiser, batch size, epochs) form a group; finished jobs are skipped;
+   groups are split at max_members.
+3. Groups are trained by sherlocked.train.run, in-process or on one worker per GPU; Hydra's
+   callbacks get each job's real result.
+"""
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+# Keys that may differ between the members of one population.
+MEMBER_KEYS = ("seed", "model.batch_norm", "model.init", "model.output_activation")
+
+
+def is_member_key(override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key in MEMBER_KEYS or (key.startswith("act") and key[3:].isdigit())
+
+
+def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """Jobs with the same non-member overrides share data, widths, optimiser, batch size and epochs."""
+    return tuple(sorted(o for o in overrides if not is_member_key(o)))
+
+
+class NoCallbacks:
+    """Stands in for Hydra's callbacks while run_job writes a job's dir: they fire later, with the real result."""
+
+    def on_job_start(self, **kwargs) -> None:
+        pass
+
+    def on_job_end(self, **kwargs) -> None:
+        pass
+
+
+@dataclass
+class Job:
+    index: int
+    overrides: list[str]
+    sweep_config: DictConfig  # with its hydra node: what callbacks see
+    cfg: DictConfig  # the task's config
+    job_dir: Path
+    hydra_cfg: DictConfig
+
+
+def prepare(launcher, overrides: Sequence[str], index: int) -> Job:
+    """Write the job's directory with Hydra's run_job (no callbacks yet) and capture its config."""
+    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = index
+        sweep_config.hydra.job.num = index
+    captured = {}
+
+    def stub(cfg: DictConfig) -> None:  # HydraConfig is only set while run_job runs
+        captured["cfg"] = copy.deepcopy(cfg)
+        captured["job_dir"] = Path(HydraConfig.get().runtime.output_dir)
+        captured["hydra_cfg"] = copy.deepcopy(HydraConfig.instance().cfg)
+
+    quiet_context = HydraContext(config_loader=launcher.hydra_context.config_loader, callbacks=NoCallbacks())
+    run_job(stub, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir", quiet_context, configure_logging=False)
+    return Job(index, list(overrides), sweep_config, captured["cfg"], captured["job_dir"], captured["hydra_cfg"])
+
+
+def default_max_members(device: str) -> int:
+    """Population size when the launcher is not told: measured with `python -m sherlocked.bench --group N`.
+
+    On a 2-core CPU, 4 to 16 members per population train fastest (parameters, gradients and
+    momentum of more members overflow the caches); a GPU fills up with all of them (0 = no limit).
+    """
+    return 16 if device == "cpu" else 0
+
+
+def device_of(cfg: DictConfig) -> str:
+    import torch
+
+    return "cuda" if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+
+
+def groups(jobs: list[Job], max_members: int) -> list[list[Job]]:
+    """Jobs still to train, grouped by what they must share and split at max_members (0 = no limit)."""
+    from sherlocked.results import finished_result
+
+    by_key: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        config = OmegaConf.to_container(job.cfg, resolve=True)
+        if finished_result(job.job_dir, config) is None:
+            by_key.setdefault(group_key(job.overrides), []).append(job)
+    size = max_members if max_members > 0 else max(map(len, by_key.values()), default=1)
+    return [members[i : i + size] for members in by_key.values() for i in range(0, len(members), size)]
+
+
+def train_group(cfgs: list[DictConfig], job_dirs: list[Path], overrides: list[list[str]]) -> list[dict]:
+    """Train one group; a failure is already recorded in every member's result.json by run()."""
+    from sherlocked.results import read_result
+    from sherlocked.train import run
+
+    try:
+        return run(cfgs, job_dirs, overrides, quiet=True)
+    except Exception as error:
+        log.error(f"population of {len(cfgs)} failed: {type(error).__name__}: {error}")
+        return [read_result(d) for d in job_dirs]
+
+
+def _claim_gpu(gpus) -> None:
+    """Worker initializer: see one GPU only, before torch is imported in this process."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+
+
+def worker_count(requested: int) -> int:
+    if requested > 0:
+        return requested
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    jobs = [prepare(launcher, overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    max_members = launcher.max_members
+    if max_members is None and jobs:
+        max_members = default_max_members(device_of(jobs[0].cfg))
+    todo = groups(jobs, max_members)
+    workers = worker_count(launcher.workers)
+    log.info(
+        f"Launching {len(jobs)} jobs as {len(todo)} populations "
+        f"({len(jobs) - sum(map(len, todo))} finished before) on {workers or 'this'} process{'es' if workers else ''}"
+    )
+    callbacks = launcher.hydra_context.callbacks
+    results: dict[int, dict] = {}
+    for job in jobs:
+        callbacks.on_job_start(config=job.sweep_config, task_function=launcher.task_function)
+
+    def finish(group: list[Job], outcome: list[dict]) -> None:
+        for job, result in zip(group, outcome):
+            results[job.index] = result
+            callbacks.on_job_end(config=job.sweep_config, job_return=job_return(job, result))
+
+    arguments = [([j.cfg for j in g], [j.job_dir for j in g], [j.overrides for j in g]) for g in todo]
+    if workers:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        gpus = context.Queue()
+        for gpu in range(workers):
+            gpus.put(gpu)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpu, initargs=(gpus,)) as pool:
+            futures = [(group, pool.submit(train_group, *args)) for group, args in zip(todo, arguments)]
+            for group, future in futures:
+                finish(group, future.result())
+    else:
+        for group, args in zip(todo, arguments):
+            finish(group, train_group(*args))
+
+    returns = []
+    for job in jobs:
+        if job.index not in results:  # finished before: run() hands back the stored result
+            (result,) = train_group([job.cfg], [job.job_dir], [job.overrides])
+            finish([job], [result])
+        returns.append(job_return(job, results[job.index]))
+    return returns
+
+
+def job_return(job: Job, result: dict | None) -> JobReturn:
+    ret = JobReturn(
+        overrides=job.overrides,
+        cfg=job.cfg,
+        hydra_cfg=job.hydra_cfg,
+        working_dir=os.getcwd(),
+        task_name=job.hydra_cfg.hydra.job.name,
+        status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
+        _return_value=result,
+    )
+    return ret
