@@ -4,8 +4,9 @@ ARGS ?=
 STUDY ?= mnist
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train
+SWEEP = $(TRAIN) -m hydra/launcher=population
 
-.PHONY: help install demo train sweep sweep-bn sweep-cifar report tensorboard test lint clean
+.PHONY: help install demo train sweep sweep-bn sweep-cifar report bench bench-gpu tensorboard test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,24 +16,30 @@ install: .installed ## install sherlocked and its tools into the active Python (
 	$(PYTHON) -m pip install -e '.[dev]'
 	@touch $@
 
-demo: install ## offline reduced study: 64 triples x 3 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
-	$(TRAIN) -m study=demo dataset=mnist_5k $(GRID) 'seed=range(3)' trainer.max_epochs=5 $(ARGS)
+demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
+	$(SWEEP) study=demo dataset=mnist_5k $(GRID) 'seed=range(5)' trainer.max_epochs=5 $(ARGS)
 	$(PYTHON) -m sherlocked.report outputs/sweeps/demo
 
 train: install ## one run with the study's settings; pass overrides as ARGS="act2=sigmoid seed=3"
 	$(TRAIN) $(ARGS)
 
 sweep: install ## the original MNIST study: 64 triples x 9 seeds (576 jobs); rerun to resume
-	$(TRAIN) -m study=mnist $(GRID) 'seed=range(9)' $(ARGS)
+	$(SWEEP) study=mnist $(GRID) 'seed=range(9)' $(ARGS)
 
 sweep-bn: install ## the study's grid with batch norm on every layer and on the last layer alone
-	$(TRAIN) -m study=mnist_bn $(GRID) model.batch_norm=all,last 'seed=range(9)' $(ARGS)
+	$(SWEEP) study=mnist_bn $(GRID) model.batch_norm=all,last 'seed=range(9)' $(ARGS)
 
 sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3 seeds
-	$(TRAIN) -m study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
+	$(SWEEP) study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
 
 report: install ## table, plots and statistics of a sweep: make report STUDY=mnist
 	$(PYTHON) -m sherlocked.report outputs/sweeps/$(STUDY)
+
+bench: install ## speed on this machine: plain loop vs solo runs vs populations (64 triples, mnist_5k)
+	$(PYTHON) -m sherlocked.bench $(ARGS)
+
+bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epochs, on Fashion-MNIST's 60,000 images
+	$(PYTHON) -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 4 --baseline-epochs 1 $(ARGS)
 
 tensorboard: install ## TensorBoard over every run and sweep under outputs/
 	$(PYTHON) -m tensorboard.main --logdir outputs

@@ -27,15 +27,15 @@ from sherlocked.activations import build
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 
 
-def configs(args) -> list:
+def configs(args, epochs: int, members: int) -> list:
     from hydra import compose, initialize_config_dir
 
     triples = list(itertools.product(ACTS, repeat=3))
-    jobs = [(triple, seed) for seed in range(args.seeds) for triple in triples][: args.members]
+    jobs = [(triple, seed) for seed in range(args.seeds) for triple in triples][:members]
     common = [
         f"dataset={args.dataset}",
         f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
-        f"trainer.max_epochs={args.epochs}",
+        f"trainer.max_epochs={epochs}",
         "trainer.enable_progress_bar=false",
         *([f"+trainer.limit_train_batches={args.steps}"] if args.steps else []),
     ]
@@ -125,6 +125,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=0, help="train steps per epoch (0 = the whole train set)")
     parser.add_argument("--group", type=int, default=0, help="population size for (c) (0 = the launcher's default)")
     parser.add_argument("--baseline-members", type=int, default=0, help="jobs for (a) and (b) (0 = all)")
+    parser.add_argument("--baseline-epochs", type=int, default=0, help="epochs for (a) and (b) (0 = --epochs)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
@@ -132,8 +133,9 @@ def main(argv=None) -> dict:
     from sherlocked.data import load
     from sherlocked.launcher import default_max_members
 
-    cfgs = configs(args)
-    baseline = cfgs[: args.baseline_members or len(cfgs)]
+    cfgs = configs(args, args.epochs, args.members)
+    baseline_epochs = args.baseline_epochs or args.epochs
+    baseline = configs(args, baseline_epochs, args.baseline_members or args.members)
     group = args.group or default_max_members(args.device) or len(cfgs)
     d = cfgs[0].dataset
     data = load(d.name, d.root, tuple(d.mean), tuple(d.std), d.download, tuple(d.fallback_dirs))
@@ -141,8 +143,8 @@ def main(argv=None) -> dict:
 
     framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
     times = {
-        "plain": plain_loop(baseline, data, args.device) / (len(baseline) * args.epochs),
-        "solo": framework(baseline, 1, args.device) / (len(baseline) * args.epochs),
+        "plain": plain_loop(baseline, data, args.device) / (len(baseline) * baseline_epochs),
+        "solo": framework(baseline, 1, args.device) / (len(baseline) * baseline_epochs),
     }
     population_s = framework(cfgs, group, args.device)
     times["population"] = population_s / (len(cfgs) * args.epochs)
@@ -152,6 +154,7 @@ def main(argv=None) -> dict:
         "dataset": d.name,
         "members": len(cfgs),
         "baseline_members": len(baseline),
+        "baseline_epochs": baseline_epochs,
         "group": group,
         "epochs": args.epochs,
         "steps_per_epoch": steps,

@@ -44,3 +44,23 @@ def test_a_diverging_member_is_marked_and_leaves_the_others_exactly_as_alone(dat
     for mixed, solo in zip(poisoned.net.layers, alone.net.layers):
         torch.testing.assert_close(mixed.weight[1], solo.weight[0], rtol=0, atol=1e-6)
     assert poisoned.member_history(1) == alone.member_history(0)
+
+
+def test_after_tens_of_steps_each_member_of_a_population_equals_its_solo_run(data_root):
+    members = [
+        MemberSpec((784, 32, 16, 10), ("sigmoid", "sigmoid", "relu"), seed=0),
+        MemberSpec((784, 32, 16, 10), ("relu|tanh", "tanh", "selu"), batch_norm=(1, 2, 3), seed=1),
+        MemberSpec((784, 32, 16, 10), ("relu", "relu", "relu"), batch_norm=(3,), init="kaiming", seed=2),
+        MemberSpec((784, 32, 16, 10), ("tanh", "sigmoid", "relu"), output_activation=False, seed=0),
+    ]
+    together = fit(members, data_root)  # 2 epochs of 16 steps
+    x = torch.randn(50, 784)
+    together.net.eval()
+    for k, member in enumerate(members):
+        alone = fit([member], data_root)
+        alone.net.eval()
+        mine, solo = together.net.export(k).state_dict(), alone.net.export(0).state_dict()
+        assert mine.keys() == solo.keys()
+        for name in mine:  # weights, biases, BN parameters and running statistics
+            torch.testing.assert_close(mine[name], solo[name], rtol=0, atol=1e-5)
+        assert torch.equal(together.net(x)[k].argmax(-1), alone.net(x)[0].argmax(-1))

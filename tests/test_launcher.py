@@ -1,0 +1,90 @@
+"""hydra/launcher=population: found by Hydra, same job dirs and results as the basic launcher."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+
+import sherlocked.train
+from sherlocked.launcher import group_key
+from tests.conftest import CONF, SMALL
+
+GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1"]
+
+
+def test_the_launcher_plugin_is_discovered_and_its_config_registered():
+    assert "PopulationLauncher" in [p.__name__ for p in Plugins.instance().discover(Launcher)]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=population"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("PopulationLauncher") and cfg.hydra.launcher.max_members is None
+
+
+def test_jobs_are_grouped_on_their_overrides_without_member_keys():
+    a = group_key(["act1=relu", "seed=1", "model.batch_norm=all", "dataset=mnist_5k", "model.init=xavier"])
+    b = group_key(["dataset=mnist_5k", "act1=tanh", "+act4=relu", "seed=7", "model.output_activation=false"])
+    assert a == b == ("dataset=mnist_5k",)
+    assert group_key(["dataset=mnist_5k", "model.optimizer.lr=0.1"]) != a
+
+
+@pytest.fixture
+def sweep(hydra_sweep_runner, data_root):
+    def start(directory: Path, *overrides: str):
+        return hydra_sweep_runner(
+            calling_file=sherlocked.train.__file__,
+            calling_module=None,
+            task_function=sherlocked.train.train_job,
+            config_path="../conf",
+            config_name="train",
+            overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
+            temp_dir=directory,
+        )
+
+    return start
+
+
+def results(directory: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(directory)): json.loads(p.read_text()) for p in directory.rglob("result.json")}
+
+
+def test_population_and_basic_launchers_give_the_same_job_dirs_and_results(sweep, tmp_path, capsys):
+    population = ["hydra/launcher=population", "hydra.launcher.max_members=3"]  # 8 jobs: groups of 3, 3, 2
+    with sweep(tmp_path / "basic", *GRID), sweep(tmp_path / "population", *GRID, *population) as pop:
+        basic, grouped = results(tmp_path / "basic"), results(tmp_path / "population")
+        assert set(basic) == set(grouped) and len(basic) == 8
+        for job in basic:
+            assert (tmp_path / "population" / job / ".hydra" / "config.yaml").exists()
+            assert grouped[job]["population_size"] in (2, 3) and basic[job]["population_size"] == 1
+            assert grouped[job]["config"] == basic[job]["config"]
+            for key in ("test_acc", "test_loss", "train_loss"):
+                assert grouped[job]["history"][key] == pytest.approx(basic[job]["history"][key], abs=1e-5)
+        assert sorted(r.return_value["status"] for r in pop.returns[0]) == ["ok"] * 8
+        assert "8/8 jobs: 8 ok, 0 diverged, 0 failed, 0 skipped" in capsys.readouterr().out
+
+        with sweep(tmp_path / "population", *GRID, *population) as again:
+            assert all(r.return_value["skipped"] for r in again.returns[0])
+
+
+def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, capsys):
+    optimizers = "model.optimizer._target_=torch.optim.SGD,nope.Nope"
+    with (
+        pytest.raises(SystemExit) as stopped,
+        sweep(tmp_path, "act3=relu,tanh", optimizers, "hydra/launcher=population"),
+    ):
+        pass
+    assert stopped.value.code == 1
+    found = results(tmp_path)
+    assert sorted(r["status"] for r in found.values()) == ["failed", "failed", "ok", "ok"]
+    assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in capsys.readouterr().out
+
+
+def test_worker_processes_give_the_same_results_as_in_process(sweep, tmp_path):
+    grid = ["act3=relu,tanh", "seed=0,1"]
+    workers = ["hydra/launcher=population", "hydra.launcher.max_members=2", "hydra.launcher.workers=2"]
+    with sweep(tmp_path / "inline", *grid, "hydra/launcher=population"), sweep(tmp_path / "workers", *grid, *workers):
+        inline, spread = results(tmp_path / "inline"), results(tmp_path / "workers")
+        assert set(inline) == set(spread) and len(inline) == 4
+        for job in inline:
+            assert spread[job]["history"]["test_acc"] == pytest.approx(inline[job]["history"]["test_acc"], abs=1e-5)
