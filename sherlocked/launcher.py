@@ -91,8 +91,27 @@ def device_of(cfg: DictConfig) -> str:
     return "cuda" if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
-def groups(jobs: list[Job], max_members: int) -> list[list[Job]]:
-    """Jobs still to train, grouped by what they must share and split at max_members (0 = no limit)."""
+def member_bytes(cfg: DictConfig) -> int:
+    """Memory one member needs: parameters, gradients and momentum, activations of a train and a test batch."""
+    widths = list(cfg.model.widths)
+    params = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+    activations = 4 * sum(widths[1:]) * (cfg.dataset.batch_size + cfg.dataset.test_batch_size)  # a few copies each
+    return 4 * (4 * params + activations)
+
+
+def memory_cap(cfg: DictConfig, device: str) -> int:
+    """Most members that fit in half of the device's free memory (the rest: data, allocator slack)."""
+    import torch
+
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, free // 2 // member_bytes(cfg))
+
+
+def groups(jobs: list[Job], max_members: int, device: str) -> list[list[Job]]:
+    """Jobs still to train, grouped by what they must share, split at max_members (0 = no limit) and memory."""
     from sherlocked.results import finished_result
 
     by_key: dict[tuple, list[Job]] = {}
@@ -100,8 +119,11 @@ def groups(jobs: list[Job], max_members: int) -> list[list[Job]]:
         config = OmegaConf.to_container(job.cfg, resolve=True)
         if finished_result(job.job_dir, config) is None:
             by_key.setdefault(group_key(job.overrides), []).append(job)
-    size = max_members if max_members > 0 else max(map(len, by_key.values()), default=1)
-    return [members[i : i + size] for members in by_key.values() for i in range(0, len(members), size)]
+    split = []
+    for members in by_key.values():
+        size = min(max_members or len(members), memory_cap(members[0].cfg, device))
+        split += [members[i : i + size] for i in range(0, len(members), size)]
+    return split
 
 
 def train_group(cfgs: list[DictConfig], job_dirs: list[Path], overrides: list[list[str]]) -> list[dict]:
@@ -135,10 +157,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [prepare(launcher, overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    max_members = launcher.max_members
-    if max_members is None and jobs:
-        max_members = default_max_members(device_of(jobs[0].cfg))
-    todo = groups(jobs, max_members)
+    device = device_of(jobs[0].cfg) if jobs else "cpu"
+    max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
+    todo = groups(jobs, max_members, device)
     workers = worker_count(launcher.workers)
     log.info(
         f"Launching {len(jobs)} jobs as {len(todo)} populations "

@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     keys, _ = group_keys(read_runs(args.sweep_dir))
     ranked = ours.sort_values("mean", ascending=False)[[*keys, "mean", "std", "n"]]
     print(f"report: {args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
+    print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
     print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))
     print("worst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f"))
 

@@ -88,3 +88,16 @@ def test_worker_processes_give_the_same_results_as_in_process(sweep, tmp_path):
         assert set(inline) == set(spread) and len(inline) == 4
         for job in inline:
             assert spread[job]["history"]["test_acc"] == pytest.approx(inline[job]["history"]["test_acc"], abs=1e-5)
+
+
+def test_populations_are_capped_by_the_memory_one_member_needs(monkeypatch):
+    from sherlocked import launcher
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train")
+    params = 784 * 500 + 500 + 500 * 256 + 256 + 256 * 10 + 10
+    per_member = launcher.member_bytes(cfg)
+    assert per_member == 4 * (4 * params + 4 * (500 + 256 + 10) * (32 + 1000))
+    pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": 2 * 10 * per_member // 4096 + 1}
+    monkeypatch.setattr(launcher.os, "sysconf", pages.__getitem__)
+    assert launcher.memory_cap(cfg, "cpu") == 10
