@@ -5,7 +5,7 @@ would get alone, so SGD (with momentum) moves each member exactly as a solo run 
 A member whose loss turns NaN/inf is marked diverged and drops out of the sum.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
+from sherlocked.diagnostics import grad_norms, measure
 from sherlocked.population import MemberSpec, Population
 
 
@@ -44,11 +45,15 @@ class PopulationModule(L.LightningModule):
         members: Sequence[MemberSpec],
         optimizer: Callable,
         member_loggers: Sequence[Logger] = (),
+        diagnostics: Mapping | None = None,
     ):
+        """diagnostics: None, or interval (steps), probe_size (test images), histograms (bool)."""
         super().__init__()
         self.net = Population(members)
         self.optimizer = optimizer
         self.member_loggers = list(member_loggers)
+        self.diagnostics = diagnostics
+        self.diagnostics_history: list[dict[str, list[float]]] = []
         k = len(members)
         self.test_acc, self.test_loss = MemberMean(k), MemberMean(k)
         self.register_buffer("alive", torch.ones(k, dtype=torch.bool), persistent=False)
@@ -72,6 +77,41 @@ class PopulationModule(L.LightningModule):
         if self.member_loggers and self.global_step % self.trainer.log_every_n_steps == 0:
             self._log_members({"train/loss": losses.detach()}, self.global_step)
         return kept.sum()
+
+    def on_fit_start(self) -> None:
+        if self.diagnostics:  # fixed for the whole run, so values compare across steps and members
+            self.probe = self.data.test_x[: self.diagnostics["probe_size"]]
+
+    def _diagnosing_after(self, batch_idx: int) -> bool:
+        """Diagnostics follow this step: every `interval` steps and after an epoch's last step."""
+        every = (self.global_step + 1) % self.diagnostics["interval"] == 0
+        return every or batch_idx == self.trainer.num_training_batches - 1
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning frees the gradients before the next hooks run: take their norms now, on the steps that need them.
+        if self.diagnostics and self._diagnosing_after(self.batch_idx):
+            self.last_grad_norms = grad_norms(self.net)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.batch_idx = batch_idx
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.diagnostics and self.global_step % self.diagnostics["interval"] == 0:
+            self._diagnose(epoch_end=False)
+
+    def _diagnose(self, epoch_end: bool) -> None:
+        values, trace = measure(self.net, self.probe)
+        values.update(self.last_grad_norms)
+        self._log_members({f"diag/{name}": value for name, value in values.items()}, self.global_step)
+        if not epoch_end:
+            return
+        self.diagnostics_history.append({name: value.tolist() for name, value in values.items()})
+        if self.diagnostics["histograms"]:
+            for number, (pre, post) in enumerate(trace, start=1):
+                pre, post = pre.cpu(), post.cpu()
+                for k, logger in enumerate(self.member_loggers):
+                    logger.experiment.add_histogram(f"layer{number}/pre_activation", pre[k], self.global_step)
+                    logger.experiment.add_histogram(f"layer{number}/activation", post[k], self.global_step)
 
     def validation_step(self, index: Tensor, batch_idx: int) -> None:
         targets = self.data.test_y[index].expand(len(self.net), -1)
@@ -97,6 +137,8 @@ class PopulationModule(L.LightningModule):
         self._log_members({"train/epoch_loss": loss}, self.current_epoch + 1)
         self.train_loss_sum.zero_()
         self.train_steps = 0
+        if self.diagnostics:
+            self._diagnose(epoch_end=True)
 
     def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
         values = {name: value.tolist() for name, value in metrics.items()}
@@ -106,3 +148,8 @@ class PopulationModule(L.LightningModule):
     def member_history(self, k: int) -> dict[str, list[float]]:
         """Per-epoch curves of member k."""
         return {name: [epoch[k] for epoch in curve] for name, curve in self.history.items()}
+
+    def member_diagnostics(self, k: int) -> dict[str, list[float]]:
+        """Per-epoch-end diagnostics of member k (empty without diagnostics)."""
+        names = self.diagnostics_history[0] if self.diagnostics_history else {}
+        return {name: [epoch[name][k] for epoch in self.diagnostics_history] for name in names}

@@ -157,17 +157,23 @@ class Layer(nn.Module):
         order = torch.tensor([k for ks in groups.values() for k in ks])
         self.register_buffer("inverse", torch.argsort(order), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, trace: list | None = None) -> Tensor:
+        """x [K, B, in] -> [K, B, out]; with `trace`, also appends (pre-activation, activation) of this layer."""
         h = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
         if self.single:  # the common case: no gather, no scatter
-            return self.acts[0](self.norm(h) if self.normed[0] else h)
-        parts = []
-        for g, act in enumerate(self.acts):
-            hg = h[getattr(self, f"members{g}")]
-            if self.normed[g]:
-                hg = self.norm(hg, getattr(self, f"norm_rows{g}"))
-            parts.append(act(hg))
-        return torch.cat(parts)[self.inverse]
+            pre = self.norm(h) if self.normed[0] else h
+            out = self.acts[0](pre)
+        else:
+            pres, outs = [], []
+            for g, act in enumerate(self.acts):
+                hg = h[getattr(self, f"members{g}")]
+                pres.append(self.norm(hg, getattr(self, f"norm_rows{g}")) if self.normed[g] else hg)
+                outs.append(act(pres[-1]))
+            out = torch.cat(outs)[self.inverse]
+            pre = torch.cat(pres)[self.inverse] if trace is not None else None
+        if trace is not None:
+            trace.append((pre, out))
+        return out
 
 
 class Population(nn.Module):
@@ -183,11 +189,12 @@ class Population(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, trace: list | None = None) -> Tensor:
+        """With `trace` (a list), every layer appends its (pre-activation, activation), each [K, B, width]."""
         if x.dim() == 2:  # one batch seen by every member (evaluation)
             x = x.expand(len(self), *x.shape)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, trace)
         return x
 
     @torch.no_grad()

@@ -148,7 +148,9 @@ def train_population(jobs: list[tuple], quiet: bool) -> list[dict]:
         job_dir.mkdir(parents=True, exist_ok=True)
     loggers = [instantiate(cfg.logger, save_dir=str(d)) for cfg, d, *_ in jobs] if first.logger else []
     data = StudyDataModule(**first.dataset, seeds=[s.seed for s in specs])
-    module = PopulationModule(specs, instantiate(first.model.optimizer), loggers)
+    diagnostics = first.get("diagnostics")
+    diagnostics = OmegaConf.to_container(diagnostics) if diagnostics and diagnostics.enabled else None
+    module = PopulationModule(specs, instantiate(first.model.optimizer), loggers, diagnostics)
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     trainer = instantiate(first.trainer, **({"enable_progress_bar": False} if quiet else {}))
@@ -172,6 +174,7 @@ def train_population(jobs: list[tuple], quiet: bool) -> list[dict]:
             "final_test_acc": final["test_acc"],
             "final": final,
             "history": {"epoch": list(range(1, len(history["test_acc"]) + 1)), **history},
+            "diagnostics": module.member_diagnostics(k),
             "hparams": hparams(cfg, spec),
             "overrides": job_overrides,
             "config": config,
