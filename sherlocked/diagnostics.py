@@ -28,7 +28,7 @@ SATURATION = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99), "tanh": lambda a: a.
 
 
 def family(spec: str) -> str | None:
-    """"relu" for the ReLU family, "sigmoid" or "tanh" for those, None for anything else (identity, mixes)."""
+    """ "relu" for the ReLU family, "sigmoid" or "tanh" for those, None for anything else (identity, mixes)."""
     names = set(parse(spec))
     if names <= RELU_FAMILY:
         return "relu"

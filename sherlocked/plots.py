@@ -93,3 +93,30 @@ def curves(runs: pd.DataFrame, path: Path) -> None:
         fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def diagnostics(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> None:
+    """Final accuracy against the dead-output fraction and against last-hidden-layer saturation, every run."""
+    from sherlocked.mechanism import measures
+
+    acts = act_keys(runs)
+    columns = measures(runs)
+    done = runs[runs["status"] != "failed"]
+    hit = (done[acts[-2]] == pair[0]) & (done[acts[-1]] == pair[1])
+    panels = [(name, column) for name, column in columns.items() if name.startswith(("dead", "saturated"))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (name, column) in zip(axes[0], panels):
+        ax.scatter(done.loc[~hit, column], done.loc[~hit, "acc"], s=12, alpha=0.5, label="other last pairs")
+        ax.scatter(
+            done.loc[hit, column], done.loc[hit, "acc"], s=18, color="crimson", label=f"(x, {pair[0]}, {pair[1]})"
+        )
+        ax.set_xlabel(name.replace("_", " ") + " (fraction)")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("every run's final test accuracy against its last-epoch diagnostics", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -36,6 +36,7 @@ ALIASES = {
 NOT_GROUPS = {"seed", "study", "dataset.root", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices"}
 STUDY_SETUP = {"dataset": "mnist", "epochs": 10, "batch_size": 32, "lr": 0.01, "momentum": 0.5, "init": "default"}
 REFERENCE = {"none": "sherlocked_mnist_no_bn.csv", "all": "sherlocked_mnist_bn_all.csv"}
+DIAG = "diag."  # prefix of the diagnostics columns read from result.json
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -59,6 +60,8 @@ def read_runs(sweep_dir: Path) -> pd.DataFrame:
             acc=np.nan if acc is None else 100 * acc,
             curve=[100 * a for a in result.get("history", {}).get("test_acc", [])],
         )
+        # the last epoch's diagnostics, when the run measured them
+        row.update({f"{DIAG}{name}": values[-1] for name, values in result.get("diagnostics", {}).items() if values})
         rows.append(row)
     if not rows:
         raise SystemExit(f"sherlocked: no {RESULT} under {sweep_dir}; run a sweep first")
@@ -73,7 +76,7 @@ def act_keys(runs: pd.DataFrame) -> list[str]:
 def group_keys(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(activation columns, other columns the sweep varied): what the table's rows are made of."""
     skip = {"job", "status", "acc", "curve", *NOT_GROUPS, *act_keys(runs)}
-    varied = [c for c in runs.columns if c not in skip and runs[c].astype(str).nunique() > 1]
+    varied = [c for c in runs.columns if c not in skip and not c.startswith(DIAG) and runs[c].astype(str).nunique() > 1]
     return act_keys(runs), varied
 
 
@@ -259,6 +262,15 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]]) -> dict[str, Path]:
     written["stats.md"].write_text(stats_markdown(runs, pairs))
     plots.heatmap(runs, written["heatmap.png"])
     plots.curves(runs, written["curves.png"])
+    if any(c.startswith(DIAG) for c in runs.columns):
+        from sherlocked.mechanism import diagnostics_markdown
+
+        written["diagnostics.md"], written["diagnostics.png"] = (
+            sweep_dir / "diagnostics.md",
+            sweep_dir / "diagnostics.png",
+        )
+        written["diagnostics.md"].write_text(diagnostics_markdown(runs, pairs[0]))
+        plots.diagnostics(runs, pairs[0], written["diagnostics.png"])
     compared = comparison(runs, ours)
     if compared is not None:
         frame, setup = compared

@@ -17,7 +17,13 @@ def net(*acts, **kw) -> Population:
 
 def test_families_decide_which_measures_apply():
     assert [family(a) for a in ("relu", "selu", "leaky_relu|elu", "sigmoid", "tanh", "identity", "relu|tanh")] == [
-        "relu", "relu", "relu", "sigmoid", "tanh", None, None
+        "relu",
+        "relu",
+        "relu",
+        "sigmoid",
+        "tanh",
+        None,
+        None,
     ]
 
 
