@@ -6,6 +6,8 @@
 (a) the original study's loop: one nn.Sequential at a time, SGD, data as tensors on the device;
 (b) sequential solo runs through sherlocked (what the basic launcher does per job);
 (c) populations of up to --group members (what hydra/launcher=population does).
+(a) measures nothing but accuracy, so (b) and (c) run with diagnostics off; (c) runs once more
+with the study's diagnostics on, to measure what they cost.
 Each does the same work per member-epoch (train steps + a test pass), so times per member-epoch
 compare directly. Also the achieved GFLOP/s of (c) against a large fp32 matmul on the same device.
 """
@@ -27,7 +29,7 @@ from sherlocked.activations import build
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 
 
-def configs(args, epochs: int, members: int) -> list:
+def configs(args, epochs: int, members: int, *extra: str) -> list:
     from hydra import compose, initialize_config_dir
 
     triples = list(itertools.product(ACTS, repeat=3))
@@ -38,6 +40,7 @@ def configs(args, epochs: int, members: int) -> list:
         f"trainer.max_epochs={epochs}",
         "trainer.enable_progress_bar=false",
         *([f"+trainer.limit_train_batches={args.steps}"] if args.steps else []),
+        *extra,
     ]
     conf = str(Path(__file__).parents[1] / "conf")
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
@@ -133,9 +136,9 @@ def main(argv=None) -> dict:
     from sherlocked.data import load
     from sherlocked.launcher import default_max_members
 
-    cfgs = configs(args, args.epochs, args.members)
+    cfgs = configs(args, args.epochs, args.members, "diagnostics=off")
     baseline_epochs = args.baseline_epochs or args.epochs
-    baseline = configs(args, baseline_epochs, args.baseline_members or args.members)
+    baseline = configs(args, baseline_epochs, args.baseline_members or args.members, "diagnostics=off")
     group = args.group or default_max_members(args.device) or len(cfgs)
     d = cfgs[0].dataset
     data = load(d.name, d.root, tuple(d.mean), tuple(d.std), d.download, tuple(d.fallback_dirs))
@@ -148,6 +151,9 @@ def main(argv=None) -> dict:
     }
     population_s = framework(cfgs, group, args.device)
     times["population"] = population_s / (len(cfgs) * args.epochs)
+    # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
+    measured = configs(args, args.epochs, args.members, "diagnostics=on")
+    times["population_diagnostics"] = framework(measured, group, args.device) / (len(cfgs) * args.epochs)
     flops = flops_per_member_epoch(cfgs[0], steps, len(data[3])) * len(cfgs) * args.epochs
     figures = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
@@ -163,6 +169,7 @@ def main(argv=None) -> dict:
         "speedup_population_vs_plain": times["plain"] / times["population"],
         "speedup_population_vs_solo": times["solo"] / times["population"],
         "solo_slowdown_vs_plain": times["solo"] / times["plain"],
+        "diagnostics_overhead": times["population_diagnostics"] / times["population"] - 1,
         "population_gflops": flops / population_s / 1e9,
         "matmul_peak_gflops": matmul_peak(args.device),
         "torch": torch.__version__,
@@ -184,6 +191,7 @@ def show(f: dict, path: Path) -> None:
         ("(a) plain PyTorch loop", f["baseline_members"], t["plain"]),
         ("(b) sherlocked solo runs", f["baseline_members"], t["solo"]),
         (f"(c) populations of {f['group']}", f["members"], t["population"]),
+        ("(c) with diagnostics on", f["members"], t["population_diagnostics"]),
     ]
     for name, jobs, seconds in rows:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
@@ -193,7 +201,9 @@ def show(f: dict, path: Path) -> None:
         f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "
         f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time\n"
         f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of a "
-        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s)\nfigures: {path}"
+        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s)\n"
+        f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
+        f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time\nfigures: {path}"
     )
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
-from sherlocked.diagnostics import grad_norms, measure
+from sherlocked.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.population import MemberSpec, Population
 
 
@@ -110,8 +110,8 @@ class PopulationModule(L.LightningModule):
             for number, (pre, post) in enumerate(trace, start=1):
                 pre, post = pre.cpu(), post.cpu()
                 for k, logger in enumerate(self.member_loggers):
-                    logger.experiment.add_histogram(f"layer{number}/pre_activation", pre[k], self.global_step)
-                    logger.experiment.add_histogram(f"layer{number}/activation", post[k], self.global_step)
+                    add_histogram(logger.experiment, f"layer{number}/pre_activation", pre[k], self.global_step)
+                    add_histogram(logger.experiment, f"layer{number}/activation", post[k], self.global_step)
 
     def validation_step(self, index: Tensor, batch_idx: int) -> None:
         targets = self.data.test_y[index].expand(len(self.net), -1)

@@ -141,3 +141,44 @@ def test_the_command_line_prints_where_the_report_is_and_the_best_and_worst_rows
     assert f"report: {tmp_path}" in out and "best:" in out and "worst:" in out
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--pair", "sigmoid,swish"])
+
+
+def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
+    triples = list(itertools.product(ACTS[:2], ["sigmoid", "tanh"], ["relu", "tanh"]))
+    fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
+    for path in tmp_path.rglob("result.json"):  # dead outputs where the last pair is (sigmoid, relu)
+        result = __import__("json").loads(path.read_text())
+        failing = (result["config"]["act2"], result["config"]["act3"]) == ("sigmoid", "relu")
+        relu_out = result["config"]["act3"] == "relu"
+        result["diagnostics"] = {
+            "layer3/dead": [0.1, 0.9 if failing else 0.1] if relu_out else [float("nan")] * 2,
+            "output/samples_all_nonpos": [0.0, 0.6 if failing else 0.02],
+            "output/logits_nonpos": [0.5, 0.95 if failing else 0.6],
+            "layer2/saturated": [0.0, 0.05] if result["config"]["act2"] == "sigmoid" else [0.0, 0.3],
+            "layer1/grad_w": [1.0, 0.01 if failing else 0.8],
+        }
+        write_json(path, result)
+    written = report(tmp_path, [("sigmoid", "relu")])
+    text = written["diagnostics.md"].read_text()
+    assert "90.0% of the output units are dead" in text and "other runs with a ReLU-family output: 10.0%" in text
+    assert "60.0% of the probe images have every logit <= 0" in text
+    assert "In layer2, 5.0% of the sigmoid outputs are saturated" in text
+    assert "The data support dead output ReLUs, not saturation, as the mechanism." in text
+    runs = read_runs(tmp_path)
+    relu_runs = runs[runs.act3 == "relu"]
+    r = stats.pearsonr(relu_runs["diag.layer3/dead"], relu_runs["acc"])[0]
+    assert f"Pearson r = {r:.2f}" in text
+    assert "| dead_output | samples_no_gradient | logits_nonpos | saturated_layer2 | grad_w_layer1 |" in text
+    assert written["diagnostics.png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_sweep_over_init_and_output_activation_gets_those_columns(tmp_path):
+    fake_sweep(tmp_path, [("relu", "sigmoid", "relu")], seeds=[0, 1])
+    for i, path in enumerate(sorted(tmp_path.rglob("result.json"))):
+        result = __import__("json").loads(path.read_text())
+        result["config"]["model"]["init"] = "xavier" if i % 2 else "default"
+        result["config"]["model"]["output_activation"] = False
+        write_json(path, result)
+    ours = table(read_runs(tmp_path))
+    assert "init" in ours.columns and "output_activation" not in ours.columns  # only what varied
+    assert sorted(ours["init"]) == ["default", "xavier"]

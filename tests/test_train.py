@@ -181,3 +181,17 @@ def test_over_longer_training_on_real_digits_members_stay_within_half_a_point_of
     for i, cfg in enumerate(cfgs):
         (alone,) = run([cfg], [tmp_path / f"solo{i}"])
         assert abs(together[i]["final_test_acc"] - alone["final_test_acc"]) <= 0.005
+
+
+def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tmp_path):
+    (result,) = run([make_cfg("diagnostics=on", "diagnostics.interval=5")], [tmp_path])
+    diagnostics = result["diagnostics"]
+    assert len(diagnostics["layer1/pre_mean"]) == 2 and len(diagnostics["layer3/dead"]) == 2
+    assert all(v >= 0 for v in diagnostics["layer1/grad_w"])
+    events = read_events(tmp_path)
+    tags = events.Tags()
+    assert {"diag/layer1/pre_std", "diag/layer3/dead", "diag/output/samples_all_nonpos"} <= set(tags["scalars"])
+    assert len(events.Scalars("diag/layer1/grad_w")) >= 32 // 5
+    assert {"layer1/pre_activation", "layer3/activation"} <= set(tags["histograms"])
+    (quiet,) = run([make_cfg("diagnostics=off")], [tmp_path / "off"])
+    assert quiet["diagnostics"] == {} and quiet["history"] == result["history"]  # measuring changes nothing
