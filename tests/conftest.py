@@ -88,6 +88,25 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def sweep(hydra_sweep_runner, data_root):
+    """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
+    import sherlocked.train
+
+    def start(directory: Path, *overrides: str):
+        return hydra_sweep_runner(
+            calling_file=sherlocked.train.__file__,
+            calling_module=None,
+            task_function=sherlocked.train.train_job,
+            config_path="../conf",
+            config_name="train",
+            overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
+            temp_dir=directory,
+        )
+
+    return start
+
+
+@pytest.fixture
 def make_cfg(data_root):
     """compose(overrides) of conf/train.yaml on the tiny data, shrunk for the CPU."""
 

@@ -8,9 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 
-import sherlocked.train
 from sherlocked.launcher import group_key
-from tests.conftest import CONF, SMALL
+from tests.conftest import CONF
 
 GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1"]
 
@@ -27,22 +26,6 @@ def test_jobs_are_grouped_on_their_overrides_without_member_keys():
     b = group_key(["dataset=mnist_5k", "act1=tanh", "+act4=relu", "seed=7", "model.output_activation=false"])
     assert a == b == ("dataset=mnist_5k",)
     assert group_key(["dataset=mnist_5k", "model.optimizer.lr=0.1"]) != a
-
-
-@pytest.fixture
-def sweep(hydra_sweep_runner, data_root):
-    def start(directory: Path, *overrides: str):
-        return hydra_sweep_runner(
-            calling_file=sherlocked.train.__file__,
-            calling_module=None,
-            task_function=sherlocked.train.train_job,
-            config_path="../conf",
-            config_name="train",
-            overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
-            temp_dir=directory,
-        )
-
-    return start
 
 
 def results(directory: Path) -> dict[str, dict]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import sherlocked.train
 from sherlocked.report import main as report_main
 from sherlocked.report import read_runs
 from tests.conftest import SMALL
@@ -16,28 +15,12 @@ GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1"]
 WIDTHS = "model.widths=[784,16,12,10]"
 
 
-@pytest.fixture
-def sweep(hydra_sweep_runner, data_root, tmp_path):
-    def start(*overrides: str, directory: Path = tmp_path / "sweep"):
-        return hydra_sweep_runner(
-            calling_file=sherlocked.train.__file__,
-            calling_module=None,
-            task_function=sherlocked.train.train_job,
-            config_path="../conf",
-            config_name="train",
-            overrides=[*SMALL, WIDTHS, f"dataset.root={data_root}", *overrides],
-            temp_dir=directory,
-        )
-
-    return start
-
-
 def results(directory: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in directory.rglob("result.json")}
 
 
 def test_a_sweep_writes_one_result_per_job_in_dirs_named_by_overrides_and_resumes(sweep, tmp_path, capsys):
-    with sweep(*GRID) as first:
+    with sweep(tmp_path / "sweep", *GRID) as first:
         found = results(tmp_path / "sweep")
         assert len(found) == 8 and all(r["status"] == "ok" for r in found.values())
         name = "act2=sigmoid,act3=relu,dataset.batch_size=16,model.widths=[784,16,12,10],seed=1,trainer.max_epochs=2"
@@ -48,19 +31,19 @@ def test_a_sweep_writes_one_result_per_job_in_dirs_named_by_overrides_and_resume
         assert out.strip().splitlines()[-1].endswith("8/8 jobs: 8 ok, 0 diverged, 0 failed, 0 skipped")
 
         stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("result.json")}
-        with sweep(*GRID) as again:
+        with sweep(tmp_path / "sweep", *GRID) as again:
             assert all(job.return_value["skipped"] for job in again.returns[0])
             assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("result.json")}
             assert "8/8 jobs: 0 ok, 0 diverged, 0 failed, 8 skipped" in capsys.readouterr().out
 
 
 def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path):
-    with sweep("act3=relu,tanh"):
+    with sweep(tmp_path / "sweep", "act3=relu,tanh"):
         path = next((tmp_path / "sweep").glob("act3=tanh*/result.json"))
         stale = json.loads(path.read_text())
         stale["config"]["model"]["init"] = "xavier"  # as if the job had run with another config
         path.write_text(json.dumps(stale))
-        with sweep("act3=relu,tanh") as again:
+        with sweep(tmp_path / "sweep", "act3=relu,tanh") as again:
             skipped = {job.return_value["hparams"]["act3"]: job.return_value.get("skipped") for job in again.returns[0]}
             assert skipped == {"relu": True, "tanh": None}
             assert json.loads(path.read_text())["config"]["model"]["init"] == "default"
@@ -69,7 +52,7 @@ def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path
 def test_a_failing_job_is_recorded_the_rest_complete_and_the_exit_code_counts_it(sweep, tmp_path, capsys):
     with (
         pytest.raises(SystemExit) as stopped,
-        sweep("act3=relu,tanh", "model.optimizer._target_=torch.optim.SGD,nope.Nope"),
+        sweep(tmp_path / "sweep", "act3=relu,tanh", "model.optimizer._target_=torch.optim.SGD,nope.Nope"),
     ):
         pass
     assert stopped.value.code == 1
@@ -86,7 +69,7 @@ def test_a_failing_job_is_recorded_the_rest_complete_and_the_exit_code_counts_it
 
 
 def test_the_report_of_a_real_sweep_matches_its_result_files(sweep, tmp_path, capsys):
-    with sweep(*GRID):
+    with sweep(tmp_path / "sweep", *GRID):
         report_main([str(tmp_path / "sweep")])
         out = capsys.readouterr().out
         assert "report:" in out and "best:" in out and "worst:" in out
