@@ -52,5 +52,5 @@ lint: install ## ruff check and format check
 	$(PYTHON) -m ruff format --check .
 
 clean: ## remove generated outputs and caches (not the downloaded data)
-	rm -rf outputs/runs outputs/sweeps .pytest_cache .ruff_cache .installed
+	rm -rf outputs/runs outputs/sweeps outputs/bench .pytest_cache .ruff_cache .installed
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
