@@ -121,6 +121,7 @@ def run(
             trained = train_population(jobs, quiet)
         except Exception as error:
             for _, job_dir, job_overrides, config in jobs:
+                job_dir.mkdir(parents=True, exist_ok=True)
                 write_json(job_dir / RESULT, failure(error, job_overrides, config))
             raise
         for i, result in zip(todo, trained):
