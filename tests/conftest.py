@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from torchvision import datasets
 
@@ -66,6 +67,12 @@ def write_cifar(root: Path) -> dict[str, str]:
     (folder / "batches.meta").write_bytes(pickle.dumps(meta))
     md5["batches.meta"] = hashlib.md5((folder / "batches.meta").read_bytes()).hexdigest()
     return md5
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Random test inputs are the same on every run and machine."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

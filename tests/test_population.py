@@ -75,7 +75,8 @@ def test_each_member_of_a_mixed_population_computes_what_it_computes_alone():
     x = torch.randn(4, 9, 20)
     out = together(x)
     for k, member in enumerate(members):
-        torch.testing.assert_close(out[k : k + 1], Population([member])(x[k : k + 1]), rtol=0, atol=1e-6)
+        # batched and single matmuls may sum in another order: equal to fp32 rounding
+        torch.testing.assert_close(out[k : k + 1], Population([member])(x[k : k + 1]), rtol=1e-5, atol=1e-6)
 
 
 def test_a_seed_determines_the_init_and_different_seeds_differ():
