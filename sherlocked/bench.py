@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from torch import Tensor
 
 from sherlocked.activations import build
 
@@ -98,24 +99,55 @@ def framework(cfgs, group: int, device: str) -> float:
         return time.perf_counter() - start
 
 
-def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of an n^3 fp32 matmul on this device: the ceiling to compare against."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def timed(work, device: str, repeats: int) -> float:
+    """Seconds per call of work(), after two warm-up calls."""
     for _ in range(2):
-        a @ b
+        work()
     sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
-        a @ b
+        work()
     sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+    return (time.perf_counter() - start) / repeats
 
 
-def flops_per_member_epoch(cfg, train_steps: int, test_size: int) -> float:
-    """Matmul FLOPs: forward 2*B*in*out per layer; backward twice that (input and weight grads)."""
-    widths = list(cfg.model.widths)
-    per_sample = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:]))
-    return 3 * per_sample * cfg.dataset.batch_size * train_steps + per_sample * test_size
+def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n^3 fp32 matmul on this device: the ceiling to compare against."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / timed(lambda: a @ b, device, repeats) / 1e9
+
+
+def step_matmuls(widths, batch: int, members: int, device: str) -> list[tuple[Tensor, Tensor]]:
+    """The batched matmuls of one training step of `members` members, as (left, right) operand pairs.
+
+    Per layer: the forward x @ W and the weight gradient x^T @ grad; the input gradient
+    grad @ W^T for every layer but the first (the data needs no gradient).
+    """
+    pairs = []
+    for layer, (i, o) in enumerate(zip(widths[:-1], widths[1:])):
+        x, w, grad = (torch.randn(members, *shape, device=device) for shape in ((batch, i), (i, o), (batch, o)))
+        pairs += [(x, w), (x.transpose(1, 2), grad)] + ([(grad, w.transpose(1, 2))] if layer else [])
+    return pairs
+
+
+def step_matmul_gflops(widths, batch: int, members: int, device: str, repeats: int = 20) -> float:
+    """GFLOP/s of one step's batched matmuls run alone: what the model's own shapes allow on this device."""
+    pairs = step_matmuls(widths, batch, members, device)
+    seconds = timed(lambda: [torch.bmm(a, b) for a, b in pairs], device, repeats)
+    return matmul_flops(pairs) / seconds / 1e9
+
+
+def matmul_flops(pairs) -> int:
+    """FLOPs of torch.bmm over each (left [K, m, k], right [K, k, n]) pair: 2*K*m*k*n."""
+    return sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] for a, b in pairs)
+
+
+def flops_per_member_epoch(widths, batch: int, train_steps: int, test_size: int) -> float:
+    """Matmul FLOPs actually computed: forward 2*B*in*out per layer, the weight gradient as much again,
+    and the input gradient as much again for every layer but the first."""
+    forward = [2 * i * o for i, o in zip(widths[:-1], widths[1:])]
+    train = 2 * sum(forward) + sum(forward[1:])
+    return train * batch * train_steps + sum(forward) * test_size
 
 
 def main(argv=None) -> dict:
@@ -154,7 +186,8 @@ def main(argv=None) -> dict:
     # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
     measured = configs(args, args.epochs, args.members, "diagnostics=on")
     times["population_diagnostics"] = framework(measured, group, args.device) / (len(cfgs) * args.epochs)
-    flops = flops_per_member_epoch(cfgs[0], steps, len(data[3])) * len(cfgs) * args.epochs
+    widths = list(cfgs[0].model.widths)
+    flops = flops_per_member_epoch(widths, d.batch_size, steps, len(data[3])) * len(cfgs) * args.epochs
     figures = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "dataset": d.name,
@@ -172,9 +205,11 @@ def main(argv=None) -> dict:
         "diagnostics_overhead": times["population_diagnostics"] / times["population"] - 1,
         "population_gflops": flops / population_s / 1e9,
         "matmul_peak_gflops": matmul_peak(args.device),
+        "step_matmul_gflops": step_matmul_gflops(widths, d.batch_size, min(group, len(cfgs)), args.device),
         "torch": torch.__version__,
     }
     figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
+    figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_{args.device}.json"
     path.write_text(json.dumps(figures, indent=2))
@@ -201,7 +236,9 @@ def show(f: dict, path: Path) -> None:
         f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "
         f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time\n"
         f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of a "
-        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s)\n"
+        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s) and "
+        f"{100 * f['population_fraction_of_step_matmuls']:.0f}% of one step's own batched matmuls run alone "
+        f"({f['step_matmul_gflops']:.1f} GFLOP/s)\n"
         f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
         f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time\nfigures: {path}"
     )
