@@ -9,7 +9,9 @@
 (a) measures nothing but accuracy, so (b) and (c) run with diagnostics off; (c) runs once more
 with the study's diagnostics on, to measure what they cost.
 Each does the same work per member-epoch (train steps + a test pass), so times per member-epoch
-compare directly. Also the achieved GFLOP/s of (c) against a large fp32 matmul on the same device.
+compare directly; the paths take turns, one population's worth of jobs at a time, so a machine
+whose speed drifts during the run slows them alike. Also the achieved GFLOP/s of (c) against a
+large fp32 matmul and against one step's own batched matmuls, run alone on the same device.
 """
 
 import argparse
@@ -176,16 +178,24 @@ def main(argv=None) -> dict:
     data = load(d.name, d.root, tuple(d.mean), tuple(d.std), d.download, tuple(d.fallback_dirs))
     steps = args.steps or -(-len(data[1]) // d.batch_size)
 
-    framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
-    times = {
-        "plain": plain_loop(baseline, data, args.device) / (len(baseline) * baseline_epochs),
-        "solo": framework(baseline, 1, args.device) / (len(baseline) * baseline_epochs),
-    }
-    population_s = framework(cfgs, group, args.device)
-    times["population"] = population_s / (len(cfgs) * args.epochs)
     # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
     measured = configs(args, args.epochs, args.members, "diagnostics=on")
-    times["population_diagnostics"] = framework(measured, group, args.device) / (len(cfgs) * args.epochs)
+    framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
+    seconds = dict.fromkeys(("plain", "solo", "population", "population_diagnostics"), 0.0)
+    # Round by round, each path on its share of the jobs: a machine whose speed drifts slows every path alike.
+    rounds = -(-len(cfgs) // group)
+    for r in range(rounds):
+        share = baseline[len(baseline) * r // rounds : len(baseline) * (r + 1) // rounds]
+        if share:
+            seconds["plain"] += plain_loop(share, data, args.device)
+            seconds["solo"] += framework(share, 1, args.device)
+        seconds["population"] += framework(cfgs[r * group : (r + 1) * group], group, args.device)
+        seconds["population_diagnostics"] += framework(measured[r * group : (r + 1) * group], group, args.device)
+    population_s = seconds["population"]
+    times = {
+        path: s / (len(baseline) * baseline_epochs if path in ("plain", "solo") else len(cfgs) * args.epochs)
+        for path, s in seconds.items()
+    }
     widths = list(cfgs[0].model.widths)
     flops = flops_per_member_epoch(widths, d.batch_size, steps, len(data[3])) * len(cfgs) * args.epochs
     figures = {

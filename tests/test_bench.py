@@ -18,13 +18,16 @@ def test_the_timed_step_matmuls_are_the_ones_counted():
     assert bench.matmul_flops(pairs) == 2 * bench.flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
 
 
-def test_a_tiny_benchmark_runs_all_paths_and_writes_its_figures(tmp_path, capsys):
-    figures = bench.main(["--device", "cpu", "--members", "2", "--steps", "2", "--group", "2", "--out", str(tmp_path)])
+def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys):
+    # 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second round only).
+    argv = ["--device", "cpu", "--members", "3", "--group", "2", "--baseline-members", "1", "--steps", "2"]
+    figures = bench.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
     times = figures["seconds_per_member_epoch"]
     assert set(times) == {"plain", "solo", "population", "population_diagnostics"}
     assert all(t > 0 for t in times.values())
     assert figures["speedup_population_vs_plain"] == times["plain"] / times["population"]
-    assert figures["members"] == figures["baseline_members"] == 2 and figures["steps_per_epoch"] == 2
+    sizes = ("members", "baseline_members", "group", "steps_per_epoch")
+    assert [figures[size] for size in sizes] == [3, 1, 2, 2]
     assert figures["population_gflops"] > 0 and figures["step_matmul_gflops"] > 0
     assert "(c) vs (a)" in capsys.readouterr().out
