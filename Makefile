@@ -11,10 +11,10 @@ SWEEP = $(TRAIN) -m hydra/launcher=population
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: .installed ## install sherlocked and its tools into the active Python (editable)
-.installed: pyproject.toml
-	$(PYTHON) -m pip install -e '.[dev]'
-	@touch $@
+# Installs when pyproject.toml changed or the active Python lacks sherlocked (checked from /, not from here).
+install: ## install sherlocked and its tools into the active Python (editable)
+	@if [ .installed -nt pyproject.toml ] && (cd / && $(PYTHON) -c 'import sherlocked') 2>/dev/null; then :; \
+	else $(PYTHON) -m pip install -e '.[dev]' && touch .installed; fi
 
 demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
 	$(SWEEP) study=demo dataset=mnist_5k $(GRID) 'seed=range(5)' trainer.max_epochs=5 $(ARGS)
