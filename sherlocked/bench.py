@@ -191,7 +191,6 @@ def main(argv=None) -> dict:
             seconds["solo"] += framework(share, 1, args.device)
         seconds["population"] += framework(cfgs[r * group : (r + 1) * group], group, args.device)
         seconds["population_diagnostics"] += framework(measured[r * group : (r + 1) * group], group, args.device)
-    population_s = seconds["population"]
     times = {
         path: s / (len(baseline) * baseline_epochs if path in ("plain", "solo") else len(cfgs) * args.epochs)
         for path, s in seconds.items()
@@ -208,12 +207,12 @@ def main(argv=None) -> dict:
         "epochs": args.epochs,
         "steps_per_epoch": steps,
         "seconds_per_member_epoch": times,
-        "population_total_s": population_s,
+        "population_total_s": seconds["population"],
         "speedup_population_vs_plain": times["plain"] / times["population"],
         "speedup_population_vs_solo": times["solo"] / times["population"],
         "solo_slowdown_vs_plain": times["solo"] / times["plain"],
         "diagnostics_overhead": times["population_diagnostics"] / times["population"] - 1,
-        "population_gflops": flops / population_s / 1e9,
+        "population_gflops": flops / seconds["population"] / 1e9,
         "matmul_peak_gflops": matmul_peak(args.device),
         "step_matmul_gflops": step_matmul_gflops(widths, d.batch_size, min(group, len(cfgs)), args.device),
         "torch": torch.__version__,
