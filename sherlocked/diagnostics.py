@@ -6,13 +6,20 @@ units saturate so gradients vanish? These measurements answer it for any combina
 on a fixed probe batch of test images, for every member of a population at once:
 
 - every layer: mean and std of the pre-activation (the activation's input, after BN);
-- ReLU-family layers: the fraction of units dead on the whole probe batch, of zero outputs;
+- every layer, whatever its activation: the fraction of outputs where the activation is flat
+  (its slope |f'(x)| < 0.01: it passes under 1% of the gradient), and of units flat on every
+  probe image (they pass almost no gradient at all): what "dead" means for any function;
+- relu / leaky_relu layers: the fraction of units dead (input <= 0 on every probe image: a ReLU
+  unit then outputs 0 and passes no gradient, a leaky one only its 0.01 slope), of zero outputs
+  (relu);
 - sigmoid / tanh layers: the fraction of saturated outputs (sigmoid < 0.01 or > 0.99, |tanh| > 0.99);
-- the output layer: the fraction of logits <= 0, and of samples whose logits are all <= 0
-  (through a ReLU output, no gradient reaches those samples);
+- the output layer: the fraction of logits <= 0, of samples whose logits are all <= 0, and of
+  samples for which every output unit is flat (no gradient reaches their logits);
 - the gradient norm of each layer's weights and biases from the last training step.
 
-A value that does not apply to a member's activation is NaN.
+The smooth ReLU-likes (selu, elu, softplus, gelu, silu, mish) have no dead units: they pass
+gradient below zero too, so only the slope measures describe them. A value that does not apply
+to a member's activation is NaN.
 """
 
 import math
@@ -20,21 +27,40 @@ import math
 import torch
 from torch import Tensor
 
-from sherlocked.activations import parse
+from sherlocked.activations import build, parse
 from sherlocked.population import Population
 
-RELU_FAMILY = {"relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus"}
+# Activations whose units can die: no (relu) or only a fixed small (leaky_relu) gradient below 0.
+DYING = {"relu", "leaky_relu"}
 SATURATION = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99), "tanh": lambda a: a.abs() > 0.99}
+FLAT = 0.01  # a slope below this passes under 1% of the gradient
 
 
 def family(spec: str) -> str | None:
-    """ "relu" for the ReLU family, "sigmoid" or "tanh" for those, None for anything else (identity, mixes)."""
-    names = set(parse(spec))
-    if names <= RELU_FAMILY:
+    """ "relu" for relu and leaky_relu (units can die), "sigmoid" or "tanh" (they saturate), else None."""
+    names = parse(spec)
+    if len(names) != 1:
+        return None
+    if names[0] in DYING:
         return "relu"
-    if len(names) == 1 and next(iter(names)) in SATURATION:
-        return names.pop()
-    return None
+    return names[0] if names[0] in SATURATION else None
+
+
+def slopes(spec: str, pre: Tensor) -> Tensor:
+    """|f'(pre)| elementwise, for the activation spec, by autograd (so any activation, mixes included)."""
+    with torch.enable_grad():
+        x = pre.detach().requires_grad_()
+        (grad,) = torch.autograd.grad(build(spec)(x).sum(), x)
+    return grad.abs()
+
+
+def flat(specs: list[str], pre: Tensor) -> Tensor:
+    """Where each member's activation is flat on pre [K, B, W]: members with one spec share one call."""
+    result = torch.empty(pre.shape, dtype=torch.bool, device=pre.device)
+    for spec in set(specs):
+        rows = torch.tensor([k for k, s in enumerate(specs) if s == spec], device=pre.device)
+        result[rows] = slopes(spec, pre[rows]) < FLAT
+    return result
 
 
 def where(mask: list[bool], values: Tensor) -> Tensor:
@@ -57,12 +83,16 @@ def measure(net: Population, probe: Tensor) -> tuple[dict[str, Tensor], list[tup
     values = {}
     for number, (pre, post) in enumerate(trace, start=1):
         key = f"layer{number}"
-        families = [family(m.activation(number)) for m in net.members]
+        specs = [m.activation(number) for m in net.members]
+        families = [family(spec) for spec in specs]
         values[f"{key}/pre_mean"] = pre.mean((1, 2))
         values[f"{key}/pre_std"] = pre.flatten(1).std(1)
-        relu = [f == "relu" for f in families]
-        values[f"{key}/dead"] = where(relu, (pre <= 0).all(1).float().mean(-1))
-        values[f"{key}/zero"] = where(relu, (post == 0).float().mean((1, 2)))
+        flat_outputs = flat(specs, pre)
+        values[f"{key}/flat"] = flat_outputs.float().mean((1, 2))
+        values[f"{key}/flat_units"] = flat_outputs.all(1).float().mean(-1)
+        dying = [f == "relu" for f in families]
+        values[f"{key}/dead"] = where(dying, (pre <= 0).all(1).float().mean(-1))
+        values[f"{key}/zero"] = where([s == "relu" for s in specs], (post == 0).float().mean((1, 2)))
         saturated = torch.full_like(values[f"{key}/pre_mean"], math.nan)
         for name, test in SATURATION.items():
             members = torch.tensor([f == name for f in families], device=post.device)
@@ -71,6 +101,7 @@ def measure(net: Population, probe: Tensor) -> tuple[dict[str, Tensor], list[tup
     logits = trace[-1][0]  # what the output activation receives
     values["output/logits_nonpos"] = (logits <= 0).float().mean((1, 2))
     values["output/samples_all_nonpos"] = (logits <= 0).all(-1).float().mean(1)
+    values["output/samples_no_gradient"] = flat_outputs.all(-1).float().mean(1)  # the output layer's, from the loop
     return values, trace
 
 

@@ -2,11 +2,13 @@
 
 1. Each job goes through Hydra's own run_job with a stub task: that writes its directory and
    .hydra/ files exactly as the basic launcher would, and hands back the job's config.
-2. Jobs that may share a process (the same overrides once member-level keys are removed:
-   same data, widths, optimiser, batch size, epochs) form a group; finished jobs are skipped;
-   groups are split at max_members.
-3. Groups are trained by sherlocked.train.run, in-process or on one worker per GPU; Hydra's
-   callbacks get each job's real result.
+2. Each job's result.json is read once: a finished job is reported to Hydra's callbacks at
+   once (so the progress line counts it before any training) and not trained again.
+3. Jobs that may share a process (the same overrides once member-level keys are removed,
+   see sherlocked.config: same data, widths, optimiser, batch size, epochs) form a group;
+   groups are split at max_members and at the memory cap.
+4. Groups are trained by sherlocked.engine.train, in-process or on one worker per GPU;
+   Hydra's callbacks get each job's real result.
 """
 
 import copy
@@ -16,21 +18,20 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
+
+from sherlocked.config import is_member_key
+from sherlocked.results import Result, finished_result
+
+if TYPE_CHECKING:
+    from sherlocked import engine
 
 log = logging.getLogger(__name__)
-
-# Keys that may differ between the members of one population.
-MEMBER_KEYS = ("seed", "model.batch_norm", "model.init", "model.output_activation")
-
-
-def is_member_key(override: str) -> bool:
-    key = override.split("=", 1)[0].lstrip("+~")
-    return key in MEMBER_KEYS or (key.startswith("act") and key[3:].isdigit())
 
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -49,17 +50,19 @@ class NoCallbacks:
 
 
 @dataclass
-class Job:
+class Prepared:
+    """A job whose directory is written: what the engine trains, and what Hydra's callbacks see."""
+
     index: int
-    overrides: list[str]
-    sweep_config: DictConfig  # with its hydra node: what callbacks see
-    cfg: DictConfig  # the task's config
-    job_dir: Path
+    job: "engine.Job"
+    sweep_config: DictConfig  # with its hydra node
     hydra_cfg: DictConfig
 
 
-def prepare(launcher, overrides: Sequence[str], index: int) -> Job:
+def prepare(launcher, overrides: Sequence[str], index: int) -> Prepared:
     """Write the job's directory with Hydra's run_job (no callbacks yet) and capture its config."""
+    from sherlocked import engine  # torch with it: not at module level, see train_group
+
     sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = index
@@ -73,7 +76,8 @@ def prepare(launcher, overrides: Sequence[str], index: int) -> Job:
 
     quiet_context = HydraContext(config_loader=launcher.hydra_context.config_loader, callbacks=NoCallbacks())
     run_job(stub, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir", quiet_context, configure_logging=False)
-    return Job(index, list(overrides), sweep_config, captured["cfg"], captured["job_dir"], captured["hydra_cfg"])
+    job = engine.Job(captured["cfg"], captured["job_dir"], list(overrides))
+    return Prepared(index, job, sweep_config, captured["hydra_cfg"])
 
 
 def default_max_members(device: str) -> int:
@@ -110,32 +114,29 @@ def memory_cap(cfg: DictConfig, device: str) -> int:
     return max(1, free // 2 // member_bytes(cfg))
 
 
-def groups(jobs: list[Job], max_members: int, device: str) -> list[list[Job]]:
-    """Jobs still to train, grouped by what they must share, split at max_members (0 = no limit) and memory."""
-    from sherlocked.results import finished_result
-
-    by_key: dict[tuple, list[Job]] = {}
-    for job in jobs:
-        config = OmegaConf.to_container(job.cfg, resolve=True)
-        if finished_result(job.job_dir, config) is None:
-            by_key.setdefault(group_key(job.overrides), []).append(job)
+def groups(jobs: list[Prepared], max_members: int, device: str) -> list[list[Prepared]]:
+    """Jobs grouped by what they must share, split at max_members (0 = no limit) and memory."""
+    by_key: dict[tuple, list[Prepared]] = {}
+    for prepared in jobs:
+        by_key.setdefault(group_key(prepared.job.overrides), []).append(prepared)
     split = []
     for members in by_key.values():
-        size = min(max_members or len(members), memory_cap(members[0].cfg, device))
+        size = min(max_members or len(members), memory_cap(members[0].job.cfg, device))
         split += [members[i : i + size] for i in range(0, len(members), size)]
     return split
 
 
-def train_group(cfgs: list[DictConfig], job_dirs: list[Path], overrides: list[list[str]]) -> list[dict]:
-    """Train one group; a failure is already recorded in every member's result.json by run()."""
-    from sherlocked.results import read_result
-    from sherlocked.train import run
+def train_group(jobs: "list[engine.Job]") -> list[Result]:
+    """Train one group (in a worker process, or here); a failure comes back as every member's failed result."""
+    # Imported here: a worker process imports this module to run _claim_gpu, which must set
+    # CUDA_VISIBLE_DEVICES before torch (imported with the engine) is.
+    from sherlocked import engine
 
-    try:
-        return run(cfgs, job_dirs, overrides, quiet=True)
-    except Exception as error:
-        log.error(f"population of {len(cfgs)} failed: {type(error).__name__}: {error}")
-        return [read_result(d) for d in job_dirs]
+    results = engine.train(jobs, quiet=True)
+    failed = next((r for r in results if r.status == "failed"), None)
+    if failed is not None:
+        log.error(f"population of {len(jobs)} failed: {failed.error}")
+    return results
 
 
 def _claim_gpu(gpus) -> None:
@@ -157,25 +158,28 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [prepare(launcher, overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    device = device_of(jobs[0].cfg) if jobs else "cpu"
+    callbacks = launcher.hydra_context.callbacks
+    results: dict[int, Result] = {}
+    for prepared in jobs:
+        callbacks.on_job_start(config=prepared.sweep_config, task_function=launcher.task_function)
+
+    def finish(group: list[Prepared], outcome: list[Result]) -> None:
+        for prepared, result in zip(group, outcome):
+            results[prepared.index] = result
+            callbacks.on_job_end(config=prepared.sweep_config, job_return=job_return(prepared, result))
+
+    found = [finished_result(p.job.job_dir, p.job.config) for p in jobs]
+    finish([p for p, r in zip(jobs, found) if r is not None], [r for r in found if r is not None])
+    device = device_of(jobs[0].job.cfg) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
-    todo = groups(jobs, max_members, device)
+    todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device)
     workers = worker_count(launcher.workers)
     log.info(
         f"Launching {len(jobs)} jobs as {len(todo)} populations "
-        f"({len(jobs) - sum(map(len, todo))} finished before) on {workers or 'this'} process{'es' if workers else ''}"
+        f"({len(results)} finished before) on {workers or 'this'} process{'es' if workers else ''}"
     )
-    callbacks = launcher.hydra_context.callbacks
-    results: dict[int, dict] = {}
-    for job in jobs:
-        callbacks.on_job_start(config=job.sweep_config, task_function=launcher.task_function)
 
-    def finish(group: list[Job], outcome: list[dict]) -> None:
-        for job, result in zip(group, outcome):
-            results[job.index] = result
-            callbacks.on_job_end(config=job.sweep_config, job_return=job_return(job, result))
-
-    arguments = [([j.cfg for j in g], [j.job_dir for j in g], [j.overrides for j in g]) for g in todo]
+    arguments = [[p.job for p in group] for group in todo]
     if workers:
         import multiprocessing
 
@@ -184,30 +188,22 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for gpu in range(workers):
             gpus.put(gpu)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpu, initargs=(gpus,)) as pool:
-            futures = [(group, pool.submit(train_group, *args)) for group, args in zip(todo, arguments)]
+            futures = [(group, pool.submit(train_group, args)) for group, args in zip(todo, arguments)]
             for group, future in futures:
                 finish(group, future.result())
     else:
         for group, args in zip(todo, arguments):
-            finish(group, train_group(*args))
-
-    returns = []
-    for job in jobs:
-        if job.index not in results:  # finished before: run() hands back the stored result
-            (result,) = train_group([job.cfg], [job.job_dir], [job.overrides])
-            finish([job], [result])
-        returns.append(job_return(job, results[job.index]))
-    return returns
+            finish(group, train_group(args))
+    return [job_return(p, results[p.index]) for p in jobs]
 
 
-def job_return(job: Job, result: dict | None) -> JobReturn:
-    ret = JobReturn(
-        overrides=job.overrides,
-        cfg=job.cfg,
-        hydra_cfg=job.hydra_cfg,
+def job_return(prepared: Prepared, result: Result) -> JobReturn:
+    return JobReturn(
+        overrides=prepared.job.overrides,
+        cfg=prepared.job.cfg,
+        hydra_cfg=prepared.hydra_cfg,
         working_dir=os.getcwd(),
-        task_name=job.hydra_cfg.hydra.job.name,
+        task_name=prepared.hydra_cfg.hydra.job.name,
         status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
         _return_value=result,
     )
-    return ret

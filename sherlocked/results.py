@@ -1,19 +1,92 @@
-"""result.json: what a run leaves for the report, written atomically and last."""
+"""result.json: the one format a job leaves, written by the engine (atomically, last) and read by
+the launcher, the sweep callback and the report.
+
+    python -c "from sherlocked.results import read_result; print(read_result('outputs/sweeps/demo/act1=relu,...'))"
+"""
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import platform
 import subprocess
+import traceback
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from sherlocked.config import NOT_IDENTITY, hparams
 
 RESULT = "result.json"
+SCHEMA = 1  # result.json files without "schema" are version 0: the same fields, read alike
 FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
-# Keys that do not change what a job computes: a rerun with another value still skips the job.
-NOT_IDENTITY = ("study", "trainer.enable_progress_bar")
+TRANSIENT = {"skipped", "exception"}  # Result fields never written to result.json
 PACKAGES = ("sherlocked", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf")
+
+
+@dataclass
+class Result:
+    """What one job left: its outcome, curves and diagnostics, and the config that produced them."""
+
+    status: str  # ok | diverged | failed
+    config: dict  # the job's resolved config
+    overrides: list[str] = field(default_factory=list)
+    hparams: dict[str, Any] = field(default_factory=dict)  # sherlocked.config.hparams(config)
+    final_test_acc: float | None = None
+    final: dict[str, float] = field(default_factory=dict)  # last epoch's test_acc, test_loss, train_loss
+    history: dict[str, list] = field(default_factory=dict)  # per epoch: epoch, test_acc, test_loss, train_loss
+    diagnostics: dict[str, list] = field(default_factory=dict)  # per epoch end, see sherlocked/diagnostics.py
+    error: str | None = None  # a failed job's exception, one line
+    traceback: str | None = None
+    wall_time_s: float | None = None  # the population's training time
+    population_size: int = 1
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    schema: int = SCHEMA
+    # Not stored: a result found finished on disk, which the job did not train again;
+    # and a failed job's exception, for a single run that raises it.
+    skipped: bool = field(default=False, compare=False)
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in TRANSIENT}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Result":
+        schema = data.get("schema", 0)
+        if schema > SCHEMA:
+            raise RuntimeError(f"result.json of schema {schema} is newer than this sherlocked reads ({SCHEMA})")
+        known = {f.name for f in dataclasses.fields(cls)} - TRANSIENT
+        result = cls(**{name: value for name, value in data.items() if name in known})
+        if not result.hparams:  # schema 0 stored none for failures
+            result.hparams = hparams(result.config)
+        return result
+
+    def write(self, job_dir: Path) -> None:
+        write_json(Path(job_dir) / RESULT, self.to_json())
+
+
+def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
+    return Result(
+        status="failed",
+        config=config,
+        overrides=overrides,
+        hparams=hparams(config),
+        error=f"{type(error).__name__}: {error}",
+        traceback="".join(traceback.format_exception(error)),
+        versions=versions(),
+        git_commit=git_commit(),
+    )
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -27,11 +100,11 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_result(job_dir: Path) -> dict | None:
-    """The job's result, or None when there is none (not run, or interrupted before the end)."""
+def read_result(job_dir: Path) -> Result | None:
+    """The job's result, or None when there is none (not run, interrupted before the end, or unreadable)."""
     try:
-        return json.loads((Path(job_dir) / RESULT).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return Result.from_json(json.loads((Path(job_dir) / RESULT).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError, AttributeError):
         return None
 
 
@@ -70,11 +143,10 @@ def identity(config: dict) -> dict:
     return config
 
 
-def finished_result(job_dir: Path, config: dict) -> dict | None:
+def finished_result(job_dir: Path, config: dict) -> Result | None:
     """The job's stored result if it finished with this same config (so it can be skipped), else None."""
     result = read_result(job_dir)
-    if result is None or result.get("status") not in FINISHED or "config" not in result:
+    if result is None or not result.finished or identity(result.config) != identity(config):
         return None
-    if identity(result["config"]) != identity(config):
-        return None
-    return {**result, "skipped": True}
+    result.skipped = True
+    return result

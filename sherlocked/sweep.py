@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from sherlocked.activations import ConfigError
+from sherlocked.engine import validate
+from sherlocked.results import Result
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -51,8 +53,6 @@ def each_swept_value(config: DictConfig):
 
 
 def validate_or_exit(config: DictConfig) -> None:
-    from sherlocked.train import validate
-
     try:
         validate(config)
     except ConfigError as error:
@@ -71,13 +71,13 @@ class SweepProgress:
     def done(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, result: dict | None) -> None:
+    def add(self, result: Result | None) -> None:
         if result is None:
             self.counts["failed"] += 1
-        elif result.get("skipped"):
+        elif result.skipped:
             self.counts["skipped"] += 1
         else:
-            self.counts[result.get("status", "failed")] += 1
+            self.counts[result.status] += 1
 
     def summary(self) -> str:
         parts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
@@ -107,7 +107,7 @@ class StudyCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         if self.progress is None:  # a single run
             return
-        result = job_return.return_value if isinstance(job_return.return_value, dict) else None
+        result = job_return.return_value if isinstance(job_return.return_value, Result) else None
         self.progress.add(result)
         console.print(self.progress.line())
 

@@ -12,7 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchvision import datasets
 
-CONF = str(Path(__file__).parents[1] / "conf")
+from sherlocked.config import CONFIG_DIR
+
+CONF = str(CONFIG_DIR)
 N_TRAIN, N_TEST = 250, 100
 
 # What every test run shrinks: two epochs, CPU, quiet (and tiny widths, see make_cfg).
@@ -97,14 +99,14 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sweep(hydra_sweep_runner, data_root):
     """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
-    import sherlocked.train
+    from sherlocked.engine import train_job
 
     def start(directory: Path, *overrides: str):
-        return hydra_sweep_runner(
-            calling_file=sherlocked.train.__file__,
-            calling_module=None,
-            task_function=sherlocked.train.train_job,
-            config_path="../conf",
+        return hydra_sweep_runner(  # as python -m sherlocked.train -m runs it
+            calling_file=None,
+            calling_module="sherlocked.train",
+            task_function=train_job,
+            config_path=CONF,
             config_name="train",
             overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
             temp_dir=directory,

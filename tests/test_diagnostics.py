@@ -16,15 +16,46 @@ def net(*acts, **kw) -> Population:
 
 
 def test_families_decide_which_measures_apply():
-    assert [family(a) for a in ("relu", "selu", "leaky_relu|elu", "sigmoid", "tanh", "identity", "relu|tanh")] == [
-        "relu",
-        "relu",
-        "relu",
-        "sigmoid",
-        "tanh",
-        None,
-        None,
-    ]
+    """Only relu and leaky_relu units can die; the smooth ReLU-likes pass gradient below zero too."""
+    specs = ("relu", "leaky_relu", "selu", "elu", "gelu", "silu", "mish", "softplus", "sigmoid", "tanh", "relu|tanh")
+    assert [family(a) for a in specs] == ["relu", "relu", None, None, None, None, None, None, "sigmoid", "tanh", None]
+
+
+@pytest.mark.parametrize("act", ["selu", "elu", "gelu", "silu", "mish", "softplus"])
+def test_smooth_relu_likes_are_never_called_dead_but_flat_where_their_slope_vanishes(act):
+    population = net(act, "relu", "relu")
+    with torch.no_grad():
+        population.layers[0].bias.fill_(-1e3)
+    values, _ = measure(population, torch.randn(32, 12))
+    assert math.isnan(values["layer1/dead"].item()) and math.isnan(values["layer1/zero"].item())
+    assert values["layer1/flat"].item() == 1.0 and values["layer1/flat_units"].item() == 1.0
+    with torch.no_grad():
+        population.layers[0].bias.fill_(-1.0)  # below zero, yet still passing gradient
+        population.layers[0].weight.zero_()
+    values, _ = measure(population, torch.randn(32, 12))
+    assert values["layer1/flat"].item() == values["layer1/flat_units"].item() == 0.0  # |slope| >= 0.06 at -1
+
+
+def test_a_dead_relu_is_flat_and_a_dead_leaky_relu_keeps_its_slope():
+    population = net("relu", "leaky_relu", "relu")
+    with torch.no_grad():
+        population.layers[0].bias.fill_(-1e3)
+        population.layers[1].bias.fill_(-1e3)
+    values, _ = measure(population, torch.randn(32, 12))
+    assert values["layer1/dead"].item() == values["layer1/flat_units"].item() == 1.0
+    assert values["layer2/dead"].item() == 1.0 and values["layer2/flat_units"].item() == 0.0
+    assert math.isnan(values["layer2/zero"].item())  # a leaky unit never outputs exactly zero
+
+
+@pytest.mark.parametrize(("output", "no_gradient"), [("relu", 1.0), ("selu", 0.0), ("identity", 0.0)])
+def test_samples_reach_no_gradient_only_where_every_output_unit_is_flat(output, no_gradient):
+    population = net("relu", "relu", output)
+    with torch.no_grad():
+        population.layers[2].weight.zero_()
+        population.layers[2].bias.fill_(-1.0)  # every logit is -1
+    values, _ = measure(population, torch.randn(10, 12))
+    assert values["output/samples_all_nonpos"].item() == 1.0
+    assert values["output/samples_no_gradient"].item() == no_gradient
 
 
 def test_a_layer_forced_dead_reports_all_units_dead_and_all_outputs_zero():

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 
+from sherlocked import results as results_module
 from sherlocked.launcher import group_key
 from tests.conftest import CONF
 
@@ -26,6 +27,10 @@ def test_jobs_are_grouped_on_their_overrides_without_member_keys():
     b = group_key(["dataset=mnist_5k", "act1=tanh", "+act4=relu", "seed=7", "model.output_activation=false"])
     assert a == b == ("dataset=mnist_5k",)
     assert group_key(["dataset=mnist_5k", "model.optimizer.lr=0.1"]) != a
+    assert group_key(["dataset=mnist_5k", "model/optimizer=adam", "act1=relu"]) == (
+        "dataset=mnist_5k",
+        "model/optimizer=adam",
+    )
 
 
 def results(directory: Path) -> dict[str, dict]:
@@ -43,11 +48,32 @@ def test_population_and_basic_launchers_give_the_same_job_dirs_and_results(sweep
             assert grouped[job]["config"] == basic[job]["config"]
             for key in ("test_acc", "test_loss", "train_loss"):
                 assert grouped[job]["history"][key] == pytest.approx(basic[job]["history"][key], abs=1e-5)
-        assert sorted(r.return_value["status"] for r in pop.returns[0]) == ["ok"] * 8
+        assert sorted(r.return_value.status for r in pop.returns[0]) == ["ok"] * 8
         assert "8/8 jobs: 8 ok, 0 diverged, 0 failed, 0 skipped" in capsys.readouterr().out
 
         with sweep(tmp_path / "population", *GRID, *population) as again:
-            assert all(r.return_value["skipped"] for r in again.returns[0])
+            assert all(r.return_value.skipped for r in again.returns[0])
+
+
+def test_finished_jobs_are_read_once_and_counted_before_any_training(sweep, tmp_path, capsys, monkeypatch):
+    population = ["hydra/launcher=population", "seed=0,1"]
+    with sweep(tmp_path, "act3=relu", *population):
+        capsys.readouterr()
+        reads = []
+        read_result = results_module.read_result
+        monkeypatch.setattr(results_module, "read_result", lambda d: reads.append(d) or read_result(d))
+        with sweep(tmp_path, "act3=relu,tanh", *population) as again:
+            assert len(reads) == 4  # one per job; training the two new ones reads nothing back
+            assert sorted((r.return_value.skipped, r.return_value.status) for r in again.returns[0]) == [
+                (False, "ok"),
+                (False, "ok"),
+                (True, "ok"),
+                (True, "ok"),
+            ]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sweep ")]
+    assert lines[0].startswith("sweep 1/4 jobs: 0 ok, 0 diverged, 0 failed, 1 skipped")
+    assert lines[1].startswith("sweep 2/4 jobs: 0 ok, 0 diverged, 0 failed, 2 skipped")
+    assert lines[3].startswith("sweep 4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped")
 
 
 def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, capsys):

@@ -7,17 +7,20 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sherlocked.report import main, read_runs, report, table
-from sherlocked.results import write_json
+from sherlocked.config import hparams
+from sherlocked.report.cli import main, report
+from sherlocked.report.runs import read_runs
+from sherlocked.report.tables import table
+from sherlocked.results import Result, read_result, write_json
 
 ACTS = ["relu", "tanh", "sigmoid", "selu"]
 
 
-def fake_sweep(directory, triples, seeds, batch_norms=("none",), accuracy=None, status=None):
-    """result.json files as train writes them; accuracy(triple, seed, bn) in [0, 1]."""
+def fake_sweep(directory, triples, seeds, batch_norms=("none",), accuracy=None, status=None, tweak=None):
+    """result.json files as the engine writes them; accuracy(triple, seed, bn) in [0, 1]; tweak(config, i)."""
     accuracy = accuracy or (lambda t, s, bn: 0.15 if t[1:] == ("sigmoid", "relu") else 0.9 + 0.01 * s)
     status = status or (lambda t, s, bn: "ok")
-    for (a1, a2, a3), seed, bn in itertools.product(triples, seeds, batch_norms):
+    for i, ((a1, a2, a3), seed, bn) in enumerate(itertools.product(triples, seeds, batch_norms)):
         job = directory / f"act1={a1},act2={a2},act3={a3},model.batch_norm={bn},seed={seed}"
         job.mkdir(parents=True)
         config = {
@@ -32,19 +35,40 @@ def fake_sweep(directory, triples, seeds, batch_norms=("none",), accuracy=None, 
                 "batch_norm": bn,
                 "init": "default",
                 "output_activation": True,
-                "optimizer": {"lr": 0.01, "momentum": 0.5},
+                "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.5, "weight_decay": 0.0},
             },
             "trainer": {"max_epochs": 10},
         }
-        state = status((a1, a2, a3), seed, bn)
-        result = {"status": state, "config": config}
-        if state != "failed":
+        if tweak:
+            tweak(config, i)
+        result = Result(status=status((a1, a2, a3), seed, bn), config=config, hparams=hparams(config))
+        if result.status != "failed":
             acc = accuracy((a1, a2, a3), seed, bn)
-            result.update(
-                final_test_acc=acc, history={"epoch": [1, 2], "test_acc": [acc / 2, acc]}, diverged=state == "diverged"
-            )
-        write_json(job / "result.json", result)
+            result.final_test_acc, result.history = acc, {"epoch": [1, 2], "test_acc": [acc / 2, acc]}
+        result.write(job)
     return directory
+
+
+def test_results_of_schema_0_without_hparams_are_read_by_their_config(tmp_path):
+    config = {"act1": "relu", "act2": "sigmoid", "act3": "relu", "seed": 4, "model": {"batch_norm": "none"}}
+    (tmp_path / "job").mkdir()
+    write_json(tmp_path / "job" / "result.json", {"status": "ok", "diverged": False, "config": config})
+    runs = read_runs(tmp_path)
+    assert runs.loc[0, ["act1", "act2", "act3", "seed", "batch_norm", "status"]].tolist() == [
+        "relu",
+        "sigmoid",
+        "relu",
+        4,
+        "none",
+        "ok",
+    ]
+
+
+def test_an_unreadable_result_is_left_out_with_a_warning(tmp_path, capsys):
+    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1])
+    next(tmp_path.rglob("result.json")).write_text('{"status": "ok", "conf')
+    assert len(read_runs(tmp_path)) == 1
+    assert "unreadable; left out of the report" in capsys.readouterr().err
 
 
 def test_the_table_has_the_studys_format_and_numbers(tmp_path):
@@ -119,7 +143,7 @@ def test_stats_give_welch_and_mann_whitney_as_scipy_computes_them(tmp_path):
 
 def test_the_published_figures_sit_next_to_ours_for_the_studys_setup(tmp_path):
     fake_sweep(tmp_path, [("relu", "relu", "relu"), ("sigmoid", "sigmoid", "relu")], seeds=[0, 1])
-    written = report(tmp_path, [("sigmoid", "relu")])
+    written = report(tmp_path, [("sigmoid", "relu")]).files
     compared = pd.read_csv(written["comparison.csv"])
     assert compared["mean_published"].tolist() == [85.15, 16.03]
     assert compared["difference"].tolist() == pytest.approx([90.5 - 85.15, 15.0 - 16.03])
@@ -128,7 +152,7 @@ def test_the_published_figures_sit_next_to_ours_for_the_studys_setup(tmp_path):
 
 def test_plots_are_written_as_pictures(tmp_path):
     fake_sweep(tmp_path, list(itertools.product(ACTS[:2], ACTS[:2], ACTS)), seeds=[0, 1], batch_norms=("none", "last"))
-    written = report(tmp_path, [("sigmoid", "relu")])
+    written = report(tmp_path, [("sigmoid", "relu")]).files
     for name in ("heatmap.png", "curves.png"):
         data = written[name].read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
@@ -147,20 +171,24 @@ def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
     triples = list(itertools.product(ACTS[:2], ["sigmoid", "tanh"], ["relu", "tanh"]))
     fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
     for path in tmp_path.rglob("result.json"):  # dead outputs where the last pair is (sigmoid, relu)
-        result = __import__("json").loads(path.read_text())
-        failing = (result["config"]["act2"], result["config"]["act3"]) == ("sigmoid", "relu")
-        relu_out = result["config"]["act3"] == "relu"
-        result["diagnostics"] = {
+        result = read_result(path.parent)
+        failing = (result.hparams["act2"], result.hparams["act3"]) == ("sigmoid", "relu")
+        relu_out = result.hparams["act3"] == "relu"
+        result.diagnostics = {
             "layer3/dead": [0.1, 0.9 if failing else 0.1] if relu_out else [float("nan")] * 2,
+            "layer3/flat_units": [0.1, 0.9 if failing else 0.1] if relu_out else [0.0, 0.02],
+            "output/samples_no_gradient": [0.0, 0.6 if failing else 0.02],
             "output/samples_all_nonpos": [0.0, 0.6 if failing else 0.02],
             "output/logits_nonpos": [0.5, 0.95 if failing else 0.6],
-            "layer2/saturated": [0.0, 0.05] if result["config"]["act2"] == "sigmoid" else [0.0, 0.3],
+            "layer2/saturated": [0.0, 0.05] if result.hparams["act2"] == "sigmoid" else [0.0, 0.3],
             "layer1/grad_w": [1.0, 0.01 if failing else 0.8],
         }
-        write_json(path, result)
-    written = report(tmp_path, [("sigmoid", "relu")])
+        result.write(path.parent)
+    written = report(tmp_path, [("sigmoid", "relu")]).files
     text = written["diagnostics.md"].read_text()
-    assert "90.0% of the output units are dead" in text and "other runs with a ReLU-family output: 10.0%" in text
+    assert "90.0% of the output units are dead, <= 0 on every probe image" in text
+    assert "(other runs with a relu or leaky_relu output: 10.0%): their classes can never be predicted" in text
+    assert "On 60.0% of the probe images every output unit is flat" in text
     assert "60.0% of the probe images have every logit <= 0" in text
     assert "In layer2, 5.0% of the sigmoid outputs are saturated" in text
     assert "The data support dead output ReLUs, not saturation, as the mechanism." in text
@@ -168,17 +196,24 @@ def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
     relu_runs = runs[runs.act3 == "relu"]
     r = stats.pearsonr(relu_runs["diag.layer3/dead"], relu_runs["acc"])[0]
     assert f"Pearson r = {r:.2f}" in text
-    assert "| dead_output | samples_no_gradient | logits_nonpos | saturated_layer2 | grad_w_layer1 |" in text
+    header = (
+        "| dead_output | flat_output | samples_no_gradient | samples_all_nonpos | logits_nonpos | saturated_layer2 |"
+    )
+    assert header in text
     assert written["diagnostics.png"].read_bytes()[:4] == b"\x89PNG"
+
+    # A smooth output (tanh here; selu, gelu... alike) has no dead units: the text speaks of flat ones.
+    text = report(tmp_path, [("sigmoid", "tanh")]).files["diagnostics.md"].read_text()
+    assert "of the output units are flat (tanh's slope < 0.01 on every probe image)" in text
+    assert "they pass almost no gradient" in text
+    assert "dead" not in text.split("## Which mechanism")[1].split("## Per group")[0]
 
 
 def test_a_sweep_over_init_and_output_activation_gets_those_columns(tmp_path):
-    fake_sweep(tmp_path, [("relu", "sigmoid", "relu")], seeds=[0, 1])
-    for i, path in enumerate(sorted(tmp_path.rglob("result.json"))):
-        result = __import__("json").loads(path.read_text())
-        result["config"]["model"]["init"] = "xavier" if i % 2 else "default"
-        result["config"]["model"]["output_activation"] = False
-        write_json(path, result)
+    def tweak(config, i):
+        config["model"].update(init="xavier" if i % 2 else "default", output_activation=False)
+
+    fake_sweep(tmp_path, [("relu", "sigmoid", "relu")], seeds=[0, 1], tweak=tweak)
     ours = table(read_runs(tmp_path))
     assert "init" in ours.columns and "output_activation" not in ours.columns  # only what varied
     assert sorted(ours["init"]) == ["default", "xavier"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sherlocked.report import main as report_main
-from sherlocked.report import read_runs
+from sherlocked.report.cli import main as report_main
+from sherlocked.report.runs import read_runs
 from tests.conftest import SMALL
 
 GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1"]
@@ -25,14 +25,14 @@ def test_a_sweep_writes_one_result_per_job_in_dirs_named_by_overrides_and_resume
         assert len(found) == 8 and all(r["status"] == "ok" for r in found.values())
         name = "act2=sigmoid,act3=relu,dataset.batch_size=16,model.widths=[784,16,12,10],seed=1,trainer.max_epochs=2"
         assert found[name]["hparams"]["act2"] == "sigmoid" and found[name]["hparams"]["seed"] == 1
-        assert all(job.return_value["status"] == "ok" for job in first.returns[0])
+        assert all(job.return_value.status == "ok" for job in first.returns[0])
         out = capsys.readouterr().out
         assert "sweep 3/8 jobs: 3 ok" in out and "ETA" in out
         assert out.strip().splitlines()[-1].endswith("8/8 jobs: 8 ok, 0 diverged, 0 failed, 0 skipped")
 
         stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("result.json")}
         with sweep(tmp_path / "sweep", *GRID) as again:
-            assert all(job.return_value["skipped"] for job in again.returns[0])
+            assert all(job.return_value.skipped for job in again.returns[0])
             assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("result.json")}
             assert "8/8 jobs: 0 ok, 0 diverged, 0 failed, 8 skipped" in capsys.readouterr().out
 
@@ -44,8 +44,8 @@ def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path
         stale["config"]["model"]["init"] = "xavier"  # as if the job had run with another config
         path.write_text(json.dumps(stale))
         with sweep(tmp_path / "sweep", "act3=relu,tanh") as again:
-            skipped = {job.return_value["hparams"]["act3"]: job.return_value.get("skipped") for job in again.returns[0]}
-            assert skipped == {"relu": True, "tanh": None}
+            skipped = {job.return_value.hparams["act3"]: job.return_value.skipped for job in again.returns[0]}
+            assert skipped == {"relu": True, "tanh": False}
             assert json.loads(path.read_text())["config"]["model"]["init"] == "default"
 
 

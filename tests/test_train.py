@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked.activations import ConfigError
-from sherlocked.train import run, validate
+from sherlocked.engine import run, validate
+from sherlocked.results import SCHEMA
 
 ROOT = __import__("pathlib").Path(__file__).parents[1]
 
@@ -20,7 +21,7 @@ def test_every_dataset_and_trainer_composes(make_cfg, dataset, trainer):
     assert cfg.dataset.name == dataset
     assert cfg.trainer.accelerator == {"default": "auto", "cpu": "cpu", "gpu": "gpu"}[trainer]
     assert cfg.logger._target_.endswith("TensorBoardLogger") and cfg.logger.default_hp_metric is False
-    assert cfg.trainer.max_epochs == 10 and cfg.dataset.batch_size == 32  # seed_mnist's, whatever the dataset
+    assert cfg.trainer.max_epochs == 10 and cfg.dataset.batch_size == 32  # the study's, whatever the dataset
 
 
 def test_the_default_is_the_original_study(make_cfg):
@@ -75,8 +76,8 @@ def test_every_activation_and_batch_norm_placement_trains(make_cfg, tmp_path):
         ]
     ]
     results = run(cfgs, [tmp_path / str(i) for i in range(4)])
-    assert [r["hparams"]["batch_norm"] for r in results] == ["none", "1,2,3", "3", "1,3"]
-    assert all(0 <= r["final_test_acc"] <= 1 and not r["diverged"] for r in results)
+    assert [r.hparams["batch_norm"] for r in results] == ["none", "all", "last", "[1, 3]"]
+    assert all(0 <= r.final_test_acc <= 1 and not r.diverged for r in results)
 
 
 def read_events(job_dir):
@@ -89,8 +90,8 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
     cfg = make_cfg("act2=sigmoid", "seed=3")
     (result,) = run([cfg], [tmp_path], [["act2=sigmoid", "seed=3"]])
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved == json.loads(json.dumps(result))
-    assert saved["status"] == "ok" and saved["diverged"] is False
+    assert saved == json.loads(json.dumps(result.to_json()))
+    assert saved["status"] == "ok" and saved["schema"] == SCHEMA and "skipped" not in saved
     assert saved["history"]["epoch"] == [1, 2] and len(saved["history"]["train_loss"]) == 2
     assert saved["final_test_acc"] == saved["history"]["test_acc"][-1]
     assert saved["overrides"] == ["act2=sigmoid", "seed=3"] and saved["config"]["act2"] == "sigmoid"
@@ -114,8 +115,8 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
 
 def test_a_seed_fully_determines_a_run_and_different_seeds_differ(make_cfg, tmp_path):
     a, b, c = (run([make_cfg(f"seed={s}")], [tmp_path / str(i)])[0] for i, s in enumerate((1, 1, 2)))
-    assert a["history"] == b["history"]
-    assert a["history"]["train_loss"] != c["history"]["train_loss"]
+    assert a.history == b.history
+    assert a.history["train_loss"] != c.history["train_loss"]
 
 
 def test_population_members_match_their_solo_runs(make_cfg, tmp_path):
@@ -129,7 +130,7 @@ def test_population_members_match_their_solo_runs(make_cfg, tmp_path):
     for i, cfg in enumerate(cfgs):
         (alone,) = run([cfg], [tmp_path / f"solo{i}"])
         for key in ("test_acc", "test_loss", "train_loss"):
-            assert together[i]["history"][key] == pytest.approx(alone["history"][key], abs=1e-5)
+            assert together[i].history[key] == pytest.approx(alone.history[key], abs=1e-5)
 
 
 def cli(*args, cwd):
@@ -180,12 +181,12 @@ def test_over_longer_training_on_real_digits_members_stay_within_half_a_point_of
     together = run(cfgs, [tmp_path / f"pop{i}" for i in range(4)])
     for i, cfg in enumerate(cfgs):
         (alone,) = run([cfg], [tmp_path / f"solo{i}"])
-        assert abs(together[i]["final_test_acc"] - alone["final_test_acc"]) <= 0.005
+        assert abs(together[i].final_test_acc - alone.final_test_acc) <= 0.005
 
 
 def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tmp_path):
     (result,) = run([make_cfg("diagnostics=on", "diagnostics.interval=5")], [tmp_path])
-    diagnostics = result["diagnostics"]
+    diagnostics = result.diagnostics
     assert len(diagnostics["layer1/pre_mean"]) == 2 and len(diagnostics["layer3/dead"]) == 2
     assert all(v >= 0 for v in diagnostics["layer1/grad_w"])
     events = read_events(tmp_path)
@@ -194,4 +195,4 @@ def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tm
     assert len(events.Scalars("diag/layer1/grad_w")) >= 32 // 5
     assert {"layer1/pre_activation", "layer3/activation"} <= set(tags["histograms"])
     (quiet,) = run([make_cfg("diagnostics=off")], [tmp_path / "off"])
-    assert quiet["diagnostics"] == {} and quiet["history"] == result["history"]  # measuring changes nothing
+    assert quiet.diagnostics == {} and quiet.history == result.history  # measuring changes nothing

@@ -15,6 +15,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+# Registers the resolver conf/train.yaml names job dirs with, for every way Hydra composes it (light: no torch).
+import sherlocked.config  # noqa: F401
+
 
 @dataclass
 class PopulationLauncherConf:

@@ -1,4 +1,7 @@
-"""The report's pictures: the accuracy heatmap and the per-epoch curves of a sweep."""
+"""The report's pictures: the accuracy heatmap, the per-epoch curves and the diagnostics scatter of a sweep.
+
+python -m sherlocked.report outputs/sweeps/demo   # writes heatmap.png, curves.png, diagnostics.png
+"""
 
 from pathlib import Path
 
@@ -10,7 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sherlocked.report import act_keys, group_keys, sort_rows, strata  # noqa: E402
+from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
+from sherlocked.report.runs import act_keys, group_keys, last_pair, sort_rows, strata  # noqa: E402
 
 
 def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -96,14 +100,12 @@ def curves(runs: pd.DataFrame, path: Path) -> None:
 
 
 def diagnostics(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> None:
-    """Final accuracy against the dead-output fraction and against last-hidden-layer saturation, every run."""
-    from sherlocked.mechanism import measures
-
-    acts = act_keys(runs)
+    """Final accuracy against the output units that pass no gradient and against last-hidden-layer saturation."""
     columns = measures(runs)
     done = runs[runs["status"] != "failed"]
-    hit = (done[acts[-2]] == pair[0]) & (done[acts[-1]] == pair[1])
-    panels = [(name, column) for name, column in columns.items() if name.startswith(("dead", "saturated"))]
+    hit = last_pair(done) == ",".join(pair)
+    output, _, _ = output_measure(pair, columns)
+    panels = [(name, column) for name, column in columns.items() if column == output or name.startswith("saturated")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (name, column) in zip(axes[0], panels):
         ax.scatter(done.loc[~hit, column], done.loc[~hit, "acc"], s=12, alpha=0.5, label="other last pairs")

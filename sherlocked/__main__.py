@@ -1,3 +1,0 @@
-from sherlocked.train import main
-
-main()

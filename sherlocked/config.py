@@ -1,0 +1,138 @@
+"""Where the configs live, and what each config key means: declared once, here.
+
+    python -c "from sherlocked.config import CONFIG_DIR; print(CONFIG_DIR)"
+
+Every part that treats keys differently derives it from KEYS: the population launcher
+(which keys may differ between the members of one population), results (which keys are
+part of a job's identity, so a rerun skips it), job dir names (which overrides name a
+job's directory; conf/train.yaml reads them through the `sherlocked.not_in_dir_name`
+resolver), and the short names under which HParams, result.json and the report show a
+key. Adding a key that may differ inside a population is one line here.
+"""
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+_HERE = Path(__file__).parent
+# An installed wheel carries the configs inside the package; a checkout keeps them at the top level.
+CONFIG_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
+
+# act1, act2, ...: one activation per Linear layer, as many as the model has.
+ACT = re.compile(r"act(\d+)")
+# HParams always carry act1..act4, "none" past the model's depth, so the study's 2-, 3- and
+# 4-layer models compare in one HParams table; deeper models add act5, ...
+MIN_ACT_HPARAMS = 4
+
+
+def _joined(value) -> str:
+    return "-".join(map(str, value))
+
+
+def _class_name(target: str) -> str:
+    return target.rsplit(".", 1)[-1].lower()
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str  # dotted path in the composed config
+    name: str | None = None  # short name in HParams, result.json's hparams and the report; None: not shown
+    member: bool = False  # may differ between the members of one population
+    identity: bool = True  # changes what a job computes: a rerun with another value trains it again
+    dir_name: bool = True  # an override of it names the job's directory
+    default: Any = None  # its value where a config lacks it (momentum of Adam)
+    show: Callable[[Any], Any] | None = None  # how HParams and the report show the value
+
+
+KEYS = (
+    # What a population's members may differ in.
+    Key("seed", "seed", member=True),
+    Key("model.batch_norm", "batch_norm", member=True, show=str),
+    Key("model.init", "init", member=True),
+    Key("model.output_activation", "output_activation", member=True),
+    # What they share.
+    Key("dataset.name", "dataset"),
+    Key("model.widths", "widths", show=_joined),
+    Key("model.optimizer._target_", "optimizer", show=_class_name),
+    Key("model.optimizer.lr", "lr", show=float),
+    Key("model.optimizer.momentum", "momentum", default=0.0, show=float),
+    Key("model.optimizer.weight_decay", "weight_decay", default=0.0, show=float),
+    Key("dataset.batch_size", "batch_size"),
+    Key("trainer.max_epochs", "epochs"),
+    # Where a job runs: not part of its directory's name (the same job on CPU or GPU).
+    Key("trainer", dir_name=False),
+    Key("trainer.accelerator", dir_name=False),
+    Key("trainer.devices", dir_name=False),
+    # Neither where nor what: a rerun with another value finds the job finished.
+    Key("study", identity=False, dir_name=False),
+    Key("dataset.root", identity=False, dir_name=False),
+    Key("trainer.enable_progress_bar", identity=False, dir_name=False),
+)
+_BY_PATH = {key.path: key for key in KEYS}
+
+
+def key_of(path: str) -> Key | None:
+    """The declaration of a dotted config path (an override's key: leading +/~ and a group's / allowed)."""
+    path = path.lstrip("+~").replace("/", ".")
+    if ACT.fullmatch(path):
+        return Key(path, path, member=True)
+    return _BY_PATH.get(path)
+
+
+def is_member_key(override: str) -> bool:
+    """Whether an override ("key=value") may differ between the members of one population."""
+    key = key_of(override.split("=", 1)[0])
+    return key is not None and key.member
+
+
+NOT_IDENTITY = tuple(key.path for key in KEYS if not key.identity)
+NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
+# conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:}
+OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
+
+
+def select(config: Mapping, path: str, default: Any = None) -> Any:
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def activations(config: Mapping) -> list[str]:
+    """The top-level act1, act2, ... values in order; a missing or null one ends the list."""
+    acts = []
+    while select(config, f"act{len(acts) + 1}") is not None:
+        acts.append(str(select(config, f"act{len(acts) + 1}")))
+    return acts
+
+
+def hparams(config: Mapping) -> dict[str, Any]:
+    """A resolved config's declared keys by short name: TensorBoard's HParams, result.json, the report."""
+    acts = activations(config)
+    depth = max(len(acts), MIN_ACT_HPARAMS)
+    shown = {f"act{i}": acts[i - 1] if i <= len(acts) else "none" for i in range(1, depth + 1)}
+    for key in KEYS:
+        if key.name:
+            value = select(config, key.path, key.default)
+            shown[key.name] = key.show(value) if key.show and value is not None else value
+    return shown
+
+
+def leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every leaf of a nested config; lists are leaves."""
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            yield from leaves(value, f"{prefix}{name}.")
+    else:
+        yield prefix[:-1], node
+
+
+def undeclared(config: Mapping) -> dict[str, Any]:
+    """The config's leaves that KEYS does not declare (nor act1, act2, ...), under their dotted paths."""
+    return {path: value for path, value in leaves(config) if key_of(path) is None}

@@ -1,0 +1,195 @@
+"""The engine: job configs in, a trained population and one result.json per job out.
+
+    python -c "from sherlocked.engine import run; help(run)"
+
+Every launcher ends in run(cfgs, job_dirs) or train(jobs): a list of jobs trained as one
+population (a single run is a population of one), each leaving result.json and TensorBoard
+events in its own directory. Hydra's entry point is sherlocked/train.py; this module is what
+it calls (train_job), and what the population launcher and the benchmark call.
+"""
+
+import functools
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sherlocked.activations import MIX, ConfigError, parse
+from sherlocked.config import activations, hparams
+from sherlocked.data import SOURCES, DataError, StudyDataModule
+from sherlocked.module import PopulationModule
+from sherlocked.population import MemberSpec, batch_norm_layers
+from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, versions
+
+# Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def member_spec(cfg: DictConfig) -> MemberSpec:
+    """The model of one job, validated (raises ConfigError with the one line a user sees)."""
+    acts = []
+    for i, spec in enumerate(activations(cfg), start=1):
+        try:
+            acts.append(MIX.join(parse(spec)))
+        except ConfigError as error:
+            raise ConfigError(f"act{i}: {error}") from None
+    model = cfg.model
+    bn = model.batch_norm
+    bn = OmegaConf.to_container(bn) if OmegaConf.is_config(bn) else bn
+    widths = tuple(int(w) for w in model.widths)
+    return MemberSpec(
+        widths=widths,
+        activations=tuple(acts),
+        batch_norm=batch_norm_layers(bn, len(widths) - 1),
+        output_activation=bool(model.output_activation),
+        init=str(model.init),
+        seed=int(cfg.seed),
+    )
+
+
+def validate(cfg: DictConfig) -> MemberSpec:
+    """Check everything a run needs before anything is written."""
+    spec = member_spec(cfg)
+    data = cfg.dataset
+    if data.name not in SOURCES:
+        raise ConfigError(f"unknown dataset {data.name!r}; choose from {', '.join(SOURCES)}")
+    if spec.widths[0] != data.input_dim or spec.widths[-1] != data.num_classes:
+        raise ConfigError(
+            f"model.widths={list(spec.widths)} must start with {data.name}'s {data.input_dim} inputs "
+            f"and end with its {data.num_classes} classes"
+        )
+    positive = {
+        "model.optimizer.lr": cfg.model.optimizer.lr,
+        "dataset.batch_size": data.batch_size,
+        "trainer.max_epochs": cfg.trainer.max_epochs,
+    }
+    for key, value in positive.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be a positive number")
+    return spec
+
+
+@dataclass
+class Job:
+    """One job: its composed config, its directory and the overrides that made it."""
+
+    cfg: DictConfig
+    job_dir: Path
+    overrides: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def config(self) -> dict:
+        """The resolved config, as result.json stores it."""
+        return OmegaConf.to_container(self.cfg, resolve=True)
+
+
+def run(
+    cfgs: Sequence[DictConfig],
+    job_dirs: Sequence[Path],
+    overrides: Sequence[list[str]] | None = None,
+    quiet: bool = False,
+) -> list[Result]:
+    """Every job's result: a finished one (same config) is read back, the others are trained as one population."""
+    overrides = overrides or [[] for _ in cfgs]
+    jobs = [Job(cfg, Path(d), list(o)) for cfg, d, o in zip(cfgs, job_dirs, overrides)]
+    results = [finished_result(job.job_dir, job.config) for job in jobs]
+    trained = iter(train([job for job, result in zip(jobs, results) if result is None], quiet))
+    return [result or next(trained) for result in results]
+
+
+def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
+    """Train the jobs as one population; they must share data, widths, optimiser, batch size and epochs.
+
+    Never raises for a training error: it is recorded in result.json of every job it stopped
+    and returned as their results (with the exception, for a caller that wants to raise it).
+    """
+    if not jobs:
+        return []
+    try:
+        return fit(jobs, quiet)
+    except Exception as error:
+        results = []
+        for job in jobs:
+            job.job_dir.mkdir(parents=True, exist_ok=True)
+            result = failure(error, job.config, job.overrides)
+            result.write(job.job_dir)
+            result.exception = error
+            results.append(result)
+        return results
+
+
+def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
+    """Build the population, fit it, write each member's TensorBoard HParams and result.json."""
+    specs = [validate(job.cfg) for job in jobs]
+    first = jobs[0].cfg
+    for job in jobs:
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+    loggers = [instantiate(job.cfg.logger, save_dir=str(job.job_dir)) for job in jobs] if first.logger else []
+    data = StudyDataModule(**first.dataset, seeds=[s.seed for s in specs])
+    diagnostics = first.get("diagnostics")
+    diagnostics = OmegaConf.to_container(diagnostics) if diagnostics and diagnostics.enabled else None
+    module = PopulationModule(specs, instantiate(first.model.optimizer), loggers, diagnostics)
+    if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    trainer = instantiate(first.trainer, **({"enable_progress_bar": False} if quiet else {}))
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    wall_time = time.perf_counter() - start
+
+    results = []
+    for k, job in enumerate(jobs):
+        history = module.member_history(k)
+        final = {name: curve[-1] for name, curve in history.items()}
+        shown = hparams(job.config)
+        if loggers:
+            loggers[k].log_hyperparams(shown, {f"hp/{name}": value for name, value in final.items()})
+            loggers[k].finalize("success")
+        result = Result(
+            status="ok" if module.alive[k] else "diverged",
+            config=job.config,
+            overrides=job.overrides,
+            hparams=shown,
+            final_test_acc=final["test_acc"],
+            final=final,
+            history={"epoch": list(range(1, len(history["test_acc"]) + 1)), **history},
+            diagnostics=module.member_diagnostics(k),
+            wall_time_s=wall_time,
+            population_size=len(jobs),
+            versions=versions(),
+            git_commit=git_commit(),
+        )
+        result.write(job.job_dir)
+        results.append(result)
+    return results
+
+
+def train_job(cfg: DictConfig) -> Result:
+    """One Hydra job (the task function of sherlocked/train.py): train it, or find it finished; say where it is."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    # Every launcher numbers a sweep's jobs; a single run has no number (hydra.mode is unset in some harnesses).
+    multirun = OmegaConf.select(hydra_cfg, "job.num", default=None) is not None
+    (result,) = run([cfg], [job_dir], [list(hydra_cfg.overrides.task)], quiet=multirun)
+    if result.status == "failed":
+        if multirun:  # recorded in result.json; the sweep goes on and counts it
+            print(f"job failed: {result.error}", file=sys.stderr)
+            return result
+        if isinstance(result.exception, ConfigError | DataError):
+            print(f"sherlocked: {result.exception}", file=sys.stderr)
+            sys.exit(1)
+        raise result.exception
+    acts = ", ".join(activations(cfg))
+    skipped = " (finished before, skipped)" if result.skipped else ""
+    print(f"final test accuracy: {result.final_test_acc:.2%} ({acts}; seed {cfg.seed}; {cfg.dataset.name}){skipped}")
+    if not multirun:
+        print(f"result: {job_dir / RESULT}")
+        print(f"TensorBoard: tensorboard --logdir {job_dir}")
+    return result

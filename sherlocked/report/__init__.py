@@ -1,0 +1,7 @@
+"""The report: a sweep's result.json files turned into the study's table, statistics, plots and mechanism.
+
+    python -m sherlocked.report outputs/sweeps/demo
+
+runs.py reads a sweep once; tables.py, stats.py, mechanism.py and plots.py build on it;
+cli.py writes every file. This file imports none of them, so no module imports another through it.
+"""

@@ -1,0 +1,3 @@
+from sherlocked.report.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Turn a sweep into the study's answer: the table, the plots, the statistics, the published comparison.
+
+    python -m sherlocked.report outputs/sweeps/demo
+    python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
+
+Writes into the sweep dir: table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
+diagnostics.md/.png and, when the sweep has the published study's architecture, comparison.md/.csv.
+Columns adapt to what the sweep varied; failed and diverged runs are counted, never silently dropped.
+"""
+
+import argparse
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from sherlocked.activations import ACTIVATIONS
+from sherlocked.report import plots
+from sherlocked.report.mechanism import diagnostics_markdown
+from sherlocked.report.runs import DIAG, group_keys, read_runs
+from sherlocked.report.significance import stats_markdown
+from sherlocked.report.tables import comparison, markdown, table
+
+
+class Report(NamedTuple):
+    runs: pd.DataFrame  # one row per job (sherlocked.report.runs)
+    table: pd.DataFrame  # one row per group (sherlocked.report.tables)
+    files: dict[str, Path]  # what was written, by name
+
+
+def report(sweep_dir: Path, pairs: list[tuple[str, str]]) -> Report:
+    """Read the sweep's runs once and write every file of its report into the sweep dir."""
+    sweep_dir = Path(sweep_dir)
+    runs = read_runs(sweep_dir)
+    ours = table(runs)
+    written = {name: sweep_dir / name for name in ("table.md", "table.csv", "heatmap.png", "curves.png", "stats.md")}
+    ours.to_csv(written["table.csv"], index=False)
+    note = (
+        f"Final-epoch test accuracy (%) of {len(runs)} runs in {sweep_dir}. std is the population standard "
+        "deviation (ddof 0, as the study); ci95 is a t-interval of the mean; an empty seed cell is a failed "
+        "run; diverged runs keep the accuracy they reached.\n\n"
+    )
+    written["table.md"].write_text("# Results\n\n" + note + markdown(ours))
+    written["stats.md"].write_text(stats_markdown(runs, pairs))
+    plots.heatmap(runs, written["heatmap.png"])
+    plots.curves(runs, written["curves.png"])
+    if any(c.startswith(DIAG) for c in runs.columns):
+        written["diagnostics.md"], written["diagnostics.png"] = (
+            sweep_dir / "diagnostics.md",
+            sweep_dir / "diagnostics.png",
+        )
+        written["diagnostics.md"].write_text(diagnostics_markdown(runs, pairs[0]))
+        plots.diagnostics(runs, pairs[0], written["diagnostics.png"])
+    compared = comparison(runs, ours)
+    if compared is not None:
+        frame, setup = compared
+        written["comparison.csv"] = sweep_dir / "comparison.csv"
+        written["comparison.md"] = sweep_dir / "comparison.md"
+        frame.to_csv(written["comparison.csv"], index=False)
+        source = "Published figures: sherlocked/reference/ (Nishant Nikhil's `sherlocked`, inspect_activations/)."
+        written["comparison.md"].write_text(
+            f"# Ours against the published study\n\n{setup} {source}\n\n" + markdown(frame)
+        )
+    return Report(runs, ours, written)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sherlocked.report", description=__doc__.split("\n")[0])
+    parser.add_argument("sweep_dir", type=Path, help="a sweep's directory, e.g. outputs/sweeps/demo")
+    parser.add_argument(
+        "--pair",
+        action="append",
+        default=None,
+        metavar="ACT,ACT",
+        help="a last pair of activations to test against the rest (repeatable; default sigmoid,relu)",
+    )
+    args = parser.parse_args(argv)
+    pairs = [tuple(p.split(",")) for p in args.pair or ["sigmoid,relu"]]
+    for pair in pairs:
+        if len(pair) != 2 or any(a not in ACTIVATIONS for a in pair):
+            parser.error(f"--pair {','.join(pair)}: give two activations from {', '.join(ACTIVATIONS)}")
+    runs, ours, written = report(args.sweep_dir, pairs)
+    acts, varied = group_keys(runs)
+    ranked = ours.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
+    print(f"report: {args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
+    print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
+    print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))
+    print("worst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f"))

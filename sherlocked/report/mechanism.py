@@ -1,0 +1,143 @@
+"""The report's diagnostics: which mechanism the data support when a last pair of activations fails.
+
+    python -m sherlocked.report outputs/sweeps/demo   # writes diagnostics.md and diagnostics.png
+
+Reads the last epoch's diagnostics of every run (see sherlocked/diagnostics.py) and sets the
+two candidate explanations side by side with numbers: output units that pass no gradient
+(dead ReLUs, <= 0 on every input; for any other output activation, units whose slope is flat
+on every input) against saturation of the layer before the output. It says "dead" only of
+relu and leaky_relu outputs, the activations whose units can die.
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sherlocked.diagnostics import family
+from sherlocked.report.runs import DIAG, group_keys, last_pair, sort_rows
+from sherlocked.report.tables import markdown
+
+MEASURES = {  # column in the table -> diagnostics key (layer numbers filled in per model)
+    "dead_output": "layer{output}/dead",
+    "flat_output": "layer{output}/flat_units",
+    "samples_no_gradient": "output/samples_no_gradient",
+    "samples_all_nonpos": "output/samples_all_nonpos",
+    "logits_nonpos": "output/logits_nonpos",
+    "saturated_layer{last_hidden}": "layer{last_hidden}/saturated",
+    "grad_w_layer1": "layer1/grad_w",
+}
+DEFINITIONS = (
+    "dead_output: fraction of output units <= 0 on every probe image (relu and leaky_relu outputs only: "
+    "a dead relu passes no gradient, a dead leaky_relu only its 0.01 slope); flat_output: fraction of output "
+    "units whose activation's slope is < 0.01 on every probe image, for any activation (they pass almost no "
+    "gradient); samples_no_gradient: fraction of probe images on which every output unit is flat, so almost "
+    "no gradient reaches them; samples_all_nonpos: fraction of probe images whose logits are all <= 0; "
+    "logits_nonpos: fraction of logits <= 0; saturated: fraction of sigmoid outputs < 0.01 or > 0.99 "
+    "(|tanh| > 0.99), empty for other activations; grad_w_layer1: L2 norm of the first layer's weight "
+    "gradient after the last step."
+)
+
+
+def measures(runs: pd.DataFrame) -> dict[str, str]:
+    """Table column -> runs column, for this sweep's depth (measures the runs did not record are left out)."""
+    acts, _ = group_keys(runs)
+    layers = {"output": len(acts), "last_hidden": len(acts) - 1}
+    found = {}
+    for name, key in MEASURES.items():
+        column = DIAG + key.format(**layers)
+        if column in runs:
+            found[name.format(**layers)] = column
+    return found
+
+
+def correlation(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """Pearson r and Spearman rho over the runs where both exist (NaN when either is constant)."""
+    both = pd.concat([x, y], axis=1).dropna()
+    if len(both) < 3 or both.iloc[:, 0].nunique() < 2 or both.iloc[:, 1].nunique() < 2:
+        return np.nan, np.nan
+    return stats.pearsonr(both.iloc[:, 0], both.iloc[:, 1])[0], stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1])[0]
+
+
+def output_measure(pair: tuple[str, str], columns: dict) -> tuple[str | None, str, str]:
+    """(column, what it counts, which runs it applies to: "" for all) for the pair's output activation."""
+    if family(pair[1]) == "relu":
+        return columns.get("dead_output"), "dead, <= 0 on every probe image", " with a relu or leaky_relu output"
+    return columns.get("flat_output"), f"flat ({pair[1]}'s slope < 0.01 on every probe image)", ""
+
+
+def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, columns: dict, r: float) -> str:
+    """A paragraph of numbers: what distinguishes the runs whose last pair is `pair`, and which mechanism fits."""
+    column, counted, others = output_measure(pair, columns)
+    if hit.empty or column is None:
+        return f"No finished run has ({pair[0]}, {pair[1]}) as its last pair, or no diagnostics were recorded.\n"
+
+    def mean(frame: pd.DataFrame, name: str) -> float:
+        return frame[columns[name]].mean() if name in columns else np.nan
+
+    saturated = next((c for n, c in columns.items() if n.startswith("saturated")), None)
+    a_out, b_out = hit[column].mean(), rest[column].mean()
+    a_sat = hit[saturated].mean() if saturated else np.nan
+    layer = saturated.split("/")[0].removeprefix(DIAG) if saturated else "the last hidden layer"
+    consequence = {
+        "relu": "their classes can never be predicted and pass no gradient",
+        "leaky_relu": "they pass only their 0.01 slope of the gradient",
+    }.get(pair[1], "they pass almost no gradient")
+    text = (
+        f"In the {len(hit)} runs whose last pair is ({pair[0]}, {pair[1]}) (mean final test accuracy "
+        f"{hit['acc'].mean():.1f}%, other runs {rest['acc'].mean():.1f}%), {100 * a_out:.1f}% of the output "
+        f"units are {counted}, at the end of training (other runs{others}: {100 * b_out:.1f}%): {consequence}. "
+    )
+    if "samples_no_gradient" in columns:
+        text += (
+            f"On {100 * mean(hit, 'samples_no_gradient'):.1f}% of the probe images every output unit is flat, so "
+            f"almost no gradient reaches them (other runs: {100 * mean(rest, 'samples_no_gradient'):.1f}%). "
+        )
+    text += (
+        f"{100 * mean(hit, 'samples_all_nonpos'):.1f}% of the probe images have every logit <= 0 (other runs: "
+        f"{100 * mean(rest, 'samples_all_nonpos'):.1f}%); {100 * mean(hit, 'logits_nonpos'):.1f}% of all logits "
+        f"are <= 0 (other runs: {100 * mean(rest, 'logits_nonpos'):.1f}%). "
+    )
+    if not np.isnan(a_sat):
+        text += (
+            f"In {layer}, {100 * a_sat:.1f}% of the {pair[0]} outputs are saturated (other runs with a sigmoid or "
+            f"tanh there: {100 * rest[saturated].mean():.1f}%). "
+        )
+    if "grad_w_layer1" in columns:
+        text += (
+            f"The weight-gradient norm at layer 1 after the last step is {mean(hit, 'grad_w_layer1'):.3g} "
+            f"(other runs: {mean(rest, 'grad_w_layer1'):.3g}). "
+        )
+    text += f"Over all runs{others}, accuracy and the fraction of such output units correlate at r = {r:.2f}. "
+    dead = family(pair[1]) == "relu"
+    if a_out >= 0.5 and (np.isnan(a_sat) or a_out > a_sat):
+        cause = "dead output ReLUs" if dead else f"flat {pair[1]} output units"
+        text += f"The data support {cause}, not saturation, as the mechanism."
+    elif not np.isnan(a_sat) and a_sat >= 0.5:
+        text += f"The data support saturation of {layer} (vanishing gradients), not the output units."
+    else:
+        text += "Neither the output units nor saturation covers most of these runs' probe images or units."
+    return text + "\n"
+
+
+def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
+    acts, varied = group_keys(runs)
+    columns = measures(runs)
+    done = runs[runs["status"] != "failed"]
+    keys = acts + varied
+    per_group = done.groupby(keys, dropna=False)[["acc", *columns.values()]].mean().reset_index()
+    per_group = sort_rows(per_group.rename(columns={v: k for k, v in columns.items()}), keys)
+    last = last_pair(done)
+    hit, rest = done[last == ",".join(pair)], done[last != ",".join(pair)]
+    column, _, others = output_measure(pair, columns)
+    r, rho = correlation(done["acc"], done[column]) if column else (np.nan, np.nan)
+    counted = int(done[column].notna().sum()) if column else 0
+    intro = "# Diagnostics\n\nMeasured on a fixed probe batch of test images after the last epoch "
+    intro += f"(sherlocked/diagnostics.py). {DEFINITIONS} Means over seeds; accuracy in %.\n\n"
+    correlations = (
+        f"Accuracy against the fraction of output units counted above, over the {counted} runs{others}: "
+        f"Pearson r = {r:.2f}, Spearman rho = {rho:.2f}.\n"
+    )
+    return (
+        f"{intro}## Which mechanism: ({pair[0]}, {pair[1]}) as the last pair\n\n"
+        f"{verdict(pair, hit, rest, columns, r)}\n{correlations}\n## Per group\n\n{markdown(per_group, digits=3)}"
+    )

@@ -1,0 +1,99 @@
+"""The study's table: one row per group of runs, one column per seed, mean, std, n, CI, outcomes;
+and the same table next to the published one.
+
+    python -m sherlocked.report outputs/sweeps/demo   # writes table.md/.csv and comparison.md/.csv
+"""
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sherlocked.report.runs import group_keys, sort_rows
+
+STUDY_SETUP = {
+    "dataset": "mnist",
+    "epochs": 10,
+    "batch_size": 32,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.5,
+    "weight_decay": 0.0,
+    "init": "default",
+}
+REFERENCE = {"none": "sherlocked_mnist_no_bn.csv", "all": "sherlocked_mnist_bn_all.csv"}
+
+
+def summarise(values: np.ndarray) -> dict:
+    """mean, std (ddof 0, as the study), n and a 95% t-interval of the accuracies that exist."""
+    values = values[~np.isnan(values)]
+    n = len(values)
+    mean = values.mean() if n else np.nan
+    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return {
+        "mean": mean,
+        "std": values.std() if n else np.nan,
+        "n": n,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+    }
+
+
+def table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The study's table: one row per group, one column per seed, then mean, std, n, CI and outcome counts."""
+    acts, varied = group_keys(runs)
+    keys = acts + varied
+    seeds = sorted(runs["seed"].unique())
+    rows = []
+    for values, group in runs.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        by_seed = group.set_index("seed")["acc"]
+        row.update({f"seed{s}": by_seed.get(s, np.nan) for s in seeds})
+        row.update(summarise(group["acc"].to_numpy(dtype=float)))
+        row.update(diverged=int((group["status"] == "diverged").sum()), failed=int((group["status"] == "failed").sum()))
+        rows.append(row)
+    return sort_rows(pd.DataFrame(rows), keys)
+
+
+def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float | np.floating):
+            return "" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def comparison(runs: pd.DataFrame, ours: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
+    """Our table next to the published one, when the sweep has the study's architecture and activations."""
+    acts, varied = group_keys(runs)
+    if acts != ["act1", "act2", "act3"] or set(runs.get("widths", [])) != {"784-500-256-10"}:
+        return None
+    frames = []
+    for bn, filename in REFERENCE.items():
+        mine = ours[ours["batch_norm"] == bn] if "batch_norm" in varied else ours
+        if "batch_norm" not in varied and runs["batch_norm"].iloc[0] != bn:
+            continue
+        published = pd.read_csv(resources.files("sherlocked") / "reference" / filename)
+        merged = published[[*acts, "mean", "std"]].merge(mine, on=acts, suffixes=("_published", ""))
+        if merged.empty:
+            continue
+        merged = merged.rename(columns={"mean": "mean_ours", "std": "std_ours"})
+        merged.insert(0, "reference", filename)
+        merged["difference"] = merged["mean_ours"] - merged["mean_published"]
+        columns = ["reference", *acts, "mean_published", "std_published", "mean_ours", "std_ours", "n", "difference"]
+        frames.append(merged[columns])
+    if not frames:
+        return None
+    differs = {k: runs[k].iloc[0] for k, v in STUDY_SETUP.items() if k in runs and runs[k].iloc[0] != v}
+    setup = (
+        "This sweep has the published setup, so the numbers are directly comparable."
+        if not differs
+        else "This sweep differs from the published setup in "
+        + ", ".join(f"{k}={v} (published: {STUDY_SETUP[k]})" for k, v in differs.items())
+        + ": compare the pattern across triples, not the absolute numbers."
+    )
+    return pd.concat(frames, ignore_index=True), setup
