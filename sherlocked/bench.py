@@ -23,18 +23,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
 from sherlocked.activations import build
+from sherlocked.config import CONFIG_DIR
+from sherlocked.data import load
+from sherlocked.engine import run
+from sherlocked.launcher import default_max_members
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 
 
 def configs(args, epochs: int, members: int, *extra: str) -> list:
-    from hydra import compose, initialize_config_dir
-
     triples = list(itertools.product(ACTS, repeat=3))
     jobs = [(triple, seed) for seed in range(args.seeds) for triple in triples][:members]
     common = [
@@ -45,8 +48,7 @@ def configs(args, epochs: int, members: int, *extra: str) -> list:
         *([f"+trainer.limit_train_batches={args.steps}"] if args.steps else []),
         *extra,
     ]
-    conf = str(Path(__file__).parents[1] / "conf")
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return [
             compose("train", [*common, f"act1={a}", f"act2={b}", f"act3={c}", f"seed={s}"]) for (a, b, c), s in jobs
         ]
@@ -88,9 +90,7 @@ def plain_loop(cfgs, data, device: str) -> float:
 
 
 def framework(cfgs, group: int, device: str) -> float:
-    """(b) with group=1, (c) with group>1: sherlocked.train.run, as the launchers call it."""
-    from sherlocked.train import run
-
+    """(b) with group=1, (c) with group>1: sherlocked.engine.run, as the launchers call it."""
     with tempfile.TemporaryDirectory() as tmp:
         sync(device)
         start = time.perf_counter()
@@ -166,9 +166,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
-
-    from sherlocked.data import load
-    from sherlocked.launcher import default_max_members
 
     cfgs = configs(args, args.epochs, args.members, "diagnostics=off")
     baseline_epochs = args.baseline_epochs or args.epochs
