@@ -10,6 +10,7 @@ resolver), and the short names under which HParams, result.json and the report s
 key. Adding a key that may differ inside a population is one line here.
 """
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ _HERE = Path(__file__).parent
 # An installed wheel carries the configs inside the package; a checkout keeps them at the top level.
 CONFIG_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
 
-# act1, act2, ...: one activation per Linear layer, as many as the model has.
+# act1, act2, ...: one activation per Linear layer, as many as the model has (declared as ACTIVATION).
 ACT = re.compile(r"act(\d+)")
 # HParams always carry act1..act4, "none" past the model's depth, so the study's 2-, 3- and
 # 4-layer models compare in one HParams table; deeper models add act5, ...
@@ -48,8 +49,10 @@ class Key:
     show: Callable[[Any], Any] | None = None  # how HParams and the report show the value
 
 
+ACTIVATION = Key("act{n}", "act{n}", member=True)  # stands for act1, act2, ...: see key_of
 KEYS = (
     # What a population's members may differ in.
+    ACTIVATION,
     Key("seed", "seed", member=True),
     Key("model.batch_norm", "batch_norm", member=True, show=str),
     Key("model.init", "init", member=True),
@@ -79,7 +82,7 @@ def key_of(path: str) -> Key | None:
     """The declaration of a dotted config path (an override's key: leading +/~ and a group's / allowed)."""
     path = path.lstrip("+~").replace("/", ".")
     if ACT.fullmatch(path):
-        return Key(path, path, member=True)
+        return dataclasses.replace(ACTIVATION, path=path, name=path)
     return _BY_PATH.get(path)
 
 
@@ -118,7 +121,7 @@ def hparams(config: Mapping) -> dict[str, Any]:
     depth = max(len(acts), MIN_ACT_HPARAMS)
     shown = {f"act{i}": acts[i - 1] if i <= len(acts) else "none" for i in range(1, depth + 1)}
     for key in KEYS:
-        if key.name:
+        if key.name and key is not ACTIVATION:  # the activations are above, padded
             value = select(config, key.path, key.default)
             shown[key.name] = key.show(value) if key.show and value is not None else value
     return shown
@@ -134,5 +137,5 @@ def leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def undeclared(config: Mapping) -> dict[str, Any]:
-    """The config's leaves that KEYS does not declare (nor act1, act2, ...), under their dotted paths."""
+    """The config's leaves that KEYS does not declare, under their dotted paths."""
     return {path: value for path, value in leaves(config) if key_of(path) is None}

@@ -101,7 +101,7 @@ def run(
     jobs = [Job(cfg, Path(d), list(o)) for cfg, d, o in zip(cfgs, job_dirs, overrides)]
     results = [finished_result(job.job_dir, job.config) for job in jobs]
     trained = iter(train([job for job, result in zip(jobs, results) if result is None], quiet))
-    return [result or next(trained) for result in results]
+    return [result if result is not None else next(trained) for result in results]
 
 
 def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
