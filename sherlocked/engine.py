@@ -8,12 +8,11 @@ events in its own directory. Hydra's entry point is sherlocked/train.py; this mo
 it calls (train_job), and what the population launcher and the benchmark call.
 """
 
-import functools
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,43 +31,47 @@ from sherlocked.results import RESULT, Result, failure, finished_result, git_com
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def member_spec(cfg: DictConfig) -> MemberSpec:
-    """The model of one job, validated (raises ConfigError with the one line a user sees)."""
+def member_spec(cfg: Mapping) -> MemberSpec:
+    """The model of one job, validated (raises ConfigError with the one line a user sees).
+
+    cfg: a composed config (DictConfig) or its resolved plain form (what result.json stores).
+    """
     acts = []
     for i, spec in enumerate(activations(cfg), start=1):
         try:
             acts.append(MIX.join(parse(spec)))
         except ConfigError as error:
             raise ConfigError(f"act{i}: {error}") from None
-    model = cfg.model
-    bn = model.batch_norm
+    model = cfg["model"]
+    bn = model["batch_norm"]
     bn = OmegaConf.to_container(bn) if OmegaConf.is_config(bn) else bn
-    widths = tuple(int(w) for w in model.widths)
+    widths = tuple(int(w) for w in model["widths"])
     return MemberSpec(
         widths=widths,
         activations=tuple(acts),
         batch_norm=batch_norm_layers(bn, len(widths) - 1),
-        output_activation=bool(model.output_activation),
-        init=str(model.init),
-        seed=int(cfg.seed),
+        output_activation=bool(model["output_activation"]),
+        init=str(model["init"]),
+        seed=int(cfg["seed"]),
     )
 
 
-def validate(cfg: DictConfig) -> MemberSpec:
-    """Check everything a run needs before anything is written."""
+def validate(cfg: Mapping) -> MemberSpec:
+    """Check everything a run needs before anything is written (cfg as for member_spec)."""
     spec = member_spec(cfg)
-    data = cfg.dataset
-    if data.name not in SOURCES:
-        raise ConfigError(f"unknown dataset {data.name!r}; choose from {', '.join(SOURCES)}")
-    if spec.widths[0] != data.input_dim or spec.widths[-1] != data.num_classes:
+    data = cfg["dataset"]
+    name = data["name"]
+    if name not in SOURCES:
+        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(SOURCES)}")
+    if spec.widths[0] != data["input_dim"] or spec.widths[-1] != data["num_classes"]:
         raise ConfigError(
-            f"model.widths={list(spec.widths)} must start with {data.name}'s {data.input_dim} inputs "
-            f"and end with its {data.num_classes} classes"
+            f"model.widths={list(spec.widths)} must start with {name}'s {data['input_dim']} inputs "
+            f"and end with its {data['num_classes']} classes"
         )
     positive = {
-        "model.optimizer.lr": cfg.model.optimizer.lr,
-        "dataset.batch_size": data.batch_size,
-        "trainer.max_epochs": cfg.trainer.max_epochs,
+        "model.optimizer.lr": cfg["model"]["optimizer"]["lr"],
+        "dataset.batch_size": data["batch_size"],
+        "trainer.max_epochs": cfg["trainer"]["max_epochs"],
     }
     for key, value in positive.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
@@ -78,16 +81,15 @@ def validate(cfg: DictConfig) -> MemberSpec:
 
 @dataclass
 class Job:
-    """One job: its composed config, its directory and the overrides that made it."""
+    """One job: its resolved config (plain, as result.json stores it), its directory, its overrides."""
 
-    cfg: DictConfig
+    config: dict
     job_dir: Path
     overrides: list[str] = field(default_factory=list)
 
-    @functools.cached_property
-    def config(self) -> dict:
-        """The resolved config, as result.json stores it."""
-        return OmegaConf.to_container(self.cfg, resolve=True)
+    @classmethod
+    def of(cls, cfg: DictConfig, job_dir: Path, overrides: Sequence[str] = ()) -> "Job":
+        return cls(OmegaConf.to_container(cfg, resolve=True), Path(job_dir), list(overrides))
 
 
 def run(
@@ -98,7 +100,7 @@ def run(
 ) -> list[Result]:
     """Every job's result: a finished one (same config) is read back, the others are trained as one population."""
     overrides = overrides or [[] for _ in cfgs]
-    jobs = [Job(cfg, Path(d), list(o)) for cfg, d, o in zip(cfgs, job_dirs, overrides)]
+    jobs = [Job.of(cfg, d, o) for cfg, d, o in zip(cfgs, job_dirs, overrides)]
     results = [finished_result(job.job_dir, job.config) for job in jobs]
     trained = iter(train([job for job, result in zip(jobs, results) if result is None], quiet))
     return [result if result is not None else next(trained) for result in results]
@@ -127,18 +129,19 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     """Build the population, fit it, write each member's TensorBoard HParams and result.json."""
-    specs = [validate(job.cfg) for job in jobs]
-    first = jobs[0].cfg
+    specs = [validate(job.config) for job in jobs]
+    first = jobs[0].config  # what the jobs share: data, optimiser, trainer, logger
     for job in jobs:
         job.job_dir.mkdir(parents=True, exist_ok=True)
-    loggers = [instantiate(job.cfg.logger, save_dir=str(job.job_dir)) for job in jobs] if first.logger else []
-    data = StudyDataModule(**first.dataset, seeds=[s.seed for s in specs])
+    logger = instantiate(first["logger"], _partial_=True) if first.get("logger") else None
+    loggers = [logger(save_dir=str(job.job_dir)) for job in jobs] if logger else []
+    data = StudyDataModule(**first["dataset"], seeds=[s.seed for s in specs])
     diagnostics = first.get("diagnostics")
-    diagnostics = OmegaConf.to_container(diagnostics) if diagnostics and diagnostics.enabled else None
-    module = PopulationModule(specs, instantiate(first.model.optimizer), loggers, diagnostics)
+    diagnostics = diagnostics if diagnostics and diagnostics["enabled"] else None
+    module = PopulationModule(specs, instantiate(first["model"]["optimizer"]), loggers, diagnostics)
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    trainer = instantiate(first.trainer, **({"enable_progress_bar": False} if quiet else {}))
+    trainer = instantiate(first["trainer"], **({"enable_progress_bar": False} if quiet else {}))
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)

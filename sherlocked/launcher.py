@@ -1,20 +1,20 @@
 """The population launcher's work: write every job dir the Hydra way, then train jobs in groups.
 
-1. Each job goes through Hydra's own run_job with a stub task: that writes its directory and
-   .hydra/ files exactly as the basic launcher would, and hands back the job's config.
-2. Each job's result.json is read once: a finished job is reported to Hydra's callbacks at
+1. Jobs that may share a population (the same overrides once member-level keys are removed,
+   see sherlocked.config: same data, widths, optimiser, batch size, epochs) form a group.
+2. Hydra composes each group's first job; the others' configs and job dirs are derived from
+   it (sherlocked.jobdirs), with the same .hydra/ files as Hydra's run_job writes. A group
+   that cannot be derived exactly has each job composed and written by run_job.
+3. Each job's result.json is read once: a finished job is reported to Hydra's callbacks at
    once (so the progress line counts it before any training) and not trained again.
-3. Jobs that may share a process (the same overrides once member-level keys are removed,
-   see sherlocked.config: same data, widths, optimiser, batch size, epochs) form a group;
-   groups are split at max_members and at the memory cap.
-4. Groups are trained by sherlocked.engine.train, in-process or on one worker per GPU;
-   Hydra's callbacks get each job's real result.
+4. Groups are split at max_members and at the memory cap and trained by sherlocked.engine.train,
+   in-process or on one worker per GPU; Hydra's callbacks get each job's real result.
 """
 
-import copy
+import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sherlocked import jobdirs
 from sherlocked.config import is_member_key
 from sherlocked.results import Result, finished_result
 
@@ -51,33 +52,71 @@ class NoCallbacks:
 
 @dataclass
 class Prepared:
-    """A job whose directory is written: what the engine trains, and what Hydra's callbacks see."""
+    """A job whose directory is written: what the engine trains, and what Hydra's callbacks are given."""
 
     index: int
     job: "engine.Job"
-    sweep_config: DictConfig  # with its hydra node
-    hydra_cfg: DictConfig
+    task: dict  # the task config, plain and unresolved (.hydra/config.yaml)
+    hydra: dict  # {"hydra": node}, plain and unresolved (.hydra/hydra.yaml)
+    composed: DictConfig | None = None  # the whole config, where Hydra composed it for this job
+
+    @property
+    def sweep_config(self) -> DictConfig:
+        """The job's whole config, as Hydra's callbacks receive it (built on first use)."""
+        if self.composed is None:
+            self.composed = OmegaConf.create({**self.task, **self.hydra})
+        return self.composed
+
+    def job_return(self, result: Result, with_configs: bool) -> JobReturn:
+        """What a launcher hands back to Hydra; the configs only where a callback may read them."""
+        return JobReturn(
+            overrides=self.job.overrides,
+            cfg=OmegaConf.create(self.task) if with_configs else None,
+            hydra_cfg=OmegaConf.create(self.hydra) if with_configs else None,
+            working_dir=os.getcwd(),
+            task_name=self.hydra["hydra"]["job"]["name"],
+            status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
+            _return_value=result,
+        )
 
 
-def prepare(launcher, overrides: Sequence[str], index: int) -> Prepared:
-    """Write the job's directory with Hydra's run_job (no callbacks yet) and capture its config."""
+def plan_group(launcher, indices: list[int], job_overrides: list[list[str]]) -> list[Callable[[], Prepared]]:
+    """Each job of one group (jobs that differ in member keys only) composed or derived, so checked; the
+    returned calls write their dirs. One composition for the group where its jobs can be derived."""
+    load = launcher.hydra_context.config_loader.load_sweep_config
+    first = load(launcher.config, job_overrides[0])
+    template = jobdirs.Template(first)
+    parsed = jobdirs.parse(job_overrides)
+    if template.derivable(parsed):
+        return [functools.partial(write_derived, template.derive(o, i)) for i, o in zip(indices, parsed)]
+    composed = [first] + [load(launcher.config, overrides) for overrides in job_overrides[1:]]
+    return [functools.partial(run_job_dir, launcher, *job) for job in zip(composed, job_overrides, indices)]
+
+
+def write_derived(job: jobdirs.Derived) -> Prepared:
     from sherlocked import engine  # torch with it: not at module level, see train_group
 
-    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    job.write()
+    return Prepared(job.index, engine.Job(job.resolved, job.job_dir, job.overrides), job.task, job.hydra)
+
+
+def run_job_dir(launcher, sweep_config: DictConfig, overrides: list[str], index: int) -> Prepared:
+    """One composed job's dir, written by Hydra's run_job (with no callbacks: they fire with the result)."""
+    from sherlocked import engine
+
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = index
         sweep_config.hydra.job.num = index
     captured = {}
 
     def stub(cfg: DictConfig) -> None:  # HydraConfig is only set while run_job runs
-        captured["cfg"] = copy.deepcopy(cfg)
-        captured["job_dir"] = Path(HydraConfig.get().runtime.output_dir)
-        captured["hydra_cfg"] = copy.deepcopy(HydraConfig.instance().cfg)
+        captured["job"] = engine.Job.of(cfg, Path(HydraConfig.get().runtime.output_dir), overrides)
+        captured["task"] = OmegaConf.to_container(cfg, enum_to_str=True)
+        captured["hydra"] = OmegaConf.to_container(HydraConfig.instance().cfg, enum_to_str=True)
 
     quiet_context = HydraContext(config_loader=launcher.hydra_context.config_loader, callbacks=NoCallbacks())
     run_job(stub, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir", quiet_context, configure_logging=False)
-    job = engine.Job(captured["cfg"], captured["job_dir"], list(overrides))
-    return Prepared(index, job, sweep_config, captured["hydra_cfg"])
+    return Prepared(index, captured["job"], captured["task"], captured["hydra"], sweep_config)
 
 
 def default_max_members(device: str) -> int:
@@ -89,21 +128,22 @@ def default_max_members(device: str) -> int:
     return 16 if device == "cpu" else 0
 
 
-def device_of(cfg: DictConfig) -> str:
+def device_of(config: Mapping) -> str:
     import torch
 
-    return "cuda" if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    accelerator = config["trainer"]["accelerator"]
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
-def member_bytes(cfg: DictConfig) -> int:
+def member_bytes(config: Mapping) -> int:
     """Memory one member needs: parameters, gradients and momentum, activations of a train and a test batch."""
-    widths = list(cfg.model.widths)
+    widths, data = list(config["model"]["widths"]), config["dataset"]
     params = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
-    activations = 4 * sum(widths[1:]) * (cfg.dataset.batch_size + cfg.dataset.test_batch_size)  # a few copies each
+    activations = 4 * sum(widths[1:]) * (data["batch_size"] + data["test_batch_size"])  # a few copies each
     return 4 * (4 * params + activations)
 
 
-def memory_cap(cfg: DictConfig, device: str) -> int:
+def memory_cap(config: Mapping, device: str) -> int:
     """Most members that fit in half of the device's free memory (the rest: data, allocator slack)."""
     import torch
 
@@ -111,7 +151,7 @@ def memory_cap(cfg: DictConfig, device: str) -> int:
         free = torch.cuda.mem_get_info()[0]
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return max(1, free // 2 // member_bytes(cfg))
+    return max(1, free // 2 // member_bytes(config))
 
 
 def groups(jobs: list[Prepared], max_members: int, device: str) -> list[list[Prepared]]:
@@ -121,7 +161,7 @@ def groups(jobs: list[Prepared], max_members: int, device: str) -> list[list[Pre
         by_key.setdefault(group_key(prepared.job.overrides), []).append(prepared)
     split = []
     for members in by_key.values():
-        size = min(max_members or len(members), memory_cap(members[0].job.cfg, device))
+        size = min(max_members or len(members), memory_cap(members[0].job.config, device))
         split += [members[i : i + size] for i in range(0, len(members), size)]
     return split
 
@@ -156,21 +196,32 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    jobs = [prepare(launcher, overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
+    by_group: dict[tuple, list[int]] = {}
+    for i, overrides in enumerate(job_overrides):
+        by_group.setdefault(group_key(overrides), []).append(i)
+    writers = [  # every job checked before any is written
+        write
+        for ids in by_group.values()
+        for write in plan_group(launcher, [initial_job_idx + i for i in ids], [list(job_overrides[i]) for i in ids])
+    ]
+    jobs = sorted((write() for write in writers), key=lambda p: p.index)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     callbacks = launcher.hydra_context.callbacks
+    # Building a job's config for the callbacks costs more than the rest of its preparation: only where read.
+    with_configs = any(getattr(callback, "reads_job_config", True) for callback in callbacks.callbacks)
     results: dict[int, Result] = {}
-    for prepared in jobs:
-        callbacks.on_job_start(config=prepared.sweep_config, task_function=launcher.task_function)
+    for p in jobs:
+        callbacks.on_job_start(config=p.sweep_config if with_configs else None, task_function=launcher.task_function)
 
     def finish(group: list[Prepared], outcome: list[Result]) -> None:
-        for prepared, result in zip(group, outcome):
-            results[prepared.index] = result
-            callbacks.on_job_end(config=prepared.sweep_config, job_return=job_return(prepared, result))
+        for p, result in zip(group, outcome):
+            results[p.index] = result
+            config = p.sweep_config if with_configs else None
+            callbacks.on_job_end(config=config, job_return=p.job_return(result, with_configs))
 
     found = [finished_result(p.job.job_dir, p.job.config) for p in jobs]
     finish([p for p, r in zip(jobs, found) if r is not None], [r for r in found if r is not None])
-    device = device_of(jobs[0].job.cfg) if jobs else "cpu"
+    device = device_of(jobs[0].job.config) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
     todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device)
     workers = worker_count(launcher.workers)
@@ -194,16 +245,4 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     else:
         for group, args in zip(todo, arguments):
             finish(group, train_group(args))
-    return [job_return(p, results[p.index]) for p in jobs]
-
-
-def job_return(prepared: Prepared, result: Result) -> JobReturn:
-    return JobReturn(
-        overrides=prepared.job.overrides,
-        cfg=prepared.job.cfg,
-        hydra_cfg=prepared.hydra_cfg,
-        working_dir=os.getcwd(),
-        task_name=prepared.hydra_cfg.hydra.job.name,
-        status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
-        _return_value=result,
-    )
+    return [p.job_return(results[p.index], with_configs) for p in jobs]

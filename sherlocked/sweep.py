@@ -93,6 +93,8 @@ class SweepProgress:
 
 
 class StudyCallback(Callback):
+    reads_job_config = False  # on_job_start/on_job_end read only the result: launchers may skip building it
+
     def __init__(self):
         self.progress: SweepProgress | None = None
 

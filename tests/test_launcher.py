@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 
+from sherlocked import jobdirs
 from sherlocked import results as results_module
 from sherlocked.launcher import group_key
 from tests.conftest import CONF
@@ -53,6 +54,25 @@ def test_population_and_basic_launchers_give_the_same_job_dirs_and_results(sweep
 
         with sweep(tmp_path / "population", *GRID, *population) as again:
             assert all(r.return_value.skipped for r in again.returns[0])
+
+
+def test_derived_job_dirs_hold_what_hydras_run_job_writes_byte_for_byte(sweep, tmp_path, monkeypatch):
+    grid = ["act2=relu,'relu|tanh'", "model.batch_norm=none,[1,3]", "seed=0,1", "hydra/launcher=population"]
+    grid.append("+trainer.limit_train_batches=1")
+
+    def every_job_through_run_job():
+        monkeypatch.setattr(jobdirs.Template, "derivable", lambda self, jobs: False)
+        return sweep(tmp_path / "composed", *grid)
+
+    with sweep(tmp_path / "derived", *grid), every_job_through_run_job():
+        files = sorted(p.relative_to(tmp_path / "composed") for p in (tmp_path / "composed").rglob(".hydra/*.yaml"))
+        assert len(files) == 8 * 3
+        assert files == sorted(p.relative_to(tmp_path / "derived") for p in (tmp_path / "derived").rglob(".hydra/*"))
+        for name in files:
+            derived = (tmp_path / "derived" / name).read_text().replace(str(tmp_path / "derived"), "SWEEP")
+            assert derived == (tmp_path / "composed" / name).read_text().replace(str(tmp_path / "composed"), "SWEEP")
+        composed, derived = results(tmp_path / "composed"), results(tmp_path / "derived")
+        assert len(composed) == 8 and all(derived[job]["config"] == composed[job]["config"] for job in composed)
 
 
 def test_finished_jobs_are_read_once_and_counted_before_any_training(sweep, tmp_path, capsys, monkeypatch):

@@ -35,6 +35,10 @@ ConfigStore.instance().store(
 
 
 class PopulationLauncher(Launcher):
+    # Every job is composed or derived, and checked, before any job dir is written: the sherlocked
+    # sweeper need not compose each job beforehand (see sherlocked_sweeper.py).
+    checks_every_job = True
+
     def __init__(self, max_members: int | None = None, workers: int = 0) -> None:
         self.max_members, self.workers = max_members, workers
         self.config: DictConfig | None = None
