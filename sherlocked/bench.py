@@ -1,4 +1,5 @@
-"""Speed, side by side in one run, on the same jobs: plain PyTorch, sherlocked solo runs, populations.
+"""Speed, side by side in one run, on the same jobs: plain PyTorch, sherlocked solo runs, populations;
+then what a user waits for: real multiruns of the command line.
 
     python -m sherlocked.bench                      # CPU: 64 triples, one seed, mnist_5k, 1 epoch of 125 steps
     python -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 8
@@ -12,6 +13,9 @@ Each does the same work per member-epoch (train steps + a test pass), so times p
 compare directly; the paths take turns, one population's worth of jobs at a time, so a machine
 whose speed drifts during the run slows them alike. Also the achieved GFLOP/s of (c) against a
 large fp32 matmul and against one step's own batched matmuls, run alone on the same device.
+Then (sherlocked.sweepbench) the framework's overhead per job from one-step sweeps of two sizes
+(--sweep-small and --sweep-jobs jobs, default 64 and 576: the `make sweep` shape), split into
+phases, and the end-to-end time of one real multirun of the benchmark's shape.
 """
 
 import argparse
@@ -28,11 +32,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
+from sherlocked import sweepbench
 from sherlocked.activations import build
 from sherlocked.config import CONFIG_DIR
 from sherlocked.data import load
 from sherlocked.engine import run
 from sherlocked.launcher import default_max_members
+from sherlocked.phases import PHASES
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 
@@ -163,6 +169,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--group", type=int, default=0, help="population size for (c) (0 = the launcher's default)")
     parser.add_argument("--baseline-members", type=int, default=0, help="jobs for (a) and (b) (0 = all)")
     parser.add_argument("--baseline-epochs", type=int, default=0, help="epochs for (a) and (b) (0 = --epochs)")
+    parser.add_argument("--sweep-jobs", type=int, default=576, help="one-step jobs of the larger overhead sweep")
+    parser.add_argument("--sweep-small", type=int, default=64, help="one-step jobs of the smaller overhead sweep")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
@@ -216,6 +224,8 @@ def main(argv=None) -> dict:
     }
     figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
     figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
+    figures["sweep_overhead"] = sweepbench.overhead(args.dataset, args.device, args.sweep_small, args.sweep_jobs)
+    figures["end_to_end"] = sweepbench.end_to_end(args.dataset, args.device, len(cfgs), args.epochs, args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_{args.device}.json"
     path.write_text(json.dumps(figures, indent=2))
@@ -246,7 +256,27 @@ def show(f: dict, path: Path) -> None:
         f"{100 * f['population_fraction_of_step_matmuls']:.0f}% of one step's own batched matmuls run alone "
         f"({f['step_matmul_gflops']:.1f} GFLOP/s)\n"
         f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
-        f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time\nfigures: {path}"
+        f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time"
+    )
+    show_sweeps(console, f)
+    console.print(f"figures: {path}")
+
+
+def show_sweeps(console: Console, f: dict) -> None:
+    overhead, e2e = f["sweep_overhead"], f["end_to_end"]
+    table = Table(title="real multiruns (python -m sherlocked.train -m hydra/launcher=population ...)")
+    for column in ("sweep", "jobs", "wall s", "CPU s", *PHASES):
+        table.add_column(column, justify="left" if column == "sweep" else "right")
+    shown = [("one step per job", sweep) for sweep in overhead["runs"]] + [("the benchmark's shape", e2e)]
+    for name, sweep in shown:
+        split = [f"{sweep['phases_cpu_s'][p]:.2f}" for p in PHASES]
+        table.add_row(name, str(sweep["jobs"]), f"{sweep['wall_s']:.1f}", f"{sweep['cpu_s']:.1f}", *split)
+    console.print(table)
+    per_job = ", ".join(f"{p} {1e3 * s:.1f}" for p, s in overhead["marginal_phase_cpu_s_per_job"].items())
+    console.print(
+        f"one more job costs {1e3 * overhead['marginal_cpu_s_per_job']:.1f} ms of CPU ({per_job}); "
+        f"framework overhead, all but its steps: {1e3 * overhead['framework_overhead_s_per_job']:.1f} ms per job\n"
+        f"the benchmark's shape end to end: {e2e['jobs']} jobs in {e2e['wall_s']:.1f} s, command start to last result"
     )
 
 

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sherlocked import phases
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, DataError, StudyDataModule
@@ -129,6 +130,18 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     """Build the population, fit it, write each member's TensorBoard HParams and result.json."""
+    with phases.timed("build"):
+        module, data, trainer, loggers = build(jobs, quiet)
+    start = time.perf_counter()
+    with phases.timed("fit"):  # the module counts its steps' share as "steps"
+        trainer.fit(module, datamodule=data)
+    wall_time = time.perf_counter() - start
+    with phases.timed("write"):
+        return collect(jobs, module, loggers, wall_time)
+
+
+def build(jobs: Sequence[Job], quiet: bool) -> tuple:
+    """The population's module, data, trainer and one TensorBoard logger per member."""
     specs = [validate(job.config) for job in jobs]
     first = jobs[0].config  # what the jobs share: data, optimiser, trainer, logger
     for job in jobs:
@@ -142,11 +155,11 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     trainer = instantiate(first["trainer"], **({"enable_progress_bar": False} if quiet else {}))
+    return module, data, trainer, loggers
 
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    wall_time = time.perf_counter() - start
 
+def collect(jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float) -> list[Result]:
+    """Each member's HParams (with its final metrics) and result.json."""
     results = []
     for k, job in enumerate(jobs):
         history = module.member_history(k)

@@ -25,7 +25,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sherlocked import jobdirs
+from sherlocked import jobdirs, phases
 from sherlocked.config import is_member_key
 from sherlocked.results import Result, finished_result
 
@@ -199,12 +199,14 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     by_group: dict[tuple, list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         by_group.setdefault(group_key(overrides), []).append(i)
-    writers = [  # every job checked before any is written
-        write
-        for ids in by_group.values()
-        for write in plan_group(launcher, [initial_job_idx + i for i in ids], [list(job_overrides[i]) for i in ids])
-    ]
-    jobs = sorted((write() for write in writers), key=lambda p: p.index)
+    with phases.timed("compose"):  # every job checked before any is written
+        writers = [
+            write
+            for ids in by_group.values()
+            for write in plan_group(launcher, [initial_job_idx + i for i in ids], [list(job_overrides[i]) for i in ids])
+        ]
+    with phases.timed("dirs"):
+        jobs = sorted((write() for write in writers), key=lambda p: p.index)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     callbacks = launcher.hydra_context.callbacks
     # Building a job's config for the callbacks costs more than the rest of its preparation: only where read.
@@ -245,4 +247,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     else:
         for group, args in zip(todo, arguments):
             finish(group, train_group(args))
+    log.info(phases.summary(len(jobs)))
+    phases.save(len(jobs))
     return [p.job_return(results[p.index], with_configs) for p in jobs]

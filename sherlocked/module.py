@@ -5,6 +5,7 @@ would get alone, so SGD (with momentum) moves each member exactly as a solo run 
 A member whose loss turns NaN/inf is marked diverged and drops out of the sum.
 """
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
@@ -14,6 +15,7 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
+from sherlocked import phases
 from sherlocked.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.population import MemberSpec, Population
 
@@ -94,8 +96,10 @@ class PopulationModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.batch_idx = batch_idx
+        self.step_start = time.process_time()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        phases.cpu["steps"] += time.process_time() - self.step_start  # forward, backward, optimizer step
         if self.diagnostics and self.global_step % self.diagnostics["interval"] == 0:
             self._diagnose(epoch_end=False)
 
@@ -112,6 +116,12 @@ class PopulationModule(L.LightningModule):
                 for k, logger in enumerate(self.member_loggers):
                     add_histogram(logger.experiment, f"layer{number}/pre_activation", pre[k], self.global_step)
                     add_histogram(logger.experiment, f"layer{number}/activation", post[k], self.global_step)
+
+    def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.step_start = time.process_time()
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        phases.cpu["steps"] += time.process_time() - self.step_start
 
     def validation_step(self, index: Tensor, batch_idx: int) -> None:
         targets = self.data.test_y[index].expand(len(self.net), -1)

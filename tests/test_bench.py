@@ -2,7 +2,7 @@
 
 import json
 
-from sherlocked import bench
+from sherlocked import bench, sweepbench
 
 
 def test_flops_count_only_the_matmuls_a_step_computes():
@@ -21,6 +21,7 @@ def test_the_timed_step_matmuls_are_the_ones_counted():
 def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys):
     # 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second round only).
     argv = ["--device", "cpu", "--members", "3", "--group", "2", "--baseline-members", "1", "--steps", "2"]
+    argv += ["--sweep-small", "2", "--sweep-jobs", "4"]  # real multiruns of 2 and 4 one-step jobs
     figures = bench.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
     times = figures["seconds_per_member_epoch"]
@@ -30,4 +31,21 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     sizes = ("members", "baseline_members", "group", "steps_per_epoch")
     assert [figures[size] for size in sizes] == [3, 1, 2, 2]
     assert figures["population_gflops"] > 0 and figures["step_matmul_gflops"] > 0
-    assert "(c) vs (a)" in capsys.readouterr().out
+    overhead = figures["sweep_overhead"]
+    assert [(run["jobs"], run["results"]) for run in overhead["runs"]] == [(2, 2), (4, 4)]
+    assert all(run["cpu_s"] > 0 and run["phases_cpu_s"]["steps"] > 0 for run in overhead["runs"])
+    phases = overhead["marginal_phase_cpu_s_per_job"]
+    assert overhead["framework_overhead_s_per_job"] == overhead["marginal_cpu_s_per_job"] - phases["steps"]
+    assert (figures["end_to_end"]["jobs"], figures["end_to_end"]["results"]) == (3, 3)
+    out = capsys.readouterr().out
+    assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
+
+
+def test_sweep_grids_have_the_study_shape():
+    assert sweepbench.grid(576) == ["act3=relu,tanh,sigmoid,selu", "act2=relu,tanh,sigmoid,selu"] + [
+        "act1=relu,tanh,sigmoid,selu",
+        "seed=range(9)",
+    ]
+    assert sweepbench.grid(64)[-1] == "seed=range(1)" and len(sweepbench.grid(64)) == 4
+    assert sweepbench.grid(4) == ["act3=relu,tanh,sigmoid,selu", "seed=range(1)"]
+    assert sweepbench.grid(3) == ["seed=range(3)"]
