@@ -110,11 +110,13 @@ def load(name: str, root: str, mean: tuple, std: tuple, download: bool = True, f
 class IndexBatches:
     """Index batches over `size` samples: [K, B] shuffled per member when seeds are given, else [B] in order.
 
-    Member k shuffles with its own generator, so its data order is the one it would see alone.
+    Member k shuffles with its own generator (on the CPU, so every device sees the same order), so
+    its data order is the one it would see alone. An epoch's order goes to `device` in one copy:
+    each step then slices its batch there, with no transfer and no wait on the host.
     """
 
-    def __init__(self, size: int, batch_size: int, seeds: list[int] | None = None):
-        self.size, self.batch_size = size, batch_size
+    def __init__(self, size: int, batch_size: int, seeds: list[int] | None = None, device="cpu"):
+        self.size, self.batch_size, self.device = size, batch_size, torch.device(device)
         self.generators = [torch.Generator().manual_seed(stream_seed(s, "data")) for s in seeds or []]
 
     def __len__(self) -> int:
@@ -122,10 +124,10 @@ class IndexBatches:
 
     def __iter__(self):
         if not self.generators:
-            yield from torch.arange(self.size).split(self.batch_size)
+            yield from torch.arange(self.size, device=self.device).split(self.batch_size)
             return
         order = torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
-        yield from order.split(self.batch_size, dim=1)
+        yield from order.to(self.device).split(self.batch_size, dim=1)
 
 
 class StudyDataModule(L.LightningDataModule):
@@ -155,10 +157,10 @@ class StudyDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         self.train_x, self.train_y, self.test_x, self.test_y = (t.to(device) for t in load(*self.key))
-        self.train_batches.size = len(self.train_y)
+        self.train_batches.size, self.train_batches.device = len(self.train_y), device
 
     def train_dataloader(self) -> IndexBatches:
         return self.train_batches
 
     def val_dataloader(self) -> IndexBatches:
-        return IndexBatches(len(self.test_y), self.test_batch_size)
+        return IndexBatches(len(self.test_y), self.test_batch_size, device=self.test_y.device)

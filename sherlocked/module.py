@@ -62,6 +62,7 @@ class PopulationModule(L.LightningModule):
         self.register_buffer("train_loss_sum", torch.zeros(k), persistent=False)
         self.train_steps = 0
         self.history: dict[str, list] = {"test_acc": [], "test_loss": [], "train_loss": []}
+        self.queued: list[tuple[int, dict[str, Tensor]]] = []  # (step, per-member values) for TensorBoard
 
     @property
     def data(self):
@@ -149,11 +150,26 @@ class PopulationModule(L.LightningModule):
         self.train_steps = 0
         if self.diagnostics:
             self._diagnose(epoch_end=True)
+        self._write_logs()  # once an epoch: the steps between never wait for the host
 
     def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
-        values = {name: value.tolist() for name, value in metrics.items()}
-        for k, logger in enumerate(self.member_loggers):
-            logger.log_metrics({name: v[k] for name, v in values.items()}, step=step)
+        """Queue per-member values [K] for each member's TensorBoard; they stay on the device until written."""
+        if self.member_loggers:
+            self.queued.append((step, {name: value.detach().float() for name, value in metrics.items()}))
+
+    def _write_logs(self) -> None:
+        """Write the queued values: one transfer from the device for all of them, so no step waits on the host."""
+        if not self.queued:
+            return
+        values = iter(torch.stack([v for _, metrics in self.queued for v in metrics.values()]).tolist())
+        for step, metrics in self.queued:
+            rows = dict(zip(metrics, values))
+            for k, logger in enumerate(self.member_loggers):
+                logger.log_metrics({name: row[k] for name, row in rows.items()}, step=step)
+        self.queued.clear()
+
+    def on_fit_end(self) -> None:
+        self._write_logs()
 
     def member_history(self, k: int) -> dict[str, list[float]]:
         """Per-epoch curves of member k."""

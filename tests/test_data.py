@@ -72,3 +72,10 @@ def test_successive_epochs_reshuffle_and_the_test_set_stays_in_order():
     assert not torch.equal(first, second)
     assert torch.equal(torch.cat(list(IndexBatches(25, 10))), torch.arange(25))
     assert np.array_equal([len(b) for b in IndexBatches(25, 10)], [10, 10, 5])
+
+
+def test_an_epochs_index_batches_are_already_on_the_training_device():
+    """One copy per epoch (here to the meta device, which any machine has): a step transfers nothing."""
+    shuffled, ordered = IndexBatches(10, 4, seeds=[0, 1], device="meta"), IndexBatches(10, 4, device="meta")
+    assert [b.device.type for b in shuffled] == ["meta"] * 3 and [b.shape for b in shuffled][0] == (2, 4)
+    assert [b.device.type for b in ordered] == ["meta"] * 3

@@ -113,6 +113,17 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
     assert set(hp) == set(saved["hparams"])
 
 
+def test_step_metrics_are_written_per_member_at_epoch_ends_with_their_own_steps(make_cfg, tmp_path):
+    """Per-step values wait on the device and go to TensorBoard once an epoch, under the step they belong to."""
+    cfgs = [make_cfg("trainer.log_every_n_steps=5", f"seed={s}", "diagnostics=off") for s in (0, 1)]
+    results = run(cfgs, [tmp_path / "a", tmp_path / "b"])  # 16 steps an epoch, 2 epochs
+    losses = [read_events(tmp_path / name).Scalars("train/loss") for name in ("a", "b")]
+    assert [e.step for e in losses[0]] == [e.step for e in losses[1]] == [0, 5, 10, 15, 20, 25, 30]
+    assert [e.value for e in losses[0]] != [e.value for e in losses[1]]  # each member its own values
+    epoch_losses = [e.value for e in read_events(tmp_path / "a").Scalars("train/epoch_loss")]
+    assert epoch_losses == pytest.approx(results[0].history["train_loss"])
+
+
 def test_a_seed_fully_determines_a_run_and_different_seeds_differ(make_cfg, tmp_path):
     a, b, c = (run([make_cfg(f"seed={s}")], [tmp_path / str(i)])[0] for i, s in enumerate((1, 1, 2)))
     assert a.history == b.history
