@@ -21,6 +21,7 @@ phases, and the end-to-end time of one real multirun of the benchmark's shape.
 import argparse
 import itertools
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -107,6 +108,31 @@ def framework(cfgs, group: int, device: str) -> float:
         return time.perf_counter() - start
 
 
+class GpuUtilisation:
+    """Samples the GPU's utilisation (nvidia-smi, every 200 ms) while the block runs: `samples`, in percent."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.samples = enabled, []
+
+    def __enter__(self):
+        self.sampler = None
+        if not self.enabled:
+            return self
+        try:
+            query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"]
+            self.sampler = subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:  # no nvidia-smi: no samples
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.samples = []
+        if self.sampler is not None:
+            self.sampler.terminate()
+            out, _ = self.sampler.communicate()
+            self.samples = [float(line.split(",")[0]) for line in out.split() if line.replace(".", "").isdigit()]
+
+
 def timed(work, device: str, repeats: int) -> float:
     """Seconds per call of work(), after two warm-up calls."""
     for _ in range(2):
@@ -186,15 +212,20 @@ def main(argv=None) -> dict:
     # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
     measured = configs(args, args.epochs, args.members, "diagnostics=on")
     framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     seconds = dict.fromkeys(("plain", "solo", "population", "population_diagnostics"), 0.0)
     # Round by round, each path on its share of the jobs: a machine whose speed drifts slows every path alike.
     rounds = -(-len(cfgs) // group)
+    utilisation, samples = GpuUtilisation(enabled=args.device == "cuda"), []
     for r in range(rounds):
         share = baseline[len(baseline) * r // rounds : len(baseline) * (r + 1) // rounds]
         if share:
             seconds["plain"] += plain_loop(share, data, args.device)
             seconds["solo"] += framework(share, 1, args.device)
-        seconds["population"] += framework(cfgs[r * group : (r + 1) * group], group, args.device)
+        with utilisation:
+            seconds["population"] += framework(cfgs[r * group : (r + 1) * group], group, args.device)
+        samples += utilisation.samples
         seconds["population_diagnostics"] += framework(measured[r * group : (r + 1) * group], group, args.device)
     times = {
         path: s / (len(baseline) * baseline_epochs if path in ("plain", "solo") else len(cfgs) * args.epochs)
@@ -213,6 +244,9 @@ def main(argv=None) -> dict:
         "steps_per_epoch": steps,
         "seconds_per_member_epoch": times,
         "population_total_s": seconds["population"],
+        # on a GPU: the most memory (c) held, and the GPU's mean utilisation while (c) trained
+        "gpu_memory_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None,
+        "gpu_utilisation_percent": sum(samples) / len(samples) if samples else None,
         "speedup_population_vs_plain": times["plain"] / times["population"],
         "speedup_population_vs_solo": times["solo"] / times["population"],
         "solo_slowdown_vs_plain": times["solo"] / times["plain"],
@@ -248,16 +282,25 @@ def show(f: dict, path: Path) -> None:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
     console = Console()
     console.print(table)
-    console.print(
+    lines = [
         f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "
-        f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time\n"
+        f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time",
         f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of a "
         f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s) and "
         f"{100 * f['population_fraction_of_step_matmuls']:.0f}% of one step's own batched matmuls run alone "
-        f"({f['step_matmul_gflops']:.1f} GFLOP/s)\n"
+        f"({f['step_matmul_gflops']:.1f} GFLOP/s)",
         f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
-        f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time"
-    )
+        f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time",
+    ]
+    if f["gpu_memory_peak_gib"] is not None:
+        busy = f["gpu_utilisation_percent"]
+        busy = "unknown (no nvidia-smi)" if busy is None else f"{busy:.0f}%"
+        lines.append(
+            f"on the GPU: (c) {f['population_gflops'] / 1e3:.1f} TFLOP/s of the matmul's "
+            f"{f['matmul_peak_gflops'] / 1e3:.1f}; memory peak {f['gpu_memory_peak_gib']:.2f} GiB; "
+            f"utilisation while (c) trained: {busy}"
+        )
+    console.print("\n".join(lines))
     show_sweeps(console, f)
     console.print(f"figures: {path}")
 

@@ -1,6 +1,8 @@
 """The benchmark's arithmetic, and one tiny run of it end to end."""
 
 import json
+import os
+import time
 
 from sherlocked import bench, sweepbench
 
@@ -49,3 +51,16 @@ def test_sweep_grids_have_the_study_shape():
     assert sweepbench.grid(64)[-1] == "seed=range(1)" and len(sweepbench.grid(64)) == 4
     assert sweepbench.grid(4) == ["act3=relu,tanh,sigmoid,selu", "seed=range(1)"]
     assert sweepbench.grid(3) == ["seed=range(3)"]
+
+
+def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"  # prints two samples, then keeps sampling until it is stopped
+    fake.write_text("#!/bin/sh\necho 37\necho 52\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with bench.GpuUtilisation(enabled=True) as sampled:
+        time.sleep(0.5)
+    assert sampled.samples == [37.0, 52.0]
+    with bench.GpuUtilisation(enabled=False) as off:
+        pass
+    assert off.samples == []
