@@ -307,10 +307,10 @@ def show(f: dict, path: Path) -> None:
 
 def show_sweeps(console: Console, f: dict) -> None:
     overhead, e2e = f["sweep_overhead"], f["end_to_end"]
-    table = Table(title="real multiruns (python -m sherlocked.train -m hydra/launcher=population ...)")
+    table = Table(title="real multiruns (sherlocked.train -m hydra/launcher=population), CPU s by phase")
     for column in ("sweep", "jobs", "wall s", "CPU s", *PHASES):
         table.add_column(column, justify="left" if column == "sweep" else "right")
-    shown = [("one step per job", sweep) for sweep in overhead["runs"]] + [("the benchmark's shape", e2e)]
+    shown = [("1 step/job", sweep) for sweep in overhead["runs"]] + [("bench shape", e2e)]
     for name, sweep in shown:
         split = [f"{sweep['phases_cpu_s'][p]:.2f}" for p in PHASES]
         table.add_row(name, str(sweep["jobs"]), f"{sweep['wall_s']:.1f}", f"{sweep['cpu_s']:.1f}", *split)
