@@ -154,15 +154,19 @@ def memory_cap(config: Mapping, device: str) -> int:
     return max(1, free // 2 // member_bytes(config))
 
 
-def groups(jobs: list[Prepared], max_members: int, device: str) -> list[list[Prepared]]:
-    """Jobs grouped by what they must share, split at max_members (0 = no limit) and memory."""
+def groups(jobs: list[Prepared], max_members: int, device: str, workers: int = 0) -> list[list[Prepared]]:
+    """Jobs grouped by what they must share, split at max_members (0 = no limit) and memory into populations
+    of balanced sizes; with `workers` (one per GPU), into at least that many, so that every GPU gets work."""
     by_key: dict[tuple, list[Prepared]] = {}
     for prepared in jobs:
         by_key.setdefault(group_key(prepared.job.overrides), []).append(prepared)
-    split = []
+    total, split = len(jobs), []
     for members in by_key.values():
-        size = min(max_members or len(members), memory_cap(members[0].job.config, device))
-        split += [members[i : i + size] for i in range(0, len(members), size)]
+        n = len(members)
+        cap = min(max_members or n, memory_cap(members[0].job.config, device))
+        # a share of the workers in proportion to the group's size: the shares add up to at least `workers`
+        pieces = min(n, max(-(-n // cap), -(-workers * n // total)))
+        split += [members[i * n // pieces : (i + 1) * n // pieces] for i in range(pieces)]
     return split
 
 
@@ -225,8 +229,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     finish([p for p, r in zip(jobs, found) if r is not None], [r for r in found if r is not None])
     device = device_of(jobs[0].job.config) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
-    todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device)
     workers = worker_count(launcher.workers)
+    todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device, workers)
     log.info(
         f"Launching {len(jobs)} jobs as {len(todo)} populations "
         f"({len(results)} finished before) on {workers or 'this'} process{'es' if workers else ''}"

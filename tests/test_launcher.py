@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -130,3 +131,32 @@ def test_populations_are_capped_by_the_memory_one_member_needs(monkeypatch):
     pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": 2 * 10 * per_member // 4096 + 1}
     monkeypatch.setattr(launcher.os, "sysconf", pages.__getitem__)
     assert launcher.memory_cap(cfg, "cpu") == 10
+
+
+def fake_jobs(n: int, *shared: str) -> list:
+    """Prepared jobs as groups() sees them: overrides (member keys differ) and a config."""
+    return [SimpleNamespace(job=SimpleNamespace(overrides=[f"seed={i}", *shared], config={})) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "gpus", "max_members", "expected"),
+    [
+        ((576,), 4, 0, [144] * 4),  # make sweep on a 4-GPU workstation: every GPU a quarter
+        ((10,), 3, 0, [3, 3, 4]),
+        ((100, 20), 4, 0, [25, 25, 25, 25, 20]),  # shares in proportion to the groups' sizes
+        ((576,), 4, 16, [16] * 36),  # max_members still caps
+        ((8,), 0, 3, [2, 3, 3]),  # no workers: split at max_members, balanced
+        ((2,), 8, 0, [1, 1]),  # fewer jobs than GPUs: one each
+    ],
+)
+def test_populations_are_spread_over_every_gpu_in_balanced_sizes(monkeypatch, sizes, gpus, max_members, expected):
+    from sherlocked import launcher
+
+    monkeypatch.setattr(launcher, "memory_cap", lambda config, device: 10**6)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: gpus)
+    workers = launcher.worker_count(0)
+    assert workers == (gpus if gpus > 1 else 0)  # one worker per GPU, in-process with one or none
+    jobs = [job for i, n in enumerate(sizes) for job in fake_jobs(n, f"dataset=d{i}")]
+    populations = launcher.groups(jobs, max_members, "cuda", workers)
+    assert [len(p) for p in populations] == expected
+    assert sorted(id(job) for p in populations for job in p) == sorted(id(job) for job in jobs)
