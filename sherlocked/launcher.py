@@ -200,6 +200,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    phases.cpu.clear()  # this sweep's own
     by_group: dict[tuple, list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         by_group.setdefault(group_key(overrides), []).append(i)
