@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +24,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sherlocked import jobdirs, phases
+from sherlocked import backends, jobdirs, phases
 from sherlocked.config import is_member_key
-from sherlocked.results import Result, finished_result
+from sherlocked.results import Result, finished_result, read_result
 
 if TYPE_CHECKING:
     from sherlocked import engine
@@ -170,30 +169,16 @@ def groups(jobs: list[Prepared], max_members: int, device: str, workers: int = 0
     return split
 
 
-def train_group(jobs: "list[engine.Job]") -> list[Result]:
-    """Train one group (in a worker process, or here); a failure comes back as every member's failed result."""
-    # Imported here: a worker process imports this module to run _claim_gpu, which must set
-    # CUDA_VISIBLE_DEVICES before torch (imported with the engine) is.
-    from sherlocked import engine
-
-    results = engine.train(jobs, quiet=True)
-    failed = next((r for r in results if r.status == "failed"), None)
-    if failed is not None:
-        log.error(f"population of {len(jobs)} failed: {failed.error}")
-    return results
-
-
-def _claim_gpu(gpus) -> None:
-    """Worker initializer: see one GPU only, before torch is imported in this process."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
-
-
-def worker_count(requested: int) -> int:
-    if requested > 0:
-        return requested
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
+def dispatch(launcher, populations: list, device: str, workers: int):
+    """The populations' results as they finish, from the backend the launcher names."""
+    if launcher.backend == "local":
+        return backends.on_local(populations, workers)
+    gpus = launcher.gpus_per_population
+    gpus = (1 if device == "cuda" else 0) if gpus is None else gpus
+    settings = OmegaConf.to_container(launcher.config.hydra.launcher, resolve=True)
+    if launcher.backend == "ray":
+        return backends.on_ray(populations, settings, gpus)
+    return backends.on_submitit(populations, settings, gpus)
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -230,28 +215,18 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     finish([p for p, r in zip(jobs, found) if r is not None], [r for r in found if r is not None])
     device = device_of(jobs[0].job.config) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
-    workers = worker_count(launcher.workers)
+    workers = backends.worker_count(launcher.workers) if launcher.backend == "local" else 0
     todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device, workers)
-    log.info(
-        f"Launching {len(jobs)} jobs as {len(todo)} populations "
-        f"({len(results)} finished before) on {workers or 'this'} process{'es' if workers else ''}"
-    )
+    where = f"{workers or 'this'} process{'es' if workers else ''}" if launcher.backend == "local" else launcher.backend
+    log.info(f"Launching {len(jobs)} jobs as {len(todo)} populations ({len(results)} finished before) on {where}")
 
-    arguments = [[p.job for p in group] for group in todo]
-    if workers:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        gpus = context.Queue()
-        for gpu in range(workers):
-            gpus.put(gpu)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpu, initargs=(gpus,)) as pool:
-            futures = [(group, pool.submit(train_group, args)) for group, args in zip(todo, arguments)]
-            for group, future in futures:
-                finish(group, future.result())
-    else:
-        for group, args in zip(todo, arguments):
-            finish(group, train_group(args))
+    populations = [[p.job for p in group] for group in todo]
+    for number, outcome, where in dispatch(launcher, populations, device, workers):
+        log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
+        for result, p in zip(outcome, todo[number]):
+            if result.status == "failed" and read_result(p.job.job_dir) is None:  # a worker could not write it
+                result.write(p.job.job_dir)
+        finish(todo[number], outcome)
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return [p.job_return(results[p.index], with_configs) for p in jobs]

@@ -150,11 +150,11 @@ def fake_jobs(n: int, *shared: str) -> list:
     ],
 )
 def test_populations_are_spread_over_every_gpu_in_balanced_sizes(monkeypatch, sizes, gpus, max_members, expected):
-    from sherlocked import launcher
+    from sherlocked import backends, launcher
 
     monkeypatch.setattr(launcher, "memory_cap", lambda config, device: 10**6)
     monkeypatch.setattr("torch.cuda.device_count", lambda: gpus)
-    workers = launcher.worker_count(0)
+    workers = backends.worker_count(0)
     assert workers == (gpus if gpus > 1 else 0)  # one worker per GPU, in-process with one or none
     jobs = [job for i, n in enumerate(sizes) for job in fake_jobs(n, f"dataset=d{i}")]
     populations = launcher.groups(jobs, max_members, "cuda", workers)

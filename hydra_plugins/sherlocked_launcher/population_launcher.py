@@ -7,7 +7,8 @@ lives in sherlocked.launcher, imported when a sweep is launched.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -20,13 +21,40 @@ import sherlocked.config  # noqa: F401
 
 
 @dataclass
+class RayConf:
+    address: str | None = None  # null: a local Ray started for the sweep; auto or ray://host:port: a cluster
+    init: dict[str, Any] = field(default_factory=dict)  # more ray.init arguments, e.g. num_cpus for a local Ray
+
+
+@dataclass
+class SubmititConf:
+    cluster: str | None = None  # slurm, local (this machine, one GPU per element) or debug; null: SLURM if found
+    folder: str = "${hydra.sweep.dir}/.submitit/%j"  # submitit's logs and pickles, per job
+    partition: str | None = None
+    gpus_per_node: int | None = None  # null: gpus_per_population, rounded up
+    cpus_per_task: int | None = None  # null: cpus_per_population
+    mem_gb: int | None = None
+    timeout_min: int = 60
+    array_parallelism: int = 256  # array elements running at once (on cluster=local: at once on this machine)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
+    setup: list[str] = field(default_factory=list)  # shell lines run before each element, e.g. module load
+
+
+@dataclass
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.sherlocked_launcher.population_launcher.PopulationLauncher"
     # Most members trained together in one population (bigger groups are split); 0 = no limit,
     # null = measured default for the device (sherlocked.launcher.default_max_members).
     max_members: int | None = None
-    # Worker processes: 0 = one per visible GPU (in-process on a CPU-only machine or with one GPU).
+    # Local worker processes: 0 = one per visible GPU (in-process on a CPU-only machine or with one GPU).
     workers: int = 0
+    # Where populations train: local (this machine), ray (a Ray cluster), submitit (SLURM).
+    backend: str = "local"
+    gpus_per_population: float | None = None  # ray and submitit; null: 1 when training on GPUs, else 0
+    cpus_per_population: int = 1
+    max_retries: int = 3  # ray: attempts after a worker or node dies; submitit: requeues after preemption
+    ray: RayConf = field(default_factory=RayConf)
+    submitit: SubmititConf = field(default_factory=SubmititConf)
 
 
 ConfigStore.instance().store(
@@ -39,8 +67,18 @@ class PopulationLauncher(Launcher):
     # sweeper need not compose each job beforehand (see sherlocked_sweeper.py).
     checks_every_job = True
 
-    def __init__(self, max_members: int | None = None, workers: int = 0) -> None:
-        self.max_members, self.workers = max_members, workers
+    def __init__(
+        self,
+        max_members: int | None = None,
+        workers: int = 0,
+        backend: str = "local",
+        gpus_per_population: float | None = None,
+        **engine_settings: Any,  # cpus_per_population, max_retries, ray, submitit: read from the config
+    ) -> None:
+        if backend not in ("local", "ray", "submitit"):
+            raise ValueError(f"hydra.launcher.backend={backend!r}; choose from local, ray, submitit")
+        self.max_members, self.workers, self.backend = max_members, workers, backend
+        self.gpus_per_population = gpus_per_population
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None

@@ -1,0 +1,216 @@
+"""Where populations train: here or one worker process per GPU (local), a Ray cluster (ray), SLURM (submitit).
+
+    python -m sherlocked.train -m hydra/launcher=population hydra.launcher.backend=ray act2=relu,sigmoid seed=0,1
+
+Each backend takes the sweep's populations (lists of sherlocked.engine.Job, whose dirs the
+launcher has written) and yields (population number, results, where it ran) as populations
+finish, in any order, so Hydra's callbacks and the progress line follow the work. A population
+is one task: one Ray task (num_gpus per population, fractions allowed), one element of one
+SLURM array. A task that dies is retried by the engine (Ray's max_retries, submitit's requeue),
+and a task that starts again trains only its members without a finished result.json.
+
+Ray and submitit are optional extras, imported only when asked for.
+"""
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from sherlocked.results import Result, failure, finished_result
+
+if TYPE_CHECKING:
+    from sherlocked import engine
+
+log = logging.getLogger(__name__)
+Finished = Iterator[tuple[int, list[Result], str]]
+EXTRAS = {"ray": "ray", "submitit": "slurm"}
+
+
+class MissingExtra(RuntimeError):
+    """A backend whose package is not installed; the message names the extra that installs it."""
+
+
+def require(backend: str):
+    module = {"ray": "ray", "submitit": "submitit"}[backend]
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingExtra(
+            f"hydra.launcher.backend={backend} needs {module}: pip install -e '.[{EXTRAS[backend]}]'"
+        ) from None
+
+
+def train_population(
+    jobs: "list[engine.Job]", gpu: str | None = None, resume: bool = False
+) -> tuple[list[Result], str]:
+    """One population, wherever it runs: its results and where it ran (host, visible GPUs).
+
+    resume: a task its engine may start again (a Ray retry, a SLURM requeue) first reads back the
+    members an earlier attempt finished, and trains the others. A worker that cannot see the
+    sweep's directories says so in every result.
+    """
+    if gpu is not None:  # before torch is imported in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    # Imported here: a worker must set CUDA_VISIBLE_DEVICES before torch (imported with the engine) is.
+    from sherlocked import engine
+
+    where = f"{socket.gethostname()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
+    unseen = sorted({str(job.job_dir.parent) for job in jobs if not job.job_dir.is_dir()})
+    if unseen:
+        error = FileNotFoundError(
+            f"{socket.gethostname()} cannot see {', '.join(unseen)}: the sweep dir (and the data root) "
+            "must be on a filesystem every worker shares"
+        )
+        return [failure(error, job.config, job.overrides) for job in jobs], where
+    found = [finished_result(job.job_dir, job.config) if resume else None for job in jobs]
+    trained = iter(engine.train([job for job, result in zip(jobs, found) if result is None], quiet=True))
+    results = [result if result is not None else next(trained) for result in found]
+    failed = next((r for r in results if r.status == "failed"), None)
+    if failed is not None:
+        log.error(f"population of {len(jobs)} failed: {failed.error}")
+    return results, where
+
+
+def worker_count(requested: int) -> int:
+    """Local worker processes: as requested, else one per visible GPU where there are several."""
+    if requested > 0:
+        return requested
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
+
+
+def on_local(populations: Sequence[list], workers: int) -> Finished:
+    """In this process, or on `workers` spawned processes, each seeing one GPU of its own."""
+    if not workers:
+        for number, jobs in enumerate(populations):
+            yield number, *train_population(jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    gpus = context.Queue()
+    for gpu in range(workers):
+        gpus.put(gpu)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpu, initargs=(gpus,)) as pool:
+        futures = {pool.submit(train_population, jobs): number for number, jobs in enumerate(populations)}
+        for future in as_completed(futures):
+            yield futures[future], *future.result()
+
+
+def _claim_gpu(gpus) -> None:
+    """Worker initializer: see one GPU only, before torch is imported in this process."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+
+
+def on_ray(populations: Sequence[list], settings: Mapping, gpus: float) -> Finished:
+    """One Ray task per population, on the cluster at ray.address (a local Ray started for the sweep if null)."""
+    ray = require("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=settings["ray"]["address"], **(settings["ray"]["init"] or {}))
+    options = {"num_gpus": gpus, "num_cpus": settings["cpus_per_population"], "max_retries": settings["max_retries"]}
+    if gpus:
+        options["max_calls"] = 1  # a fresh worker per GPU task: CUDA memory is freed between populations
+    task = ray.remote(train_population).options(**options)
+    try:
+        pending = {task.remote(jobs, None, True): number for number, jobs in enumerate(populations)}
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            number = pending.pop(ref)
+            try:
+                yield number, *ray.get(ref)
+            except ray.exceptions.RayError as error:  # retries spent: the population failed
+                jobs = populations[number]
+                yield number, [failure(error, job.config, job.overrides) for job in jobs], "ray"
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class TrainPopulation:
+    """A SLURM array element's work; preempted or timed out, submitit requeues it through checkpoint(),
+    and the new attempt trains only the members without a finished result.json."""
+
+    def __call__(self, jobs: "list[engine.Job]", gpu: str | None = None) -> tuple[list[Result], str]:
+        return train_population(jobs, gpu, resume=True)
+
+    def checkpoint(self, jobs: "list[engine.Job]", gpu: str | None = None):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, jobs, gpu)
+
+
+def executor(settings: Mapping, gpus: float, folder: str):
+    """submitit's executor with the launcher's SLURM settings (submitit writes the sbatch script)."""
+    submitit = require("submitit")
+    conf = settings["submitit"]
+    executor = submitit.AutoExecutor(folder=folder, cluster=conf["cluster"])
+    slurm = {
+        "slurm_partition": conf["partition"],
+        "slurm_mem_gb": conf["mem_gb"],
+        "slurm_array_parallelism": conf["array_parallelism"],
+        "slurm_additional_parameters": conf["additional_parameters"],
+        "slurm_setup": conf["setup"],
+    }
+    executor.update_parameters(
+        timeout_min=conf["timeout_min"],
+        gpus_per_node=conf["gpus_per_node"] if conf["gpus_per_node"] is not None else math.ceil(gpus),
+        cpus_per_task=conf["cpus_per_task"] or settings["cpus_per_population"],
+        tasks_per_node=1,
+        nodes=1,
+        **({k: v for k, v in slurm.items() if v is not None} if executor.cluster == "slurm" else {}),
+    )
+    if executor.cluster == "slurm":
+        executor.update_parameters(slurm_max_num_timeout=settings["max_retries"])
+    return executor
+
+
+def on_submitit(populations: Sequence[list], settings: Mapping, gpus: float) -> Finished:
+    """One SLURM array, one element per population (cluster=local: the same on this machine)."""
+    require("submitit")
+    from submitit.helpers import as_completed
+
+    run = executor(settings, gpus, str(settings["submitit"]["folder"]))
+    if run.cluster == "slurm":
+        submitted = run.map_array(TrainPopulation(), list(populations))
+        numbers = {job.job_id: n for n, job in enumerate(submitted)}
+        for job in as_completed(submitted, poll_frequency=5):
+            yield numbers[job.job_id], *_outcome(job, populations[numbers[job.job_id]])
+        return
+    # Locally, submitit would start every element at once on every GPU (hydra#2757, #2323): run at most
+    # array_parallelism at a time, each on one GPU of its own.
+    free = _visible_gpus() if gpus else []  # GPUs no element is using
+    limit = max(1, min(settings["submitit"]["array_parallelism"], len(free) or len(populations)))
+    waiting, running = list(enumerate(populations)), {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            number, jobs = waiting.pop(0)
+            gpu = free.pop(0) if free else None
+            job = run.submit(TrainPopulation(), jobs, gpu)
+            running[job.job_id] = (number, job, gpu)
+        job = next(as_completed([job for _, job, _ in running.values()], poll_frequency=0.5))
+        number, _, gpu = running.pop(job.job_id)
+        if gpu is not None:
+            free.append(gpu)
+        yield number, *_outcome(job, populations[number])
+
+
+def _outcome(job, jobs: list) -> tuple[list[Result], str]:
+    try:
+        return job.result()
+    except Exception as error:  # the element failed for good (after its requeues)
+        return [failure(error, j.config, j.overrides) for j in jobs], f"submitit job {job.job_id}"
+
+
+def _visible_gpus() -> list[str]:
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu for gpu in listed.split(",") if gpu]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
