@@ -114,9 +114,8 @@ def on_ray(populations: Sequence[list], settings: Mapping, gpus: float) -> Finis
     if started:
         ray.init(address=settings["ray"]["address"], **(settings["ray"]["init"] or {}))
     options = {"num_gpus": gpus, "num_cpus": settings["cpus_per_population"], "max_retries": settings["max_retries"]}
-    if gpus:
-        options["max_calls"] = 1  # a fresh worker per GPU task: CUDA memory is freed between populations
-    task = ray.remote(train_population).options(**options)
+    # max_calls=1: a fresh worker per GPU task, so CUDA memory is freed between populations (hydra#1974)
+    task = ray.remote(max_calls=1 if gpus else 0)(train_population).options(**options)
     try:
         pending = {task.remote(jobs, None, True): number for number, jobs in enumerate(populations)}
         while pending:
@@ -149,7 +148,10 @@ def executor(settings: Mapping, gpus: float, folder: str):
     """submitit's executor with the launcher's SLURM settings (submitit writes the sbatch script)."""
     submitit = require("submitit")
     conf = settings["submitit"]
-    executor = submitit.AutoExecutor(folder=folder, cluster=conf["cluster"])
+    # slurm_max_num_timeout: requeues after a timeout (preemptions are requeued anyway)
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster=conf["cluster"], slurm_max_num_timeout=settings["max_retries"]
+    )
     slurm = {
         "slurm_partition": conf["partition"],
         "slurm_mem_gb": conf["mem_gb"],
@@ -165,8 +167,6 @@ def executor(settings: Mapping, gpus: float, folder: str):
         nodes=1,
         **({k: v for k, v in slurm.items() if v is not None} if executor.cluster == "slurm" else {}),
     )
-    if executor.cluster == "slurm":
-        executor.update_parameters(slurm_max_num_timeout=settings["max_retries"])
     return executor
 
 

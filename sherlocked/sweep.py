@@ -1,6 +1,6 @@
 """The Hydra callback around runs and sweeps (registered in conf/train.yaml, any launcher).
 
-- before anything is written: checks the command line, one line and exit code 2 if bad;
+- before anything is written: checks the command line and the launcher's backend, one line and exit code 2 if bad;
 - after each job of a sweep: one progress line (done/total, failures, elapsed, ETA);
 - at the end of a sweep: a summary as the last line, exit code 1 if any job failed.
 """
@@ -11,10 +11,11 @@ import time
 from datetime import timedelta
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from sherlocked.activations import ConfigError
+from sherlocked.backends import EXTRAS, MissingExtra, require
 from sherlocked.engine import validate
 from sherlocked.results import Result
 
@@ -56,6 +57,20 @@ def validate_or_exit(config: DictConfig) -> None:
     try:
         validate(config)
     except ConfigError as error:
+        print(f"sherlocked: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def backend_or_exit(config: DictConfig) -> None:
+    """A population launcher's backend must be known and installed: one line and exit code 2 if not."""
+    backend = OmegaConf.select(config, "hydra.launcher.backend")
+    if backend in (None, "local"):
+        return
+    try:
+        if backend not in EXTRAS:
+            raise ConfigError(f"hydra.launcher.backend={backend!r}; choose from local, {', '.join(EXTRAS)}")
+        require(backend)
+    except (ConfigError, MissingExtra) as error:
         print(f"sherlocked: {error}", file=sys.stderr)
         sys.exit(2)
 
@@ -102,6 +117,7 @@ class StudyCallback(Callback):
         validate_or_exit(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        backend_or_exit(config)
         for job_config in each_swept_value(config):
             validate_or_exit(job_config)
         self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))

@@ -1,0 +1,145 @@
+"""Populations on Ray (a local Ray with fake GPUs) and submitit (its local executor), as on a cluster."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+GRID = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=2"]
+
+
+def results(directory: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(directory)): json.loads(p.read_text()) for p in directory.rglob("result.json")}
+
+
+def same_results(a: dict, b: dict) -> bool:
+    keys = ("status", "final_test_acc", "history", "config")
+    return set(a) == set(b) and all(a[job][key] == b[job][key] for job in a for key in keys)
+
+
+def local_ray(*extra: str) -> list[str]:
+    """A local Ray for the sweep: 2 CPUs, 2 fake GPUs (Ray sets CUDA_VISIBLE_DEVICES per task from them)."""
+    return [
+        "hydra.launcher.backend=ray",
+        "hydra.launcher.gpus_per_population=1",
+        "+hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init.num_gpus=2",
+        "+hydra.launcher.ray.init.object_store_memory=80000000",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+        f"+hydra.launcher.ray.init.runtime_env={{env_vars:{{PYTHONPATH:'{ROOT}'}}}}",  # tests' helpers importable
+        *extra,
+    ]
+
+
+def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep, tmp_path, capsys):
+    pytest.importorskip("ray")
+    with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "ray", *GRID, *local_ray()):
+        assert same_results(results(tmp_path / "local"), results(tmp_path / "ray"))
+        out = capsys.readouterr().out
+        assert "4/4 jobs: 4 ok" in out
+        placed = {line.rsplit("CUDA_VISIBLE_DEVICES=", 1)[1] for line in out.splitlines() if "finished on" in line}
+        assert {"0", "1"} <= placed  # two populations, one fake GPU each
+
+
+def test_a_ray_task_whose_worker_dies_is_retried_and_the_sweep_completes(sweep, tmp_path, capsys):
+    pytest.importorskip("ray")
+    dies = ["logger._target_=tests.ray_helpers.KillOnce", f"+logger.marker={tmp_path / 'killed'}"]
+    with sweep(tmp_path / "sweep", *GRID, *local_ray(), *dies):
+        assert (tmp_path / "killed").exists()  # one worker died
+        assert sorted(r["status"] for r in results(tmp_path / "sweep").values()) == ["ok"] * 4
+        assert "4/4 jobs: 4 ok, 0 diverged, 0 failed" in capsys.readouterr().out
+
+
+def test_a_missing_backend_package_stops_before_anything_is_written(sweep, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_ray)
+    with pytest.raises(SystemExit) as stopped, sweep(tmp_path / "sweep", *GRID, "hydra.launcher.backend=ray"):
+        pass
+    assert stopped.value.code == 2
+    assert "hydra.launcher.backend=ray needs ray: pip install -e '.[ray]'" in capsys.readouterr().err
+    assert not list((tmp_path / "sweep").rglob("result.json"))
+
+
+def local_submitit(tmp_path: Path) -> list[str]:
+    return ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=local", "hydra.launcher.max_retries=1"]
+
+
+def test_submitit_on_this_machine_gives_the_local_backends_results(sweep, tmp_path, capsys):
+    pytest.importorskip("submitit")
+    with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "submitit", *GRID, *local_submitit(tmp_path)):
+        assert same_results(results(tmp_path / "local"), results(tmp_path / "submitit"))
+        assert "4/4 jobs: 4 ok" in capsys.readouterr().out
+        assert list((tmp_path / "submitit" / ".submitit").glob("*/*_log.out"))  # submitit ran the elements
+
+
+def test_the_slurm_array_script_is_submitits_with_our_array_and_gpu_settings(make_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from sherlocked import backends
+    from sherlocked.engine import Job
+
+    bin_dir = tmp_path / "bin"  # a stand-in sbatch: keeps the script it is given, answers like SLURM
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/script.sh\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\n")  # submitit looks for it to know it is on a SLURM cluster
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    settings = {
+        "cpus_per_population": 4,
+        "max_retries": 2,
+        "submitit": {
+            "cluster": "slurm",
+            "folder": str(tmp_path / "logs" / "%j"),
+            "partition": "gpu",
+            "gpus_per_node": None,
+            "cpus_per_task": None,
+            "mem_gb": 32,
+            "timeout_min": 90,
+            "array_parallelism": 8,
+            "additional_parameters": {"account": "study"},
+            "setup": ["module load cuda"],
+        },
+    }
+    jobs = [Job.of(make_cfg(f"seed={s}"), tmp_path / f"job{s}") for s in range(3)]
+    run = backends.executor(settings, gpus=0.5, folder=settings["submitit"]["folder"])
+    run.map_array(backends.TrainPopulation(), [[job] for job in jobs])
+    script = (tmp_path / "script.sh").read_text()
+    for line in (
+        "#SBATCH --array=0-2%3",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --time=90",
+        "#SBATCH --account=study",
+        "module load cuda",
+    ):
+        assert line in script, line
+
+
+def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make_cfg, tmp_path):
+    pytest.importorskip("submitit")
+    from submitit.helpers import DelayedSubmission
+
+    from sherlocked import backends
+    from sherlocked.engine import Job, train
+
+    jobs = [Job.of(make_cfg(f"seed={s}", "trainer.max_epochs=1"), tmp_path / f"job{s}") for s in range(2)]
+    for job in jobs:
+        job.job_dir.mkdir()
+    work = backends.TrainPopulation()
+    again = work.checkpoint(jobs)  # what submitit resubmits when SLURM preempts or times the element out
+    assert isinstance(again, DelayedSubmission) and again.function is work and again.args == (jobs, None)
+    (first,) = train([jobs[0]])  # the first attempt finished one member before it was stopped
+    results, where = again.function(*again.args)
+    assert results[0].skipped and results[0].final_test_acc == first.final_test_acc
+    assert not results[1].skipped and results[1].status == "ok" and "CUDA_VISIBLE_DEVICES" in where
