@@ -174,7 +174,9 @@ def dispatch(launcher, populations: list, device: str, workers: int):
     if launcher.backend == "local":
         return backends.on_local(populations, workers)
     gpus = launcher.gpus_per_population
-    gpus = (1 if device == "cuda" else 0) if gpus is None else gpus
+    if gpus is None:  # one GPU per population where the sweep trains on GPUs (here, or said: trainer=gpu)
+        on_gpus = device == "cuda" or populations[0][0].config["trainer"]["accelerator"] in ("gpu", "cuda")
+        gpus = 1 if on_gpus else 0
     settings = OmegaConf.to_container(launcher.config.hydra.launcher, resolve=True)
     if launcher.backend == "ray":
         return backends.on_ray(populations, settings, gpus)

@@ -143,3 +143,14 @@ def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make
     results, where = again.function(*again.args)
     assert results[0].skipped and results[0].final_test_acc == first.final_test_acc
     assert not results[1].skipped and results[1].status == "ok" and "CUDA_VISIBLE_DEVICES" in where
+
+
+def test_a_worker_that_cannot_see_the_sweep_dir_fails_its_population_with_one_line(make_cfg, tmp_path):
+    from sherlocked import backends
+    from sherlocked.engine import Job
+
+    jobs = [Job.of(make_cfg(f"seed={s}"), tmp_path / "elsewhere" / f"job{s}") for s in range(2)]  # never written
+    results, where = backends.train_population(jobs)
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert all("cannot see" in r.error and "filesystem every worker shares" in r.error for r in results)
+    assert "\n" not in results[0].error
