@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from sherlocked.results import Result, failure, finished_result
+from sherlocked.results import Result, failure
 
 if TYPE_CHECKING:
     from sherlocked import engine
@@ -64,14 +64,17 @@ def train_population(
             f"{socket.gethostname()} cannot see {', '.join(unseen)}: the sweep dir (and the data root) "
             "must be on a filesystem every worker shares"
         )
-        return [failure(error, job.config, job.overrides) for job in jobs], where
-    found = [finished_result(job.job_dir, job.config) if resume else None for job in jobs]
-    trained = iter(engine.train([job for job, result in zip(jobs, found) if result is None], quiet=True))
-    results = [result if result is not None else next(trained) for result in found]
+        return failures(error, jobs), where
+    results = (engine.resume if resume else engine.train)(jobs, quiet=True)
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
         log.error(f"population of {len(jobs)} failed: {failed.error}")
     return results, where
+
+
+def failures(error: BaseException, jobs: "list[engine.Job]") -> list[Result]:
+    """Every job of a population failed by one error (recorded by whoever can write their result.json)."""
+    return [failure(error, job.config, job.overrides) for job in jobs]
 
 
 def worker_count(requested: int) -> int:
@@ -124,8 +127,7 @@ def on_ray(populations: Sequence[list], settings: Mapping, gpus: float) -> Finis
             try:
                 yield number, *ray.get(ref)
             except ray.exceptions.RayError as error:  # retries spent: the population failed
-                jobs = populations[number]
-                yield number, [failure(error, job.config, job.overrides) for job in jobs], "ray"
+                yield number, failures(error, populations[number]), "ray"
     finally:
         if started:
             ray.shutdown()
@@ -204,7 +206,7 @@ def _outcome(job, jobs: list) -> tuple[list[Result], str]:
     try:
         return job.result()
     except Exception as error:  # the element failed for good (after its requeues)
-        return [failure(error, j.config, j.overrides) for j in jobs], f"submitit job {job.job_id}"
+        return failures(error, jobs), f"submitit job {job.job_id}"
 
 
 def _visible_gpus() -> list[str]:

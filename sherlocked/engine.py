@@ -101,7 +101,11 @@ def run(
 ) -> list[Result]:
     """Every job's result: a finished one (same config) is read back, the others are trained as one population."""
     overrides = overrides or [[] for _ in cfgs]
-    jobs = [Job.of(cfg, d, o) for cfg, d, o in zip(cfgs, job_dirs, overrides)]
+    return resume([Job.of(cfg, d, o) for cfg, d, o in zip(cfgs, job_dirs, overrides)], quiet)
+
+
+def resume(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
+    """Every job's result: a finished one (same config) is read back, the others are trained as one population."""
     results = [finished_result(job.job_dir, job.config) for job in jobs]
     trained = iter(train([job for job, result in zip(jobs, results) if result is None], quiet))
     return [result if result is not None else next(trained) for result in results]

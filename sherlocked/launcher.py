@@ -7,8 +7,9 @@
    that cannot be derived exactly has each job composed and written by run_job.
 3. Each job's result.json is read once: a finished job is reported to Hydra's callbacks at
    once (so the progress line counts it before any training) and not trained again.
-4. Groups are split at max_members and at the memory cap and trained by sherlocked.engine.train,
-   in-process or on one worker per GPU; Hydra's callbacks get each job's real result.
+4. Groups are split into populations (balanced, at max_members and the memory cap, at least
+   one per GPU) and trained where the backend says (sherlocked.backends: here or one worker
+   per GPU, Ray, SLURM); Hydra's callbacks get each job's real result as its population finishes.
 """
 
 import functools
