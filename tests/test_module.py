@@ -1,4 +1,5 @@
 import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
 import pytest
 import torch
 from torch.optim import SGD
@@ -10,9 +11,9 @@ from sherlocked.population import MemberSpec
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
 
-def fit(members, data_root, poison=None):
+def fit(members, data_root, poison=None, loggers=(), diagnostics=None):
     data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
-    module = PopulationModule(members, lambda params: SGD(params, lr=0.05, momentum=0.5))
+    module = PopulationModule(members, lambda params: SGD(params, lr=0.05, momentum=0.5), loggers, diagnostics)
     if poison is not None:
         with torch.no_grad():
             module.net.layers[0].weight[poison] = float("nan")
@@ -44,6 +45,25 @@ def test_a_diverging_member_is_marked_and_leaves_the_others_exactly_as_alone(dat
     for mixed, solo in zip(poisoned.net.layers, alone.net.layers):
         torch.testing.assert_close(mixed.weight[1], solo.weight[0], rtol=0, atol=1e-6)
     assert poisoned.member_history(1) == alone.member_history(0)
+
+
+def test_a_diverging_member_with_diagnostics_on_touches_no_other_members_diagnostics(data_root, tmp_path):
+    """NaN weights must not break the histograms or the measures of the population (the study's default)."""
+    members = [SPEC.__class__(**{**SPEC.__dict__, "seed": s}) for s in (0, 1)]
+    diagnostics = {"interval": 4, "probe_size": 32, "histograms": True}
+
+    def loggers(name, n):
+        return [TensorBoardLogger(str(tmp_path / name / str(k)), name="tb", version="") for k in range(n)]
+
+    poisoned = fit(members, data_root, poison=0, loggers=loggers("mixed", 2), diagnostics=diagnostics)
+    alone = fit(members[1:], data_root, loggers=loggers("alone", 1), diagnostics=diagnostics)
+    assert poisoned.alive.tolist() == [False, True]
+    mixed, solo = poisoned.member_diagnostics(1), alone.member_diagnostics(0)
+    assert set(mixed) == set(solo) and len(mixed["layer1/dead"]) == 2
+    for name, values in solo.items():
+        assert mixed[name] == pytest.approx(values, rel=1e-5, abs=1e-6, nan_ok=True), name
+    assert poisoned.member_history(1) == alone.member_history(0)
+    assert (tmp_path / "mixed" / "0" / "tb").exists()  # the diverged member's run is written too
 
 
 def test_after_tens_of_steps_each_member_of_a_population_equals_its_solo_run(data_root):

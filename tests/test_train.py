@@ -124,6 +124,12 @@ def test_step_metrics_are_written_per_member_at_epoch_ends_with_their_own_steps(
     assert epoch_losses == pytest.approx(results[0].history["train_loss"])
 
 
+def test_a_run_that_diverges_is_recorded_diverged_not_failed_with_diagnostics_on(make_cfg, tmp_path):
+    (result,) = run([make_cfg("model.optimizer.lr=1e30", "diagnostics=on", "diagnostics.interval=4")], [tmp_path])
+    assert result.status == "diverged" and result.error is None
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "diverged"
+
+
 def test_a_seed_fully_determines_a_run_and_different_seeds_differ(make_cfg, tmp_path):
     a, b, c = (run([make_cfg(f"seed={s}")], [tmp_path / str(i)])[0] for i, s in enumerate((1, 1, 2)))
     assert a.history == b.history
