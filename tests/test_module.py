@@ -1,7 +1,7 @@
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 import pytest
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import SGD
 
 from sherlocked.data import StudyDataModule
