@@ -26,7 +26,7 @@ from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, DataError, StudyDataModule
 from sherlocked.module import PopulationModule
 from sherlocked.population import MemberSpec, batch_norm_layers
-from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, versions
+from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, read_result, versions
 
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -126,7 +126,9 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
         for job in jobs:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             result = failure(error, job.config, job.overrides)
-            result.write(job.job_dir)
+            stored = read_result(job.job_dir)
+            if stored is None or not stored.finished:  # a finished result (another sweep's) is never replaced
+                result.write(job.job_dir)
             result.exception = error
             results.append(result)
         return results

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -90,14 +91,20 @@ def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old file or the whole new one."""
+    """Write to a temporary file beside `path`, then rename: readers see the old file or the whole new one.
+
+    The temporary name is this writer's own, so two processes writing the same file never share one.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+        try:
+            json.dump(data, f, indent=2, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(f.name)
+            raise
+    os.replace(f.name, path)
 
 
 def read_result(job_dir: Path) -> Result | None:

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked.activations import ConfigError
-from sherlocked.engine import run, validate
+from sherlocked.engine import Job, run, train, validate
 from sherlocked.results import SCHEMA
 
 ROOT = __import__("pathlib").Path(__file__).parents[1]
@@ -213,3 +213,23 @@ def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tm
     assert {"layer1/pre_activation", "layer3/activation"} <= set(tags["histograms"])
     (quiet,) = run([make_cfg("diagnostics=off")], [tmp_path / "off"])
     assert quiet.diagnostics == {} and quiet.history == result.history  # measuring changes nothing
+
+
+def test_a_failure_never_replaces_a_finished_result(make_cfg, tmp_path):
+    """As when a second sweep into the same directory fails on a job the first one finished."""
+    (done,) = run([make_cfg("seed=1")], [tmp_path])
+    broken = Job.of(make_cfg("seed=1", "model.optimizer._target_=nope.Nope"), tmp_path)
+    (failed,) = train([broken])
+    assert failed.status == "failed" and "nope.Nope" in failed.error
+    assert json.loads((tmp_path / "result.json").read_text())["final_test_acc"] == done.final_test_acc
+
+
+def test_concurrent_writers_of_one_result_never_share_a_temporary_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sherlocked.results import write_json
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: write_json(tmp_path / "result.json", {"writer": i, "pad": [i] * 5000}), range(40)))
+    assert json.loads((tmp_path / "result.json").read_text())["writer"] in range(40)
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
