@@ -23,6 +23,7 @@ from sherlocked.population import stream_seed
 
 TORCHVISION = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}
 SOURCES = (*TORCHVISION, "mnist_5k")
+TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
 
 
 class DataError(RuntimeError):

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from sherlocked import phases
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
-from sherlocked.data import SOURCES, DataError, StudyDataModule
+from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
 from sherlocked.module import PopulationModule
 from sherlocked.population import MemberSpec, batch_norm_layers
 from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, read_result, versions
@@ -46,14 +46,16 @@ def member_spec(cfg: Mapping) -> MemberSpec:
     model = cfg["model"]
     bn = model["batch_norm"]
     bn = OmegaConf.to_container(bn) if OmegaConf.is_config(bn) else bn
-    widths = tuple(int(w) for w in model["widths"])
+    widths = tuple(model["widths"])
+    if not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
+        raise ConfigError(f"model.widths={list(widths)} must be whole numbers")
     return MemberSpec(
         widths=widths,
         activations=tuple(acts),
         batch_norm=batch_norm_layers(bn, len(widths) - 1),
         output_activation=bool(model["output_activation"]),
         init=str(model["init"]),
-        seed=int(cfg["seed"]),
+        seed=cfg["seed"],  # checked by MemberSpec: 1.5 is no seed
     )
 
 
@@ -69,14 +71,23 @@ def validate(cfg: Mapping) -> MemberSpec:
             f"model.widths={list(spec.widths)} must start with {name}'s {data['input_dim']} inputs "
             f"and end with its {data['num_classes']} classes"
         )
-    positive = {
-        "model.optimizer.lr": cfg["model"]["optimizer"]["lr"],
-        "dataset.batch_size": data["batch_size"],
-        "trainer.max_epochs": cfg["trainer"]["max_epochs"],
+    numbers = {  # key: (value, type, what it must be)
+        "model.optimizer.lr": (cfg["model"]["optimizer"]["lr"], int | float, "a positive number"),
+        "dataset.batch_size": (data["batch_size"], int, "a positive whole number"),
+        "trainer.max_epochs": (cfg["trainer"]["max_epochs"], int, "a positive whole number"),
     }
-    for key, value in positive.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key}={value!r} must be a positive number")
+    for key, (value, kind, meaning) in numbers.items():
+        if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be {meaning}")
+    size = TRAIN_SIZES.get(name)
+    if size is not None and data["batch_size"] > size:
+        raise ConfigError(f"dataset.batch_size={data['batch_size']} is more than {name}'s {size} training images")
+    # Batch norm needs two samples a batch to have a variance (nn.BatchNorm1d refuses one), the last batch too.
+    if spec.batch_norm and (data["batch_size"] == 1 or (size is not None and size % data["batch_size"] == 1)):
+        raise ConfigError(
+            f"dataset.batch_size={data['batch_size']} leaves a batch of one image, which batch norm "
+            f"(model.batch_norm={cfg['model']['batch_norm']}) cannot normalise; choose another batch size"
+        )
     return spec
 
 

@@ -36,6 +36,8 @@ class MemberSpec:
     seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed={self.seed!r} must be a whole number")
         layers = len(self.widths) - 1
         if layers < 1 or any(w < 1 for w in self.widths):
             raise ConfigError(f"model.widths={list(self.widths)} must be at least two positive sizes")

@@ -54,15 +54,26 @@ def each_swept_value(config: DictConfig):
 
 
 def validate_or_exit(config: DictConfig) -> None:
+    """One line and exit code 2 for a bad value. Any error counts: Hydra would turn it into a warning."""
     try:
         validate(config)
     except ConfigError as error:
-        print(f"sherlocked: {error}", file=sys.stderr)
-        sys.exit(2)
+        stop(str(error))
+    except Exception as error:  # a value of the wrong type that no check names (yet)
+        stop(f"invalid configuration: {type(error).__name__}: {error}")
 
 
-def backend_or_exit(config: DictConfig) -> None:
-    """A population launcher's backend must be known and installed: one line and exit code 2 if not."""
+def stop(message: str) -> None:
+    print(f"sherlocked: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def launcher_or_exit(config: DictConfig) -> None:
+    """The population launcher's settings must make sense and its backend be installed: one line, exit 2."""
+    for key in ("max_members", "workers"):
+        value = OmegaConf.select(config, f"hydra.launcher.{key}")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            stop(f"hydra.launcher.{key}={value!r} must be a whole number >= 0")
     backend = OmegaConf.select(config, "hydra.launcher.backend")
     if backend in (None, "local"):
         return
@@ -71,8 +82,7 @@ def backend_or_exit(config: DictConfig) -> None:
             raise ConfigError(f"hydra.launcher.backend={backend!r}; choose from local, {', '.join(EXTRAS)}")
         require(backend)
     except (ConfigError, MissingExtra) as error:
-        print(f"sherlocked: {error}", file=sys.stderr)
-        sys.exit(2)
+        stop(str(error))
 
 
 class SweepProgress:
@@ -117,7 +127,7 @@ class StudyCallback(Callback):
         validate_or_exit(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        backend_or_exit(config)
+        launcher_or_exit(config)
         for job_config in each_swept_value(config):
             validate_or_exit(job_config)
         self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))

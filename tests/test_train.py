@@ -54,14 +54,21 @@ def test_the_cifar_experiments_set_the_studys_cifar_setup(make_cfg):
         ("model.init=orthogonal", "unknown model.init 'orthogonal'; choose from default, kaiming"),
         ("model.optimizer.lr=0", "model.optimizer.lr=0 must be a positive number"),
         ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1 must be a positive number"),
-        ("dataset.batch_size=0", "dataset.batch_size=0 must be a positive number"),
-        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive number"),
+        ("dataset.batch_size=0", "dataset.batch_size=0 must be a positive whole number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive whole number"),
         ("dataset=cifar10", "must start with cifar10's 3072 inputs"),
+        ("seed=abc", "seed='abc' must be a whole number"),
+        ("seed=1.5", "seed=1.5 must be a whole number"),  # int() would make it seed 1, a duplicate run
+        ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 must be a positive whole number"),
+        ("dataset.batch_size=100000", "dataset.batch_size=100000 is more than mnist's 60000 training images"),
+        ("model.batch_norm=all dataset.batch_size=1", "leaves a batch of one image, which batch norm"),
+        ("model.batch_norm=last dataset=mnist_5k dataset.batch_size=3", "leaves a batch"),  # 4000 = 3 * 1333 + 1
+        ("model.widths=[784,abc,10]", r"model.widths=\[784, 'abc', 10\] must be whole numbers"),
     ],
 )
 def test_each_bad_input_is_one_line_naming_the_value(make_cfg, override, message):
     with pytest.raises(ConfigError, match=message) as info:
-        validate(make_cfg(override))
+        validate(make_cfg(*override.split()))
     assert "\n" not in str(info.value)
 
 
@@ -178,6 +185,23 @@ def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mod
         "sherlocked: act2: unknown activation 'swish'; choose from relu, tanh, sigmoid, selu, gelu, silu, elu, "
         "leaky_relu, softplus, mish, identity"
     ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["seed=0,abc"], "sherlocked: seed='abc' must be a whole number"),
+        (["seed=1.5"], "sherlocked: seed=1.5 must be a whole number"),
+        (["hydra/launcher=population", "hydra.launcher.max_members=-3"], "sherlocked: hydra.launcher.max_members=-3"),
+    ],
+)
+def test_a_sweep_with_a_value_of_the_wrong_type_stops_before_anything_is_written(tmp_path, values, message):
+    """Hydra turns a callback's exception into a warning: every error must become one line and exit code 2."""
+    out = cli("-m", *values, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
     assert list(tmp_path.iterdir()) == []
 
 
