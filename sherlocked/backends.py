@@ -12,10 +12,13 @@ and a task that starts again trains only its members without a finished result.j
 Ray and submitit are optional extras, imported only when asked for.
 """
 
+import ctypes
 import logging
 import math
 import os
+import signal
 import socket
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from sherlocked import engine
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 Finished = Iterator[tuple[int, list[Result], str]]
 EXTRAS = {"ray": "ray", "submitit": "slurm"}
 
@@ -99,14 +103,23 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
     gpus = context.Queue()
     for gpu in range(workers):
         gpus.put(gpu)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpu, initargs=(gpus,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus,))
+    try:
         futures = {pool.submit(train_population, jobs): number for number, jobs in enumerate(populations)}
         for future in as_completed(futures):
             yield futures[future], *future.result()
+    except BaseException:  # Ctrl-C, or the driver stopping: the workers stop with it, now
+        for child in multiprocessing.active_children():
+            child.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
-def _claim_gpu(gpus) -> None:
-    """Worker initializer: see one GPU only, before torch is imported in this process."""
+def _start_worker(gpus) -> None:
+    """Worker initializer: die with the driver (even killed with -9), see one GPU only (before torch is imported)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
 
 

@@ -15,6 +15,7 @@
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,12 +225,21 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     log.info(f"Launching {len(jobs)} jobs as {len(todo)} populations ({len(results)} finished before) on {where}")
 
     populations = [[p.job for p in group] for group in todo]
-    for number, outcome, where in dispatch(launcher, populations, device, workers):
-        log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
-        for result, p in zip(outcome, todo[number]):
-            if result.status == "failed" and read_result(p.job.job_dir) is None:  # a worker could not write it
-                result.write(p.job.job_dir)
-        finish(todo[number], outcome)
+    try:
+        for number, outcome, where in dispatch(launcher, populations, device, workers):
+            log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
+            for result, p in zip(outcome, todo[number]):
+                if result.status == "failed" and read_result(p.job.job_dir) is None:  # a worker could not write it
+                    result.write(p.job.job_dir)
+            finish(todo[number], outcome)
+    except KeyboardInterrupt:  # results are written whole or not at all: nothing to clean up
+        sweep_dir = launcher.config.hydra.sweep.dir
+        print(
+            f"sherlocked: interrupted; {len(results)} of {len(jobs)} jobs have their result in {sweep_dir}; "
+            "run the same command again to train the rest",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return [p.job_return(results[p.index], with_configs) for p in jobs]

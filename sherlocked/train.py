@@ -8,6 +8,8 @@
 The work is in sherlocked.engine; nothing imports this module.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -22,4 +24,8 @@ def main(cfg: DictConfig) -> Result:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # results are written whole or not at all (the population launcher says more)
+        print("sherlocked: interrupted; run the same command again to train what has no result", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,63 @@
+"""Faults on purpose, as a user meets them: the driver killed with -9 or interrupted with Ctrl-C mid-sweep."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import SMALL
+
+
+def start_sweep(tmp_path: Path, data_root: Path, *extra: str) -> subprocess.Popen:
+    """A population sweep on two worker processes, slow enough to interrupt: 4 populations of one job."""
+    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population"]
+    command += ["hydra.launcher.workers=2", "hydra.launcher.max_members=1", "seed=0,1,2,3", *SMALL]
+    command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.max_epochs=30"]
+    command += [f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
+    log = open(tmp_path / "out.txt", "w")  # noqa: SIM115 (the process writes it)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def workers_started(tmp_path: Path) -> bool:
+    """Both workers are training: each wrote its job's first TensorBoard events."""
+    return len(list((tmp_path / "sweep").rglob("events.out.tfevents.*"))) >= 2
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_workers_die_with_a_driver_killed_with_minus_9(tmp_path, data_root):
+    sweep = start_sweep(tmp_path, data_root)
+    wait_for(lambda: workers_started(tmp_path))
+    sweep.kill()  # SIGKILL: no handler runs in the driver
+    sweep.wait()
+    wait_for(lambda: not group_alive(sweep.pid), seconds=20)  # the workers were told by the kernel
+
+
+def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_path, data_root):
+    sweep = start_sweep(tmp_path, data_root)
+    wait_for(lambda: workers_started(tmp_path))
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: to the whole process group
+    assert sweep.wait(timeout=60) == 130
+    wait_for(lambda: not group_alive(sweep.pid), seconds=20)
+    out = (tmp_path / "out.txt").read_text()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("sherlocked: interrupted;") and "run the same command again" in last, out[-2000:]
+    assert "Traceback" not in out
+    assert not list((tmp_path / "sweep").rglob("*.tmp"))  # nothing half-written
+    rerun = start_sweep(tmp_path, data_root, "trainer.max_epochs=1")  # a shorter sweep: other jobs, same dir
+    assert rerun.wait(timeout=300) == 0
