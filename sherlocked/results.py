@@ -111,7 +111,7 @@ def read_result(job_dir: Path) -> Result | None:
     """The job's result, or None when there is none (not run, interrupted before the end, or unreadable)."""
     try:
         return Result.from_json(json.loads((Path(job_dir) / RESULT).read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError, AttributeError):
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):  # ValueError: not UTF-8, not JSON
         return None
 
 

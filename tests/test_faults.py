@@ -1,5 +1,6 @@
 """Faults on purpose, as a user meets them: the driver killed with -9 or interrupted with Ctrl-C mid-sweep."""
 
+import json
 import os
 import signal
 import subprocess
@@ -61,3 +62,18 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
     assert not list((tmp_path / "sweep").rglob("*.tmp"))  # nothing half-written
     rerun = start_sweep(tmp_path, data_root, "trainer.max_epochs=1")  # a shorter sweep: other jobs, same dir
     assert rerun.wait(timeout=300) == 0
+
+
+def test_an_unreadable_result_is_not_finished_the_job_reruns_and_the_file_is_replaced(sweep, tmp_path):
+    grid = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population"]
+    with sweep(tmp_path / "sweep", *grid):
+        paths = sorted((tmp_path / "sweep").rglob("result.json"))
+        good = paths[3].read_bytes()
+        paths[0].write_bytes(os.urandom(300))  # random bytes
+        paths[1].write_text("[]")  # valid JSON, not a result
+        paths[2].write_text(paths[2].read_text()[:50])  # truncated
+        with sweep(tmp_path / "sweep", *grid) as again:
+            statuses = sorted((r.return_value.skipped, r.return_value.status) for r in again.returns[0])
+            assert statuses == [(False, "ok")] * 3 + [(True, "ok")]
+            assert all(json.loads(p.read_text())["status"] == "ok" for p in paths)
+            assert paths[3].read_bytes() == good
