@@ -7,7 +7,11 @@ an index tensor [K, B]: row k is member k's batch, drawn from member k's own gen
 """
 
 import functools
+import gzip
+import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from urllib.error import URLError
 
@@ -16,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision import datasets
-from torchvision.datasets.utils import extract_archive
 
 from sherlocked.activations import ConfigError
 from sherlocked.population import stream_seed
@@ -46,19 +49,52 @@ def missing_message(name: str, root: Path, error: Exception) -> str:
 
 
 def _stage_idx_files(cls, root: Path, fallback_dirs) -> None:
-    """torchvision's MNIST-style classes read unpacked idx files: unpack .gz files found in raw/ or a fallback dir."""
+    """torchvision's MNIST-style classes read unpacked idx files: unpack .gz files found in raw/ or a fallback dir.
+
+    An unpacked file that is not a whole idx file (an interrupted or damaged unpacking) is unpacked
+    again; a damaged .gz stops with one line naming it.
+    """
     raw = root / cls.__name__ / "raw"
     for filename, _ in cls.resources:
         unpacked = raw / filename.removesuffix(".gz")
-        if unpacked.exists():
+        if unpacked.exists() and idx_complete(unpacked):
             continue
         for folder in (raw, *map(Path, fallback_dirs)):
             if (folder / filename).exists():
                 raw.mkdir(parents=True, exist_ok=True)
-                if folder != raw:
-                    shutil.copy(folder / filename, raw / filename)
-                extract_archive(str(raw / filename), str(raw))
+                _unpack(folder / filename, unpacked)
                 break
+
+
+def idx_complete(path: Path) -> bool:
+    """Whether an idx file holds as many bytes as its header says (magic: 0, 0, dtype 0x08, dimensions)."""
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:3] != b"\x00\x00\x08":
+            return False
+        dims = f.read(4 * header[3])
+    if len(dims) < 4 * header[3]:
+        return False
+    expected = 4 + len(dims) + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+    return path.stat().st_size == expected
+
+
+def _unpack(archive: Path, target: Path) -> None:
+    """Decompress to a temporary file, check it, then rename: a reader never sees half a file."""
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as out:
+        try:
+            with gzip.open(archive) as source:
+                shutil.copyfileobj(source, out)
+            out.close()
+            if not idx_complete(Path(out.name)):
+                raise ValueError("it is not a whole idx file")
+        except (OSError, EOFError, ValueError) as error:
+            os.unlink(out.name)
+            raise DataError(
+                f"{archive} is damaged ({type(error).__name__}: {error}); put a good copy there "
+                "(or delete it, and a download may fetch it again)"
+            ) from None
+    os.replace(out.name, target)
 
 
 def _read_torchvision(name: str, root: Path, download: bool, fallback_dirs) -> tuple:
@@ -108,6 +144,18 @@ def load(name: str, root: str, mean: tuple, std: tuple, download: bool = True, f
     return normalise(train_x, mean, std), train_y.long(), normalise(test_x, mean, std), test_y.long()
 
 
+def data_key(dataset) -> tuple:
+    """load()'s arguments for a dataset config (composed or resolved): one cache entry per distinct data."""
+    return (
+        dataset["name"],
+        str(dataset["root"]),
+        tuple(dataset["mean"]),
+        tuple(dataset["std"]),
+        bool(dataset["download"]),
+        tuple(dataset["fallback_dirs"]),
+    )
+
+
 class IndexBatches:
     """Index batches over `size` samples: [K, B] shuffled per member when seeds are given, else [B] in order.
 
@@ -148,7 +196,9 @@ class StudyDataModule(L.LightningDataModule):
         **_,  # dataset facts the model side reads (input_dim, num_classes)
     ):
         super().__init__()
-        self.key = (name, str(root), tuple(mean), tuple(std), bool(download), tuple(fallback_dirs))
+        self.key = data_key(
+            {"name": name, "root": root, "mean": mean, "std": std, "download": download, "fallback_dirs": fallback_dirs}
+        )
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.train_batches = IndexBatches(0, batch_size, seeds)
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from sherlocked.activations import ConfigError
 from sherlocked.backends import EXTRAS, MissingExtra, require
+from sherlocked.data import DataError, data_key, load
 from sherlocked.engine import validate
 from sherlocked.results import Result
 
@@ -61,6 +62,18 @@ def validate_or_exit(config: DictConfig) -> None:
         stop(str(error))
     except Exception as error:  # a value of the wrong type that no check names (yet)
         stop(f"invalid configuration: {type(error).__name__}: {error}")
+
+
+def data_or_exit(configs: list[DictConfig]) -> None:
+    """Every dataset the jobs use reads whole (from disk, or downloaded): one line and exit code 2 if not.
+
+    Read here, before any job dir: the read is cached, so jobs trained in this process reuse it.
+    """
+    for key in {data_key(config.dataset) for config in configs}:
+        try:
+            load(*key)
+        except DataError as error:
+            stop(str(error))
 
 
 def stop(message: str) -> None:
@@ -125,11 +138,14 @@ class StudyCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         validate_or_exit(config)
+        data_or_exit([config])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         launcher_or_exit(config)
-        for job_config in each_swept_value(config):
+        configs = list(each_swept_value(config))
+        for job_config in configs:
             validate_or_exit(job_config)
+        data_or_exit(configs)
         self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:

@@ -79,3 +79,27 @@ def test_an_epochs_index_batches_are_already_on_the_training_device():
     shuffled, ordered = IndexBatches(10, 4, seeds=[0, 1], device="meta"), IndexBatches(10, 4, device="meta")
     assert [b.device.type for b in shuffled] == ["meta"] * 3 and [b.shape for b in shuffled][0] == (2, 4)
     assert [b.device.type for b in ordered] == ["meta"] * 3
+
+
+def test_a_damaged_gz_stops_with_one_line_naming_it_and_leaves_nothing_half_unpacked(tmp_path):
+    write_mnist_like(tmp_path, datasets.MNIST)
+    raw = tmp_path / "MNIST" / "raw"
+    archive = raw / "train-images-idx3-ubyte.gz"
+    good = archive.read_bytes()
+    archive.write_bytes(good[: len(good) // 2])  # truncated, as by an interrupted copy
+    with pytest.raises(DataError) as info:
+        load("mnist", str(tmp_path), *MNIST_NORM, False)
+    assert str(archive) in str(info.value) and "damaged" in str(info.value) and "\n" not in str(info.value)
+    assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob(".*"))
+    archive.write_bytes(good)  # the good file restored: the next run works, nothing to delete by hand
+    train_x, *_ = load("mnist", str(tmp_path), *MNIST_NORM, False, ())
+    assert train_x.shape == (N_TRAIN, 784)
+
+
+def test_an_unpacked_file_cut_short_is_unpacked_again(tmp_path):
+    write_mnist_like(tmp_path, datasets.MNIST)
+    load("mnist", str(tmp_path), *MNIST_NORM, False)
+    unpacked = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    unpacked.write_bytes(b"")  # what an unpacking killed half way used to leave
+    train_x, train_y, *_ = load("mnist", str(tmp_path), *MNIST_NORM, False, ())  # another cache entry
+    assert train_y.shape == (N_TRAIN,) and len(unpacked.read_bytes()) == 8 + N_TRAIN

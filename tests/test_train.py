@@ -205,6 +205,22 @@ def test_a_sweep_with_a_value_of_the_wrong_type_stops_before_anything_is_written
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("mode", [[], ["-m", "seed=0,1"]])
+def test_data_that_is_not_there_stops_before_anything_is_written(tmp_path, mode):
+    out = cli(
+        *mode,
+        "dataset.root=nowhere",
+        "dataset.download=false",
+        "hydra.run.dir=run",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("sherlocked: mnist is not in nowhere") and "dataset=mnist_5k" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_configs_resolve_without_hydra_running(make_cfg):
     assert OmegaConf.to_container(make_cfg(), resolve=True)["dataset"]["root"]
 
