@@ -35,7 +35,7 @@ sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3
 report: install ## table, plots and statistics of a sweep: make report STUDY=mnist
 	$(PYTHON) -m sherlocked.report outputs/sweeps/$(STUDY)
 
-bench: install ## speed on this machine: plain loop vs solo runs vs populations (64 triples, mnist_5k)
+bench: install ## speed on this machine: plain loop vs solo runs vs populations (64 triples, mnist_5k), then real multiruns: overhead per job, end to end
 	$(PYTHON) -m sherlocked.bench $(ARGS)
 
 bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epochs, on Fashion-MNIST's 60,000 images

@@ -2,6 +2,6 @@
 
     python -m sherlocked.report outputs/sweeps/demo
 
-runs.py reads a sweep once; tables.py, stats.py, mechanism.py and plots.py build on it;
+runs.py reads a sweep once; tables.py, significance.py, mechanism.py and plots.py build on it;
 cli.py writes every file. This file imports none of them, so no module imports another through it.
 """
