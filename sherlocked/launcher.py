@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sherlocked import backends, jobdirs, phases
 from sherlocked.config import is_member_key
+from sherlocked.locks import JobLocks
 from sherlocked.results import Result, finished_result, read_result
 
 if TYPE_CHECKING:
@@ -220,18 +221,39 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     device = device_of(jobs[0].job.config) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
     workers = backends.worker_count(launcher.workers) if launcher.backend == "local" else 0
-    todo = groups([p for p, r in zip(jobs, found) if r is None], max_members, device, workers)
-    where = f"{workers or 'this'} process{'es' if workers else ''}" if launcher.backend == "local" else launcher.backend
-    log.info(f"Launching {len(jobs)} jobs as {len(todo)} populations ({len(results)} finished before) on {where}")
 
-    populations = [[p.job for p in group] for group in todo]
-    try:
+    def train(prepared: list[Prepared]) -> None:
+        todo = groups(prepared, max_members, device, workers)
+        populations = [[p.job for p in group] for group in todo]
         for number, outcome, where in dispatch(launcher, populations, device, workers):
             log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
             for result, p in zip(outcome, todo[number]):
                 if result.status == "failed" and read_result(p.job.job_dir) is None:  # a worker could not write it
                     result.write(p.job.job_dir)
             finish(todo[number], outcome)
+
+    locks = JobLocks()  # a job another sweep is training is left to it, then read back
+    try:
+        unfinished = [p for p, r in zip(jobs, found) if r is None]
+        mine = {p.index for p in unfinished if locks.try_lock(p.job.job_dir)}
+        busy = [p for p in unfinished if p.index not in mine]
+        where = (
+            f"{workers or 'this'} process{'es' if workers else ''}" if launcher.backend == "local" else launcher.backend
+        )
+        log.info(
+            f"Launching {len(mine)} of {len(jobs)} jobs on {where} ({len(results)} finished before, "
+            f"{len(busy)} in training by another sweep)"
+        )
+        train([p for p in unfinished if p.index in mine])
+        left = []
+        for p in busy:  # wait for the other sweep to let the job go; its result is then ours too
+            locks.wait(p.job.job_dir)
+            result = finished_result(p.job.job_dir, p.job.config)
+            if result is not None:
+                finish([p], [result])
+            else:  # it stopped without one
+                left.append(p)
+        train(left)
     except KeyboardInterrupt:  # results are written whole or not at all: nothing to clean up
         sweep_dir = launcher.config.hydra.sweep.dir
         print(
@@ -240,6 +262,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             file=sys.stderr,
         )
         sys.exit(130)
+    finally:
+        locks.release()
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return [p.job_return(results[p.index], with_configs) for p in jobs]

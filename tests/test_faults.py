@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,14 +12,14 @@ from pathlib import Path
 from tests.conftest import SMALL
 
 
-def start_sweep(tmp_path: Path, data_root: Path, *extra: str) -> subprocess.Popen:
+def start_sweep(tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt") -> subprocess.Popen:
     """A population sweep on two worker processes, slow enough to interrupt: 4 populations of one job."""
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population"]
     command += ["hydra.launcher.workers=2", "hydra.launcher.max_members=1", "seed=0,1,2,3", *SMALL]
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.max_epochs=30"]
     command += [f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
-    log = open(tmp_path / "out.txt", "w")  # noqa: SIM115 (the process writes it)
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
+    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
 
 
 def wait_for(condition, seconds: float = 120) -> None:
@@ -77,3 +78,16 @@ def test_an_unreadable_result_is_not_finished_the_job_reruns_and_the_file_is_rep
             assert statuses == [(False, "ok")] * 3 + [(True, "ok")]
             assert all(json.loads(p.read_text())["status"] == "ok" for p in paths)
             assert paths[3].read_bytes() == good
+
+
+def test_two_sweeps_into_one_directory_share_the_work_and_keep_every_result(tmp_path, data_root):
+    """Started together: each job is trained once, by whichever sweep locked it; the other reads it back."""
+    shorter = ["trainer.max_epochs=3", "hydra.launcher.workers=0"]
+    first, second = (start_sweep(tmp_path, data_root, *shorter, log=f"{name}.txt") for name in ("a", "b"))
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    summaries = [(tmp_path / f"{name}.txt").read_text().strip().splitlines()[-1] for name in ("a", "b")]
+    counts = [re.search(r"4/4 jobs: (\d+) ok, 0 diverged, 0 failed, (\d+) skipped", s) for s in summaries]
+    assert all(counts), summaries
+    assert sum(int(c[1]) for c in counts) == 4 and sum(int(c[2]) for c in counts) == 4  # each job trained once
+    results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("result.json")]
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results)

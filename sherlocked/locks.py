@@ -1,0 +1,48 @@
+"""One sweep trains a job at a time: a lock per job, so two sweeps into one directory share the work.
+
+    python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1 &  # twice, at once
+    python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1
+
+The lock is an fcntl.flock on `<job dir>/.lock`, held by the driver while the job trains; the
+kernel releases it when the driver exits, however it exits (kill -9 included), so a lock is
+never left stale. A sweep trains the jobs it could lock, then waits for the others and reads
+their results, or trains them itself if their holder stopped without one.
+"""
+
+import fcntl
+import os
+from pathlib import Path
+
+LOCK = ".lock"
+
+
+class JobLocks:
+    """The locks this process holds, by job dir."""
+
+    def __init__(self):
+        self.held: dict[Path, int] = {}
+
+    def try_lock(self, job_dir: Path) -> bool:
+        """Lock the job if no other process holds it; True when this process holds it now."""
+        return self._lock(job_dir, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def wait(self, job_dir: Path) -> None:
+        """Block until the process that holds the job's lock lets it go, then hold it."""
+        self._lock(job_dir, fcntl.LOCK_EX)
+
+    def _lock(self, job_dir: Path, mode: int) -> bool:
+        if job_dir in self.held:
+            return True
+        fd = os.open(job_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.held[job_dir] = fd
+        return True
+
+    def release(self) -> None:
+        for fd in self.held.values():
+            os.close(fd)  # closing the file releases its flock
+        self.held.clear()
