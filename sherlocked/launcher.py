@@ -223,6 +223,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     workers = backends.worker_count(launcher.workers) if launcher.backend == "local" else 0
 
     def train(prepared: list[Prepared]) -> None:
+        if not prepared:  # no backend to start for nothing
+            return
         todo = groups(prepared, max_members, device, workers)
         populations = [[p.job for p in group] for group in todo]
         for number, outcome, where in dispatch(launcher, populations, device, workers):
