@@ -28,7 +28,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 from omegaconf._utils import get_omega_conf_dumper
 
-from sherlocked.config import key_of
+from sherlocked.config import is_member_key
 
 SUBDIR = "${hydra.job.override_dirname}"  # conf/train.yaml's hydra.sweep.subdir
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
@@ -130,8 +130,7 @@ def parse(job_overrides: Sequence[Sequence[str]]) -> list[list[Override]]:
 
 
 def is_member(override: Override) -> bool:
-    key = key_of(override.key_or_group)
-    return key is not None and key.member
+    return is_member_key(override.input_line)
 
 
 def _set(container: dict, path: str, value) -> None:

@@ -96,7 +96,7 @@ def plan_group(launcher, indices: list[int], job_overrides: list[list[str]]) -> 
 
 
 def write_derived(job: jobdirs.Derived) -> Prepared:
-    from sherlocked import engine  # torch with it: not at module level, see train_group
+    from sherlocked import engine  # torch with it: not at module level, see backends.train_population
 
     job.write()
     return Prepared(job.index, engine.Job(job.resolved, job.job_dir, job.overrides), job.task, job.hydra)
