@@ -6,7 +6,9 @@
    it (sherlocked.jobdirs), with the same .hydra/ files as Hydra's run_job writes. A group
    that cannot be derived exactly has each job composed and written by run_job.
 3. Each job's result.json is read once: a finished job is reported to Hydra's callbacks at
-   once (so the progress line counts it before any training) and not trained again.
+   once (so the progress line counts it before any training), not trained again, and its dir
+   is left as the run that made the result wrote it (so a finished sweep reads back from
+   read-only storage).
 4. Groups are split into populations (balanced, at max_members and the memory cap, at least
    one per GPU) and trained where the backend says (sherlocked.backends: here or one worker
    per GPU, Ray, SLURM); Hydra's callbacks get each job's real result as its population finishes.
@@ -61,6 +63,7 @@ class Prepared:
     task: dict  # the task config, plain and unresolved (.hydra/config.yaml)
     hydra: dict  # {"hydra": node}, plain and unresolved (.hydra/hydra.yaml)
     composed: DictConfig | None = None  # the whole config, where Hydra composed it for this job
+    finished: Result | None = None  # its result, where an earlier run finished it
 
     @property
     def sweep_config(self) -> DictConfig:
@@ -98,8 +101,11 @@ def plan_group(launcher, indices: list[int], job_overrides: list[list[str]]) -> 
 def write_derived(job: jobdirs.Derived) -> Prepared:
     from sherlocked import engine  # torch with it: not at module level, see backends.train_population
 
-    job.write()
-    return Prepared(job.index, engine.Job(job.resolved, job.job_dir, job.overrides), job.task, job.hydra)
+    finished = finished_result(job.job_dir, job.resolved)
+    if finished is None:
+        job.write()
+    trained = engine.Job(job.resolved, job.job_dir, job.overrides)
+    return Prepared(job.index, trained, job.task, job.hydra, finished=finished)
 
 
 def run_job_dir(launcher, sweep_config: DictConfig, overrides: list[str], index: int) -> Prepared:
@@ -118,7 +124,9 @@ def run_job_dir(launcher, sweep_config: DictConfig, overrides: list[str], index:
 
     quiet_context = HydraContext(config_loader=launcher.hydra_context.config_loader, callbacks=NoCallbacks())
     run_job(stub, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir", quiet_context, configure_logging=False)
-    return Prepared(index, captured["job"], captured["task"], captured["hydra"], sweep_config)
+    job = captured["job"]
+    finished = finished_result(job.job_dir, job.config)
+    return Prepared(index, job, captured["task"], captured["hydra"], sweep_config, finished=finished)
 
 
 def default_max_members(device: str) -> int:
@@ -216,8 +224,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             config = p.sweep_config if with_configs else None
             callbacks.on_job_end(config=config, job_return=p.job_return(result, with_configs))
 
-    found = [finished_result(p.job.job_dir, p.job.config) for p in jobs]
-    finish([p for p, r in zip(jobs, found) if r is not None], [r for r in found if r is not None])
+    finish([p for p in jobs if p.finished], [p.finished for p in jobs if p.finished])
     device = device_of(jobs[0].job.config) if jobs else "cpu"
     max_members = default_max_members(device) if launcher.max_members is None else launcher.max_members
     workers = backends.worker_count(launcher.workers) if launcher.backend == "local" else 0
@@ -236,7 +243,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
 
     locks = JobLocks()  # a job another sweep is training is left to it, then read back
     try:
-        unfinished = [p for p, r in zip(jobs, found) if r is None]
+        unfinished = [p for p in jobs if p.finished is None]
         mine = {p.index for p in unfinished if locks.try_lock(p.job.job_dir)}
         busy = [p for p in unfinished if p.index not in mine]
         where = (

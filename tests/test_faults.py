@@ -91,3 +91,33 @@ def test_two_sweeps_into_one_directory_share_the_work_and_keep_every_result(tmp_
     assert sum(int(c[1]) for c in counts) == 4 and sum(int(c[2]) for c in counts) == 4  # each job trained once
     results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("result.json")]
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
+
+
+def read_only(path: Path, command: list[str]) -> list[str]:
+    """`command` run where `path` is mounted read-only (its own mount namespace: root cannot write there either)."""
+    mount = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return ["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(path), *command]
+
+
+def test_a_finished_sweep_on_read_only_storage_reruns_and_reports(tmp_path, data_root):
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", "seed=0,1", *SMALL]
+    command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.sweep.dir={sweep_dir}"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True)
+    files = {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()}
+    probe = subprocess.run(read_only(sweep_dir, ["touch", str(sweep_dir / "probe")]), capture_output=True, text=True)
+    assert probe.returncode != 0 and "Read-only" in probe.stderr, probe.stderr  # the storage really is read-only
+
+    rerun = subprocess.run(read_only(sweep_dir, command), cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.strip().splitlines()[-1].endswith("2/2 jobs: 0 ok, 0 diverged, 0 failed, 2 skipped")
+
+    report = [sys.executable, "-m", "sherlocked.report", str(sweep_dir)]
+    refused = subprocess.run(read_only(sweep_dir, report), capture_output=True, text=True)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().endswith("write it elsewhere with --out DIR"), refused.stderr
+    elsewhere = subprocess.run(read_only(sweep_dir, [*report, "--out", str(tmp_path / "report")]), capture_output=True)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    rows = [line for line in (tmp_path / "report" / "table.md").read_text().splitlines() if line.startswith("| relu")]
+    assert len(rows) == 1 and rows[0].split("|")[-6].strip() == "2"  # one group, its two seeds
+    assert {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()} == files

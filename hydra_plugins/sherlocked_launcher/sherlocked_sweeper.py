@@ -7,12 +7,21 @@ The basic sweeper composes each job once to validate the batch (0.1-0.3 s a job 
 launcher composes it again; the population launcher composes one job per group and derives and
 checks the rest (sherlocked.jobdirs), so the first composition would be most of a sweep's
 overhead. With any other launcher this sweeper is the basic one.
+
+It also reads a finished sweep back from read-only storage: Hydra's sweeper stops on writing
+multirun.yaml again; this one leaves an existing multirun.yaml it cannot write as it is.
 """
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,3 +38,27 @@ class SherlockedSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch) -> None:
         if not getattr(self.launcher, "checks_every_job", False):
             super().validate_batch_is_legal(batch)
+
+    def sweep(self, arguments: list[str]) -> list:
+        """BasicSweeper.sweep, but an existing multirun.yaml that cannot be written is kept."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        saved = Path(self.config.hydra.sweep.dir) / "multirun.yaml"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            OmegaConf.save(self.config, saved)
+        except OSError as error:
+            if not saved.is_file():
+                raise
+            log.warning(f"{saved} left as it is ({error.strerror})")
+        returns, first_index = [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=first_index)
+            for job_return in results:
+                _ = job_return.return_value  # a job that raised raises here, as in Hydra's sweeper
+            returns.append(results)
+            first_index += len(batch)
+        return returns

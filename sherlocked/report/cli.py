@@ -2,13 +2,15 @@
 
     python -m sherlocked.report outputs/sweeps/demo
     python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
+    python -m sherlocked.report /archive/sweeps/mnist --out reports/mnist  # a sweep on read-only storage
 
-Writes into the sweep dir: table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
+Writes into the sweep dir (or --out): table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
 diagnostics.md/.png and, when the sweep has the published study's architecture, comparison.md/.csv.
 Columns adapt to what the sweep varied; failed and diverged runs are counted, never silently dropped.
 """
 
 import argparse
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,12 +30,14 @@ class Report(NamedTuple):
     files: dict[str, Path]  # what was written, by name
 
 
-def report(sweep_dir: Path, pairs: list[tuple[str, str]]) -> Report:
-    """Read the sweep's runs once and write every file of its report into the sweep dir."""
+def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = None) -> Report:
+    """Read the sweep's runs once and write every file of its report into `out` (default: the sweep dir)."""
     sweep_dir = Path(sweep_dir)
+    out = sweep_dir if out is None else Path(out)
     runs = read_runs(sweep_dir)
     ours = table(runs)
-    written = {name: sweep_dir / name for name in ("table.md", "table.csv", "heatmap.png", "curves.png", "stats.md")}
+    out.mkdir(parents=True, exist_ok=True)
+    written = {name: out / name for name in ("table.md", "table.csv", "heatmap.png", "curves.png", "stats.md")}
     ours.to_csv(written["table.csv"], index=False)
     note = (
         f"Final-epoch test accuracy (%) of {len(runs)} runs in {sweep_dir}. std is the population standard "
@@ -46,16 +50,16 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]]) -> Report:
     plots.curves(runs, written["curves.png"])
     if any(c.startswith(DIAG) for c in runs.columns):
         written["diagnostics.md"], written["diagnostics.png"] = (
-            sweep_dir / "diagnostics.md",
-            sweep_dir / "diagnostics.png",
+            out / "diagnostics.md",
+            out / "diagnostics.png",
         )
         written["diagnostics.md"].write_text(diagnostics_markdown(runs, pairs[0]))
         plots.diagnostics(runs, pairs[0], written["diagnostics.png"])
     compared = comparison(runs, ours)
     if compared is not None:
         frame, setup = compared
-        written["comparison.csv"] = sweep_dir / "comparison.csv"
-        written["comparison.md"] = sweep_dir / "comparison.md"
+        written["comparison.csv"] = out / "comparison.csv"
+        written["comparison.md"] = out / "comparison.md"
         frame.to_csv(written["comparison.csv"], index=False)
         source = "Published figures: sherlocked/reference/ (Nishant Nikhil's `sherlocked`, inspect_activations/)."
         written["comparison.md"].write_text(
@@ -74,15 +78,20 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ACT,ACT",
         help="a last pair of activations to test against the rest (repeatable; default sigmoid,relu)",
     )
+    parser.add_argument("--out", type=Path, help="where the report's files go (default: the sweep dir)")
     args = parser.parse_args(argv)
     pairs = [tuple(p.split(",")) for p in args.pair or ["sigmoid,relu"]]
     for pair in pairs:
         if len(pair) != 2 or any(a not in ACTIVATIONS for a in pair):
             parser.error(f"--pair {','.join(pair)}: give two activations from {', '.join(ACTIVATIONS)}")
-    runs, ours, written = report(args.sweep_dir, pairs)
+    try:
+        runs, ours, written = report(args.sweep_dir, pairs, args.out)
+    except OSError as error:  # e.g. a finished sweep kept on read-only storage
+        where = args.out or args.sweep_dir
+        sys.exit(f"sherlocked report: cannot write into {where} ({error.strerror}); write it elsewhere with --out DIR")
     acts, varied = group_keys(runs)
     ranked = ours.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
-    print(f"report: {args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
+    print(f"report: {args.out or args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
     print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
     print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))
     print("worst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f"))
