@@ -74,6 +74,7 @@ KEYS = (
     Key("study", identity=False, dir_name=False),
     Key("dataset.root", identity=False, dir_name=False),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
+    Key("checkpoint_every_s", identity=False, dir_name=False),
 )
 _BY_PATH = {key.path: key for key in KEYS}
 

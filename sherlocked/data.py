@@ -213,5 +213,13 @@ class StudyDataModule(L.LightningDataModule):
     def train_dataloader(self) -> IndexBatches:
         return self.train_batches
 
+    def state_dict(self) -> dict:
+        """Where each member's data order stands: a resumed run draws the next epoch's order as the run would have."""
+        return {"generators": [g.get_state() for g in self.train_batches.generators]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for generator, saved in zip(self.train_batches.generators, state["generators"], strict=True):
+            generator.set_state(saved)
+
     def val_dataloader(self) -> IndexBatches:
         return IndexBatches(len(self.test_y), self.test_batch_size, device=self.test_y.device)

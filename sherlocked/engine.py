@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import phases
+from sherlocked import checkpoints, phases
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
@@ -28,6 +28,7 @@ from sherlocked.module import PopulationModule
 from sherlocked.population import MemberSpec, batch_norm_layers
 from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, read_result, versions
 
+log = logging.getLogger(__name__)
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
@@ -146,19 +147,29 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 
 
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
-    """Build the population, fit it, write each member's TensorBoard HParams and result.json."""
+    """Build the population, fit it (from its checkpoint, where a killed run left one), write each
+    member's TensorBoard HParams and result.json, then drop the checkpoint."""
+    every_s = jobs[0].config.get("checkpoint_every_s")
+    checkpoint = None if every_s is None else checkpoints.path_of([j.job_dir for j in jobs], [j.config for j in jobs])
+    resumed = checkpoints.saved_epochs(checkpoint) if checkpoint else 0
+    if resumed:
+        log.info(f"population of {len(jobs)} resumes after epoch {resumed} from {checkpoint}")
     with phases.timed("build"):
-        module, data, trainer, loggers = build(jobs, quiet)
+        callbacks = [checkpoints.EpochCheckpoint(checkpoint, every_s)] if checkpoint else []
+        module, data, trainer, loggers = build(jobs, quiet, callbacks)
     start = time.perf_counter()
     with phases.timed("fit"):  # the module counts its steps' share as "steps"
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=checkpoint if resumed else None)
     wall_time = time.perf_counter() - start
     with phases.timed("write"):
-        return collect(jobs, module, loggers, wall_time)
+        results = collect(jobs, module, loggers, wall_time, resumed)
+    if checkpoint:
+        checkpoints.remove(checkpoint)
+    return results
 
 
-def build(jobs: Sequence[Job], quiet: bool) -> tuple:
-    """The population's module, data, trainer and one TensorBoard logger per member."""
+def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
+    """The population's module, data, trainer (with `callbacks`) and one TensorBoard logger per member."""
     specs = [validate(job.config) for job in jobs]
     first = jobs[0].config  # what the jobs share: data, optimiser, trainer, logger
     for job in jobs:
@@ -171,11 +182,16 @@ def build(jobs: Sequence[Job], quiet: bool) -> tuple:
     module = PopulationModule(specs, instantiate(first["model"]["optimizer"]), loggers, diagnostics)
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    trainer = instantiate(first["trainer"], **({"enable_progress_bar": False} if quiet else {}))
+    settings = {"enable_progress_bar": False} if quiet else {}
+    if callbacks:  # Lightning refuses checkpoint callbacks where checkpointing is off (its default's switch)
+        settings.update(callbacks=list(callbacks), enable_checkpointing=True)
+    trainer = instantiate(first["trainer"], **settings)
     return module, data, trainer, loggers
 
 
-def collect(jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float) -> list[Result]:
+def collect(
+    jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float, resumed: int = 0
+) -> list[Result]:
     """Each member's HParams (with its final metrics) and result.json."""
     results = []
     for k, job in enumerate(jobs):
@@ -195,6 +211,7 @@ def collect(jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_t
             history={"epoch": list(range(1, len(history["test_acc"]) + 1)), **history},
             diagnostics=module.member_diagnostics(k),
             wall_time_s=wall_time,
+            resumed_epochs=resumed,
             population_size=len(jobs),
             versions=versions(),
             git_commit=git_commit(),

@@ -171,6 +171,21 @@ class PopulationModule(L.LightningModule):
     def on_fit_end(self) -> None:
         self._write_logs()
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """What a resumed run needs besides the weights: the curves so far, who diverged; events on disk."""
+        for logger in self.member_loggers:  # the checkpoint must not hold epochs whose events a kill would lose
+            logger.experiment.flush()
+        checkpoint["population"] = {
+            "alive": self.alive.cpu(),
+            "history": self.history,
+            "diagnostics_history": self.diagnostics_history,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["population"]
+        self.alive.copy_(state["alive"])
+        self.history, self.diagnostics_history = state["history"], state["diagnostics_history"]
+
     def member_history(self, k: int) -> dict[str, list[float]]:
         """Per-epoch curves of member k."""
         return {name: [epoch[k] for epoch in curve] for name, curve in self.history.items()}

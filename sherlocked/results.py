@@ -41,7 +41,8 @@ class Result:
     diagnostics: dict[str, list] = field(default_factory=dict)  # per epoch end, see sherlocked/diagnostics.py
     error: str | None = None  # a failed job's exception, one line
     traceback: str | None = None
-    wall_time_s: float | None = None  # the population's training time
+    wall_time_s: float | None = None  # the population's training time (since its resumption, where resumed)
+    resumed_epochs: int = 0  # epochs restored from the population's checkpoint after an interruption
     population_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import SMALL
+from tests.test_train import read_events
 
 
 def start_sweep(tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt") -> subprocess.Popen:
@@ -121,3 +122,26 @@ def test_a_finished_sweep_on_read_only_storage_reruns_and_reports(tmp_path, data
     rows = [line for line in (tmp_path / "report" / "table.md").read_text().splitlines() if line.startswith("| relu")]
     assert len(rows) == 1 and rows[0].split("|")[-6].strip() == "2"  # one group, its two seeds
     assert {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()} == files
+
+
+def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_never_stopped(tmp_path, data_root):
+    grid = ["hydra/launcher=population", "act3=relu,tanh", "model.batch_norm=none,last", *SMALL]
+    grid += ["trainer.max_epochs=3", "checkpoint_every_s=0", "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    killed = [sys.executable, str(Path(__file__).parent / "kill_after_epoch.py"), "2", "-m", *grid]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
+    sweep = tmp_path / "sweep"
+    first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert not list(sweep.rglob("result.json")) and len(list((sweep / ".checkpoints").glob("*.ckpt"))) == 1
+
+    subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
+    assert not (sweep / ".checkpoints").exists()  # dropped once every member's result was written
+    for path in sorted(sweep.rglob("result.json")):
+        job, same_job = path.parent, tmp_path / "whole" / path.parent.relative_to(sweep)
+        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (job, same_job))
+        assert (resumed["resumed_epochs"], whole["resumed_epochs"]) == (2, 0)
+        assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
+        assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
+        curves = [[e.value for e in read_events(d).Scalars("test/acc")] for d in (job, same_job)]
+        assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events

@@ -1,0 +1,82 @@
+"""Population checkpoints: a run killed mid-training resumes from its population's last saved epoch.
+
+    <the jobs' common dir>/.checkpoints/<key>.ckpt   (a sweep: its sweep dir; a single run: its run dir)
+
+The key is a hash of the members' identities (their configs without where files live), in
+population order: the same population formed again finds its checkpoint, any other change
+(another member, value or order) starts afresh. Lightning's own checkpoint (weights, optimiser
+state, loop counters, each member's data order, the module's curves) is saved at an epoch's
+end, at most once every `checkpoint_every_s` seconds (0: every epoch; null: never), to a
+temporary file that is then renamed, so a kill leaves the previous checkpoint or the new one
+whole. It is deleted once every member's result.json is written.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+
+from sherlocked.results import identity
+
+log = logging.getLogger(__name__)
+FOLDER = ".checkpoints"
+
+
+def path_of(job_dirs: Sequence[Path], configs: Sequence[dict]) -> Path:
+    """Where the population of these jobs (in this order) keeps its checkpoint."""
+    key = hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
+    common = Path(os.path.commonpath([os.path.abspath(d) for d in job_dirs]))
+    return common / FOLDER / f"{key}.ckpt"
+
+
+def saved_epochs(path: Path) -> int:
+    """Epochs the checkpoint at `path` holds (0: none). One that cannot be read is removed, with a warning."""
+    if not path.is_file():
+        return 0
+    try:  # mmap: the counters are read, the weights are not
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    except Exception as error:
+        log.warning(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); training from the start")
+        remove(path)
+        return 0
+
+
+def remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the folder too, once no other population's checkpoint is in it
+        path.parent.rmdir()
+
+
+class EpochCheckpoint(Checkpoint):
+    """Saves the population at an epoch's end, at most once every `every_s` seconds.
+
+    A Checkpoint, so that Lightning calls it after the module's own epoch-end hook: the
+    epoch's curves and TensorBoard events are complete when it saves.
+    """
+
+    def __init__(self, path: Path, every_s: float):
+        self.path, self.every_s = Path(path), every_s
+        self.last = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if time.monotonic() - self.last < self.every_s:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder, name = self.path.parent, self.path.name
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".tmp", delete=False) as f:
+            temporary = Path(f.name)
+        try:
+            trainer.save_checkpoint(temporary)
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.last = time.monotonic()

@@ -1,0 +1,52 @@
+"""Population checkpoints: where they live, when they are saved, and what a damaged one does."""
+
+from types import SimpleNamespace
+
+from omegaconf import OmegaConf
+
+from sherlocked import checkpoints
+from sherlocked.engine import run
+
+
+def plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_a_population_is_keyed_by_its_members_in_order_not_by_where_its_data_lives(make_cfg, tmp_path):
+    a, b = plain(make_cfg("seed=0")), plain(make_cfg("seed=1"))
+    dirs = [tmp_path / "sweep" / "seed=0", tmp_path / "sweep" / "seed=1"]
+    path = checkpoints.path_of(dirs, [a, b])
+    assert path.parent == tmp_path / "sweep" / checkpoints.FOLDER
+    moved = plain(make_cfg("seed=0", "dataset.root=/elsewhere"))
+    assert checkpoints.path_of(dirs, [moved, b]) == path
+    assert checkpoints.path_of(dirs[::-1], [b, a]) != path  # member k is another model
+    assert checkpoints.path_of(dirs, [a, plain(make_cfg("seed=1", "model.optimizer.lr=0.5"))]) != path
+    assert checkpoints.path_of(dirs[:1], [a]).parent == dirs[0] / checkpoints.FOLDER  # a single run: its own dir
+
+
+def test_a_checkpoint_is_saved_at_most_every_so_many_seconds_and_renamed_into_place(tmp_path):
+    saved = []
+
+    def save_checkpoint(path):
+        path.write_bytes(b"checkpoint")
+        saved.append(path)
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
+    path = tmp_path / checkpoints.FOLDER / "key.ckpt"
+    checkpoints.EpochCheckpoint(path, every_s=3600).on_train_epoch_end(trainer, None)
+    assert not saved and not path.exists()
+    every_epoch = checkpoints.EpochCheckpoint(path, every_s=0)
+    every_epoch.on_train_epoch_end(trainer, None)
+    every_epoch.on_train_epoch_end(trainer, None)
+    assert len(saved) == 2 and saved[0] != path and path.read_bytes() == b"checkpoint"
+    assert [p.name for p in path.parent.iterdir()] == ["key.ckpt"]  # no temporary file left
+
+
+def test_an_unreadable_checkpoint_is_removed_and_the_population_trains_from_the_start(make_cfg, tmp_path, caplog):
+    cfg = make_cfg("checkpoint_every_s=0")
+    path = checkpoints.path_of([tmp_path / "job"], [plain(cfg)])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    (result,) = run([cfg], [tmp_path / "job"])
+    assert result.status == "ok" and result.resumed_epochs == 0 and len(result.history["test_acc"]) == 2
+    assert "unreadable" in caplog.text and not path.parent.exists()
