@@ -175,6 +175,17 @@ def test_the_command_line_trains_and_says_where_the_results_are(data_root, tmp_p
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"
 
 
+def test_help_says_what_sherlocked_is_its_groups_activations_and_examples(tmp_path):
+    out = cli("--help", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("sherlocked: how activation functions interact")
+    assert "dataset: cifar10, fashion_mnist, mnist, mnist_5k" in out.stdout
+    assert "model/optimizer: adam, adamw, sgd" in out.stdout and "act1: relu" in out.stdout
+    assert "relu, tanh, sigmoid, selu, gelu, silu, elu, leaky_relu, softplus, mish, identity" in out.stdout
+    examples = [line.strip() for line in out.stdout.splitlines() if line.startswith("  python -m sherlocked.")]
+    assert len(examples) == 5 and any(" -m hydra/launcher=population " in e for e in examples)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("mode", [[], ["-m"]])
 def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mode):
     out = cli(
