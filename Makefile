@@ -1,18 +1,30 @@
 # sherlocked: `make help` lists the targets.
-PYTHON ?= python3
+# The Python make installs into and runs: $(VENV)'s once it exists; else python3, except where python3 refuses
+# pip installs (PEP 668: Debian's and Ubuntu's own Python), for which make creates $(VENV) first.
+SYSTEM_PYTHON ?= python3
+VENV ?= .venv
+MANAGED := $(shell $(SYSTEM_PYTHON) -c "import os, sys, sysconfig; print(int(sys.prefix == sys.base_prefix and \
+	os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))))" 2>/dev/null)
+PYTHON ?= $(if $(or $(wildcard $(VENV)/bin/python),$(filter 1,$(MANAGED))),$(VENV)/bin/python,$(SYSTEM_PYTHON))
 ARGS ?=
 STUDY ?= mnist
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
 
-.PHONY: help install demo train sweep sweep-bn sweep-cifar report bench bench-gpu tensorboard test lint clean
+.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu tensorboard test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Installs when pyproject.toml changed or the active Python lacks sherlocked (checked from /, not from here).
-install: ## install sherlocked and its tools into the active Python (editable)
+venv: ## a virtual environment in .venv, used by every target from then on (made for you where python3 refuses pip)
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+# Installs when pyproject.toml changed or the Python lacks sherlocked (checked from /, not from here).
+install: ## install sherlocked and its tools into the active Python, or .venv (editable)
+	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ] && [ ! -x "$(PYTHON)" ]; then \
+		echo "$(SYSTEM_PYTHON) refuses pip installs (PEP 668): installing into a virtual environment, $(VENV)"; \
+		$(SYSTEM_PYTHON) -m venv $(VENV); fi
 	@if [ .installed -nt pyproject.toml ] && (cd / && $(PYTHON) -c 'import sherlocked') 2>/dev/null; then :; \
 	else $(PYTHON) -m pip install -e '.[dev]' && touch .installed; fi
 

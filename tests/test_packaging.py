@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -51,3 +53,25 @@ def test_a_wheel_installed_elsewhere_trains_from_outside_the_checkout(data_root,
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2/2 jobs: 2 ok" in out.stdout
     assert {json.loads(p.read_text())["population_size"] for p in (elsewhere / "s").rglob("result.json")} == {2}
+
+
+def externally_managed(python: str) -> bool:
+    """Whether `python` refuses pip installs (PEP 668's marker file beside its standard library)."""
+    marker = "sysconfig.get_path('stdlib') + '/EXTERNALLY-MANAGED'"
+    check = f"import os, sys, sysconfig; sys.exit(not os.path.exists({marker}))"
+    return subprocess.run([python, "-c", check]).returncode == 0
+
+
+def install_commands(tmp_path: Path, python: str) -> str:
+    """What `make install` would run with `python` as the machine's python3 (make -n: nothing is run)."""
+    make = ["make", "-s", "-n", "install", f"SYSTEM_PYTHON={python}", f"VENV={tmp_path / 'venv'}"]
+    return subprocess.run(make, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not externally_managed("/usr/bin/python3"), reason="no Python here refuses pip installs")
+def test_make_installs_into_a_virtual_environment_where_python3_refuses_pip(tmp_path):
+    venv = tmp_path / "venv"
+    managed = install_commands(tmp_path, "/usr/bin/python3")
+    assert f"/usr/bin/python3 -m venv {venv}" in managed and f"{venv}/bin/python -m pip install -e" in managed
+    assert not externally_managed(sys.executable)  # this one installs as it is, into itself
+    assert f"{sys.executable} -m pip install -e" in install_commands(tmp_path, sys.executable)
