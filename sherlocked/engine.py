@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import checkpoints, phases
+from sherlocked import checkpoints, dashboard, phases
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
@@ -199,7 +199,7 @@ def collect(
         final = {name: curve[-1] for name, curve in history.items()}
         shown = hparams(job.config)
         if loggers:
-            loggers[k].log_hyperparams(shown, {f"hp/{name}": value for name, value in final.items()})
+            dashboard.log_session(loggers[k], shown, final)
             loggers[k].finalize("success")
         result = Result(
             status="ok" if module.alive[k] else "diverged",

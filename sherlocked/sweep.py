@@ -16,6 +16,7 @@ from rich.console import Console
 
 from sherlocked.activations import ConfigError
 from sherlocked.backends import EXTRAS, MissingExtra, require
+from sherlocked.dashboard import write_experiment
 from sherlocked.data import DataError, data_key, load
 from sherlocked.engine import validate
 from sherlocked.results import Result
@@ -159,6 +160,10 @@ class StudyCallback(Callback):
         if self.progress is None:
             return
         failed = self.progress.counts["failed"]
+        try:  # TensorBoard's HParams tab: one experiment for the sweep, the values its runs took
+            write_experiment(config.hydra.sweep.dir)
+        except OSError as error:  # a finished sweep read back from read-only storage keeps its own
+            console.print(f"TensorBoard's HParams experiment left as it is ({error.strerror})")
         console.print(f"sweep finished in {config.hydra.sweep.dir}: {self.progress.summary()}")
         if failed:
             sys.exit(1)

@@ -1,0 +1,95 @@
+"""What TensorBoard's HParams tab shows: one session per run, and one experiment summary per sweep.
+
+    python -c "from sherlocked.dashboard import write_experiment; write_experiment('outputs/sweeps/demo')"
+
+TensorBoard takes the first experiment summary it finds. Lightning's log_hyperparams writes one
+into every run, without the values each key takes, so act1..actN get no filter and the columns
+are chosen alphabetically. Here a run writes only its session (its HParams and final metrics);
+the sweep writes the one experiment summary, into <sweep dir>/hparams/ (replaced at the end of
+every sweep: TensorBoard keeps the first summary of a tag it reads, so an older one must go):
+each key with the values the runs actually took (a discrete domain: a filter per value), the
+keys that vary first (TensorBoard's default columns), final test accuracy as the first metric.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from sherlocked.config import ACT
+from sherlocked.results import RESULT, read_result
+
+EXPERIMENT = "hparams"  # the sweep's experiment summary: a TensorBoard run of its own, <sweep dir>/hparams
+METRICS = {  # scalar tag: what the HParams tab calls it, in this order
+    "hp/test_acc": "final test accuracy",
+    "hp/test_loss": "final test loss",
+    "hp/train_loss": "final train loss",
+}
+
+
+def shown(value):
+    """A value TensorBoard's HParams can hold (a string, a number or a bool)."""
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def log_session(logger: TensorBoardLogger, hparams: Mapping, final: Mapping[str, float]) -> None:
+    """One run's HParams session: its keys and values, its final metrics (hp/*), and hparams.yaml."""
+    values = {name: shown(value) for name, value in hparams.items()}
+    logger.hparams.update(values)  # Lightning writes hparams.yaml from it
+    logger.log_metrics({f"hp/{name}": value for name, value in final.items()})
+    _, session_start, session_end = hparams_summaries(values, {})  # not its experiment: the sweep writes that
+    writer = logger.experiment._get_file_writer()
+    writer.add_summary(session_start)
+    writer.add_summary(session_end)
+
+
+def hparam_info(name: str, values: list) -> api_pb2.HParamInfo:
+    distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
+    if all(isinstance(v, bool) for v in distinct):
+        kind = api_pb2.DATA_TYPE_BOOL
+    elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct):
+        kind = api_pb2.DATA_TYPE_FLOAT64
+    else:
+        kind, distinct = api_pb2.DATA_TYPE_STRING, sorted({str(v) for v in distinct})
+    info = api_pb2.HParamInfo(name=name, type=kind, differs=len(distinct) > 1)
+    info.domain_discrete.extend(distinct)
+    return info
+
+
+def column_order(name: str, differs: bool) -> tuple:
+    """Varying keys first (act1, act2, ... in layer order, then by name), then the constant ones."""
+    act = ACT.fullmatch(name)
+    return (not differs, 0 if act else 1, int(act[1]) if act else 0, name)
+
+
+def write_experiment(sweep_dir: Path) -> int:
+    """The sweep's experiment summary, from every readable result.json under it; returns the runs counted."""
+    sweep_dir = Path(sweep_dir)
+    sessions = [r.hparams for p in sweep_dir.rglob(RESULT) if (r := read_result(p.parent)) is not None and r.final]
+    if not sessions:
+        return 0
+    names = {name for session in sessions for name in session}
+    infos = [hparam_info(name, [shown(s[name]) for s in sessions if name in s]) for name in names]
+    infos.sort(key=lambda info: column_order(info.name, info.differs))
+    metrics = [
+        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()
+    ]
+    folder = sweep_dir / EXPERIMENT
+    for old in folder.glob("events.out.tfevents.*"):
+        old.unlink()
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
+    with SummaryWriter(str(folder)) as writer:
+        writer._get_file_writer().add_summary(experiment_summary(experiment))
+    return len(sessions)
+
+
+def experiment_summary(experiment: api_pb2.Experiment) -> Summary:
+    """The summary TensorBoard reads an experiment from (what tensorboard's own helper builds, without TensorFlow)."""
+    content = HParamsPluginData(experiment=experiment, version=metadata.PLUGIN_DATA_VERSION).SerializeToString()
+    plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content)
+    return Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=SummaryMetadata(plugin_data=plugin))])

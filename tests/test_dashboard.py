@@ -1,0 +1,78 @@
+"""TensorBoard's HParams tab over a sweep: one experiment with every swept value, read back from the event
+files and through the HParams plugin's own HTTP API."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from sherlocked.dashboard import EXPERIMENT
+
+
+def hparams_data(folder) -> list[HParamsPluginData]:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [HParamsPluginData.FromString(c) for c in events.PluginTagToContent("hparams").values()]
+
+
+def tensorboard_experiment(logdir, seconds: float = 60) -> dict:
+    """The HParams plugin's answer for `logdir`, from a TensorBoard started on 127.0.0.1 (an unused port)."""
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+    command += ["--port", "0", "--load_fast", "false", "--reload_interval", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        while port is None:
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
+            port = found and found[1]
+            assert server.poll() is None, "TensorBoard stopped"
+        deadline = time.monotonic() + seconds
+        while True:  # TensorBoard reads the event files in the background
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/data/plugin/hparams/experiment",
+                data=json.dumps({"experimentName": ""}).encode(),
+                headers={"Content-Type": "application/json", "X-TensorBoard-Feature-Flags": "{}"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                experiment = json.loads(response.read())
+            if experiment.get("hparamInfos") or time.monotonic() > deadline:
+                return experiment
+            time.sleep(0.5)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_sweep_has_one_hparams_experiment_with_its_swept_values_first(sweep, tmp_path):
+    grid = ["act1=relu,tanh", "act3=sigmoid,relu", "seed=0,1", "hydra/launcher=population"]
+    with sweep(tmp_path / "sweep", *grid):  # its directory goes when the block ends
+        check_experiment(tmp_path)
+
+
+def check_experiment(tmp_path):
+    runs = [p.parent for p in (tmp_path / "sweep").rglob("result.json")]
+    assert len(runs) == 8
+    for run in runs:  # a run holds its session, and no experiment of its own
+        kinds = {d.WhichOneof("data") for d in hparams_data(run / "tensorboard")}
+        assert kinds == {"session_start_info", "session_end_info"}
+    (summary,) = [d.experiment for d in hparams_data(tmp_path / "sweep" / EXPERIMENT)]
+    names = [info.name for info in summary.hparam_infos]
+    assert names[:3] == ["act1", "act3", "seed"] and all(info.differs for info in summary.hparam_infos[:3])
+    assert not any(info.differs for info in summary.hparam_infos[3:]) and "act2" in names[3:]
+    domains = {info.name: list(info.domain_discrete) for info in summary.hparam_infos}
+    assert domains["act1"] == ["relu", "tanh"] and domains["act3"] == ["relu", "sigmoid"]
+    assert domains["seed"] == [0, 1] and domains["act4"] == ["none"]
+    assert summary.metric_infos[0].name.tag == "hp/test_acc"
+
+    served = tensorboard_experiment(tmp_path / "sweep")
+    columns = [(info["name"], info.get("differs", False)) for info in served["hparamInfos"]]
+    assert columns[:4] == [("act1", True), ("act3", True), ("seed", True), ("act2", False)], columns
+    act1 = next(info for info in served["hparamInfos"] if info["name"] == "act1")
+    assert act1["type"] == "DATA_TYPE_STRING" and act1["domainDiscrete"] == ["relu", "tanh"]
+    assert [m["name"]["tag"] for m in served["metricInfos"]] == ["hp/test_acc", "hp/test_loss", "hp/train_loss"]
+    assert served["metricInfos"][0]["displayName"] == "final test accuracy"
