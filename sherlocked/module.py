@@ -78,7 +78,7 @@ class PopulationModule(L.LightningModule):
         self.train_loss_sum += kept.detach()
         self.train_steps += 1
         if self.member_loggers and self.global_step % self.trainer.log_every_n_steps == 0:
-            self._log_members({"train/loss": losses.detach()}, self.global_step)
+            self._log_members({"loss/train": losses.detach()}, self.global_step)
         return kept.sum()
 
     def on_fit_start(self) -> None:
@@ -107,16 +107,17 @@ class PopulationModule(L.LightningModule):
     def _diagnose(self, epoch_end: bool) -> None:
         values, trace = measure(self.net, self.probe)
         values.update(self.last_grad_norms)
-        self._log_members({f"diag/{name}": value for name, value in values.items()}, self.global_step)
+        self._log_members({f"mechanism/{name}": value for name, value in values.items()}, self.global_step)
         if not epoch_end:
             return
         self.diagnostics_history.append({name: value.tolist() for name, value in values.items()})
         if self.diagnostics["histograms"]:
             for number, (pre, post) in enumerate(trace, start=1):
                 pre, post = pre.cpu(), post.cpu()
+                tag = f"mechanism/layer{number}"
                 for k, logger in enumerate(self.member_loggers):
-                    add_histogram(logger.experiment, f"layer{number}/pre_activation", pre[k], self.global_step)
-                    add_histogram(logger.experiment, f"layer{number}/activation", post[k], self.global_step)
+                    add_histogram(logger.experiment, f"{tag}/pre_activation", pre[k], self.global_step)
+                    add_histogram(logger.experiment, f"{tag}/activation", post[k], self.global_step)
 
     def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.step_start = time.process_time()
@@ -139,13 +140,13 @@ class PopulationModule(L.LightningModule):
             return
         self.history["test_acc"].append(acc.tolist())
         self.history["test_loss"].append(loss.tolist())
-        self._log_members({"test/acc": acc, "test/loss": loss}, self.current_epoch + 1)
+        self._log_members({"accuracy/test": acc, "loss/test": loss}, self.current_epoch + 1)
         self.log("test_acc", acc.mean(), prog_bar=True, logger=False)
 
     def on_train_epoch_end(self) -> None:
         loss = torch.where(self.alive, self.train_loss_sum / max(self.train_steps, 1), torch.nan)
         self.history["train_loss"].append(loss.tolist())
-        self._log_members({"train/epoch_loss": loss}, self.current_epoch + 1)
+        self._log_members({"loss/train_epoch": loss}, self.current_epoch + 1)
         self.train_loss_sum.zero_()
         self.train_steps = 0
         if self.diagnostics:

@@ -143,5 +143,5 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
         assert (resumed["resumed_epochs"], whole["resumed_epochs"]) == (2, 0)
         assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
         assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
-        curves = [[e.value for e in read_events(d).Scalars("test/acc")] for d in (job, same_job)]
+        curves = [[e.value for e in read_events(d).Scalars("accuracy/test")] for d in (job, same_job)]
         assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events

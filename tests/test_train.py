@@ -107,9 +107,9 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
 
     events = read_events(tmp_path)
     scalars = events.Tags()["scalars"]
-    assert {"test/acc", "test/loss", "train/loss", "train/epoch_loss", "hp/test_acc"} <= set(scalars)
-    assert [e.step for e in events.Scalars("test/acc")] == [1, 2]
-    assert events.Scalars("test/acc")[-1].value == pytest.approx(saved["final_test_acc"])
+    assert {"accuracy/test", "loss/test", "loss/train", "loss/train_epoch", "hp/test_acc"} <= set(scalars)
+    assert [e.step for e in events.Scalars("accuracy/test")] == [1, 2]
+    assert events.Scalars("accuracy/test")[-1].value == pytest.approx(saved["final_test_acc"])
     start = next(
         HParamsPluginData.FromString(content).session_start_info
         for content in events.PluginTagToContent("hparams").values()
@@ -124,10 +124,10 @@ def test_step_metrics_are_written_per_member_at_epoch_ends_with_their_own_steps(
     """Per-step values wait on the device and go to TensorBoard once an epoch, under the step they belong to."""
     cfgs = [make_cfg("trainer.log_every_n_steps=5", f"seed={s}", "diagnostics=off") for s in (0, 1)]
     results = run(cfgs, [tmp_path / "a", tmp_path / "b"])  # 16 steps an epoch, 2 epochs
-    losses = [read_events(tmp_path / name).Scalars("train/loss") for name in ("a", "b")]
+    losses = [read_events(tmp_path / name).Scalars("loss/train") for name in ("a", "b")]
     assert [e.step for e in losses[0]] == [e.step for e in losses[1]] == [0, 5, 10, 15, 20, 25, 30]
     assert [e.value for e in losses[0]] != [e.value for e in losses[1]]  # each member its own values
-    epoch_losses = [e.value for e in read_events(tmp_path / "a").Scalars("train/epoch_loss")]
+    epoch_losses = [e.value for e in read_events(tmp_path / "a").Scalars("loss/train_epoch")]
     assert epoch_losses == pytest.approx(results[0].history["train_loss"])
 
 
@@ -259,9 +259,13 @@ def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tm
     assert all(v >= 0 for v in diagnostics["layer1/grad_w"])
     events = read_events(tmp_path)
     tags = events.Tags()
-    assert {"diag/layer1/pre_std", "diag/layer3/dead", "diag/output/samples_all_nonpos"} <= set(tags["scalars"])
-    assert len(events.Scalars("diag/layer1/grad_w")) >= 32 // 5
-    assert {"layer1/pre_activation", "layer3/activation"} <= set(tags["histograms"])
+    expected = {"mechanism/layer1/pre_std", "mechanism/layer3/dead", "mechanism/output/samples_all_nonpos"}
+    assert expected <= set(tags["scalars"])
+    # TensorBoard groups cards by the tag's first part, in lexicographic order: accuracy and loss before the rest
+    groups = sorted({tag.split("/")[0] for tag in tags["scalars"] + tags["histograms"]})
+    assert groups == ["accuracy", "hp", "loss", "mechanism"]
+    assert len(events.Scalars("mechanism/layer1/grad_w")) >= 32 // 5
+    assert {"mechanism/layer1/pre_activation", "mechanism/layer3/activation"} <= set(tags["histograms"])
     (quiet,) = run([make_cfg("diagnostics=off")], [tmp_path / "off"])
     assert quiet.diagnostics == {} and quiet.history == result.history  # measuring changes nothing
 
