@@ -31,11 +31,15 @@ log = logging.getLogger(__name__)
 FOLDER = ".checkpoints"
 
 
+def population_key(configs: Sequence[dict]) -> str:
+    """A population's name: its members' identities, in order (sherlocked.progress names its file so too)."""
+    return hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
+
+
 def path_of(job_dirs: Sequence[Path], configs: Sequence[dict]) -> Path:
     """Where the population of these jobs (in this order) keeps its checkpoint."""
-    key = hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
     common = Path(os.path.commonpath([os.path.abspath(d) for d in job_dirs]))
-    return common / FOLDER / f"{key}.ckpt"
+    return common / FOLDER / f"{population_key(configs)}.ckpt"
 
 
 def saved_epochs(path: Path) -> int:

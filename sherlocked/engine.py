@@ -8,6 +8,7 @@ events in its own directory. Hydra's entry point is sherlocked/train.py; this mo
 it calls (train_job), and what the population launcher and the benchmark call.
 """
 
+import contextlib
 import logging
 import sys
 import time
@@ -20,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import checkpoints, dashboard, phases
+from sherlocked import checkpoints, dashboard, phases, progress
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
@@ -149,20 +150,30 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     """Build the population, fit it (from its checkpoint, where a killed run left one), write each
     member's TensorBoard HParams and result.json, then drop the checkpoint."""
+    job_dirs, configs = [j.job_dir for j in jobs], [j.config for j in jobs]
     every_s = jobs[0].config.get("checkpoint_every_s")
-    checkpoint = None if every_s is None else checkpoints.path_of([j.job_dir for j in jobs], [j.config for j in jobs])
+    checkpoint = None if every_s is None else checkpoints.path_of(job_dirs, configs)
     resumed = checkpoints.saved_epochs(checkpoint) if checkpoint else 0
     if resumed:
         log.info(f"population of {len(jobs)} resumes after epoch {resumed} from {checkpoint}")
-    with phases.timed("build"):
-        callbacks = [checkpoints.EpochCheckpoint(checkpoint, every_s)] if checkpoint else []
-        module, data, trainer, loggers = build(jobs, quiet, callbacks)
-    start = time.perf_counter()
-    with phases.timed("fit"):  # the module counts its steps' share as "steps"
-        trainer.fit(module, datamodule=data, ckpt_path=checkpoint if resumed else None)
-    wall_time = time.perf_counter() - start
-    with phases.timed("write"):
-        results = collect(jobs, module, loggers, wall_time, resumed)
+    # In a sweep, the population says where it stands (sherlocked.progress); a single run has its progress bar.
+    report = progress.folder_of(job_dirs) / f"{checkpoints.population_key(configs)}.json" if quiet else None
+    try:
+        with phases.timed("build"):
+            callbacks = [checkpoints.EpochCheckpoint(checkpoint, every_s)] if checkpoint else []
+            callbacks += [progress.Reporter(report)] if report else []
+            module, data, trainer, loggers = build(jobs, quiet, callbacks)
+        start = time.perf_counter()
+        with phases.timed("fit"):  # the module counts its steps' share as "steps"
+            trainer.fit(module, datamodule=data, ckpt_path=checkpoint if resumed else None)
+        wall_time = time.perf_counter() - start
+        with phases.timed("write"):
+            results = collect(jobs, module, loggers, wall_time, resumed)
+    finally:
+        if report:
+            report.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder too, once no other population reports there
+                report.parent.rmdir()
     if checkpoint:
         checkpoints.remove(checkpoint)
     return results
@@ -183,8 +194,10 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings = {"enable_progress_bar": False} if quiet else {}
-    if callbacks:  # Lightning refuses checkpoint callbacks where checkpointing is off (its default's switch)
-        settings.update(callbacks=list(callbacks), enable_checkpointing=True)
+    if callbacks:
+        settings.update(callbacks=list(callbacks))
+    if any(isinstance(c, checkpoints.EpochCheckpoint) for c in callbacks):  # Lightning refuses them where it is off
+        settings.update(enable_checkpointing=True)
     trainer = instantiate(first["trainer"], **settings)
     return module, data, trainer, loggers
 

@@ -264,6 +264,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                 left.append(p)
         train(left)
     except KeyboardInterrupt:  # results are written whole or not at all: nothing to clean up
+        from sherlocked.progress import stop_watching
+
+        stop_watching()  # the line below is the last
         sweep_dir = launcher.config.hydra.sweep.dir
         print(
             f"sherlocked: interrupted; {len(results)} of {len(jobs)} jobs have their result in {sweep_dir}; "

@@ -1,6 +1,7 @@
 """The Hydra callback around runs and sweeps (registered in conf/train.yaml, any launcher).
 
 - before anything is written: checks the command line and the launcher's backend, one line and exit code 2 if bad;
+- while a sweep trains: its populations' progress, live (sherlocked.progress);
 - after each job of a sweep: one progress line (done/total, failures, elapsed, ETA);
 - at the end of a sweep: a summary as the last line, exit code 1 if any job failed.
 """
@@ -8,20 +9,17 @@
 import math
 import sys
 import time
-from datetime import timedelta
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from sherlocked.activations import ConfigError
 from sherlocked.backends import EXTRAS, MissingExtra, require
 from sherlocked.dashboard import write_experiment
 from sherlocked.data import DataError, data_key, load
 from sherlocked.engine import validate
+from sherlocked.progress import Watch, clock, console, eta_s
 from sherlocked.results import Result
-
-console = Console(highlight=False, soft_wrap=True)
 
 
 def parsed_overrides(config: DictConfig) -> list[list[str]]:
@@ -103,8 +101,9 @@ class SweepProgress:
     """Counts a sweep's jobs by outcome and says where it stands."""
 
     def __init__(self, total: int):
-        self.total, self.start = total, time.monotonic()
+        self.total, self.start = total, time.time()
         self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
+        self.training_since: float | None = None  # when the first population began training
 
     @property
     def done(self) -> int:
@@ -122,13 +121,17 @@ class SweepProgress:
         parts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
         return f"{self.done}/{self.total} jobs: {parts}"
 
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        trained = self.done - self.counts["skipped"]
-        remaining = self.total - self.done
-        eta = elapsed / trained * remaining if trained else math.nan
-        eta_text = "?" if math.isnan(eta) else str(timedelta(seconds=round(eta)))
-        return f"sweep {self.summary()} | elapsed {timedelta(seconds=round(elapsed))}, ETA {eta_text}"
+    def line(self, populations: dict[str, dict] | None = None) -> str:
+        """The sweep's line; with the populations in training (sherlocked.progress), an ETA from their steps."""
+        now = time.time()
+        for p in (populations or {}).values():
+            self.training_since = min(self.training_since or p["started"], p["started"])
+        trained, remaining = self.done - self.counts["skipped"], self.total - self.done
+        training_s = now - (self.training_since or self.start)
+        eta = eta_s(remaining, trained, populations or {}, training_s)
+        if math.isnan(eta) and trained:  # no population in training now: jobs at the rate they finished so far
+            eta = training_s / trained * remaining
+        return f"sweep {self.summary()} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"
 
 
 class StudyCallback(Callback):
@@ -136,6 +139,7 @@ class StudyCallback(Callback):
 
     def __init__(self):
         self.progress: SweepProgress | None = None
+        self.watch: Watch | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         validate_or_exit(config)
@@ -148,17 +152,20 @@ class StudyCallback(Callback):
             validate_or_exit(job_config)
         data_or_exit(configs)
         self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))
+        self.watch = Watch(config.hydra.sweep.dir, self.progress.line)
+        self.watch.start()
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         if self.progress is None:  # a single run
             return
         result = job_return.return_value if isinstance(job_return.return_value, Result) else None
         self.progress.add(result)
-        console.print(self.progress.line())
+        console.print(self.progress.line(self.watch.populations()))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.progress is None:
             return
+        self.watch.stop()
         failed = self.progress.counts["failed"]
         try:  # TensorBoard's HParams tab: one experiment for the sweep, the values its runs took
             write_experiment(config.hydra.sweep.dir)

@@ -1,0 +1,187 @@
+"""A sweep's live progress: each population in training says where it stands; the sweep shows it.
+
+    python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act1=relu,tanh,sigmoid,selu seed=0,1
+
+A population (a single run too) keeps a small JSON file, <its jobs' parent dir>/.progress/<key>.json,
+written at every test pass and at most once a second in between, from whichever process or
+machine trains it (every backend shares the sweep dir), and removed once its results are
+written. Writing it reads only what the host already holds, so no step waits for the device.
+The sweep (sherlocked.sweep.StudyCallback) reads those files: in a terminal a live table of the
+populations in training under the sweep's line (rich), elsewhere (CI, a log file) one line each
+time a population finishes an epoch. The ETA counts training steps, not jobs, so a sweep whose
+jobs finish a whole population at a time still gets one that holds after the first population.
+"""
+
+import atexit
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from sherlocked.results import write_json
+
+FOLDER = ".progress"
+console = Console(highlight=False, soft_wrap=True)  # the sweep's lines and its live table share it
+watching: list["Watch"] = []  # started and not stopped
+
+
+def stop_watching() -> None:
+    """Stop every live view, so that a last line (Ctrl-C's) is the last one."""
+    for watch in list(watching):
+        watch.stop()
+
+
+def folder_of(job_dirs: Sequence[Path]) -> Path:
+    """Where a population's jobs report: their parents' common dir (a sweep's dir), in FOLDER."""
+    return Path(os.path.commonpath([os.path.abspath(Path(d).parent) for d in job_dirs])) / FOLDER
+
+
+class Reporter(L.Callback):
+    """Writes the population's progress file: at each test pass, and at most every `every_s` seconds between."""
+
+    def __init__(self, path: Path, every_s: float = 1.0):
+        self.path, self.every_s = Path(path), every_s
+        self.started = self.last = time.time()
+        self.reported: dict = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
+        if time.time() - self.last >= self.every_s:
+            self.write(trainer, module)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.write(trainer, module, diverged=int((~module.alive).sum()))  # one wait an epoch, after the test
+
+    def write(self, trainer: L.Trainer, module: L.LightningModule, diverged: int | None = None) -> None:
+        accuracies = module.history["test_acc"]
+        last = [a for a in accuracies[-1] if math.isfinite(a)] if accuracies else []
+        if diverged is None:  # between test passes: as the last one said
+            diverged = self.reported.get("diverged", 0)
+        self.reported = {
+            "members": len(module.net),
+            "epoch": trainer.current_epoch + 1,
+            "epochs": trainer.max_epochs,
+            "epochs_done": len(accuracies),
+            "step": trainer.global_step,
+            "steps": trainer.num_training_batches * trainer.max_epochs,
+            "acc": [min(last), max(last)] if last else None,
+            "diverged": diverged,
+            "where": f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}",
+            "started": self.started,
+            "updated": time.time(),
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, self.reported)
+        except OSError:  # progress is for the eye: training goes on without it
+            pass
+        self.last = time.time()
+
+
+def read_populations(sweep_dir: Path) -> dict[str, dict]:
+    """The progress of every population in training under the sweep dir (and one level down), by key."""
+    found = {}
+    for pattern in (f"{FOLDER}/*.json", f"*/{FOLDER}/*.json"):
+        for path in Path(sweep_dir).glob(pattern):
+            try:
+                found[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):  # removed or replaced while read
+                continue
+    return found
+
+
+class Watch:
+    """The sweep while it trains: a live table in a terminal, a line per population epoch elsewhere."""
+
+    def __init__(self, sweep_dir: Path, line: Callable[[dict[str, dict]], str], every_s: float = 1.0):
+        """line(populations): the sweep's own line (counts, elapsed, ETA), given what trains now."""
+        self.sweep_dir, self.line, self.every_s = Path(sweep_dir), line, every_s
+        self.live: Live | None = None
+        self.thread: threading.Thread | None = None
+        self.stopped = threading.Event()
+        self.printed: dict[str, int] = {}
+
+    def start(self) -> None:
+        if console.is_terminal:
+            self.live = Live(get_renderable=self.render, console=console, refresh_per_second=2, transient=True)
+            self.live.start()
+        else:
+            self.thread = threading.Thread(target=self._print_epochs, daemon=True)
+            self.thread.start()
+        watching.append(self)
+        atexit.register(self.stop)  # Ctrl-C ends a sweep with sys.exit: the terminal gets its cursor back
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self in watching:
+            watching.remove(self)
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def populations(self) -> dict[str, dict]:
+        return read_populations(self.sweep_dir)
+
+    def render(self) -> Group:
+        populations = self.populations()
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("population", "members", "epoch", "step", "test acc %", "diverged", "where"):
+            table.add_column(column)
+        for key, p in sorted(populations.items(), key=lambda item: item[1].get("started", 0)):
+            table.add_row(key[:8], *describe(p))
+        return Group(table, self.line(populations)) if populations else Group(self.line(populations))
+
+    def _print_epochs(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            populations = read_populations(self.sweep_dir)
+            for key, p in populations.items():
+                if p.get("epochs_done", 0) > self.printed.get(key, 0):
+                    self.printed[key] = p["epochs_done"]
+                    members, epoch, step, acc, diverged, where = describe(p)
+                    console.print(
+                        f"population {key[:8]} ({members} members on {where}): epoch {epoch}, step {step}, "
+                        f"test acc {acc} %, {diverged} diverged | {self.line(populations)}"
+                    )
+
+
+def describe(p: dict) -> tuple[str, ...]:
+    acc = "-" if not p.get("acc") else f"{100 * p['acc'][0]:.1f}-{100 * p['acc'][1]:.1f}"
+    return (
+        str(p["members"]),
+        f"{p['epoch']}/{p['epochs']}",
+        f"{p['step']}/{p['steps']}",
+        acc,
+        str(p.get("diverged", 0)),
+        p.get("where", "?"),
+    )
+
+
+def eta_s(jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float) -> float:
+    """Seconds left, from the training steps done so far (member-steps: a step of 16 members is 16)."""
+    running = list(populations.values())
+    if not running:
+        return math.nan
+    steps_per_job = sum(p["steps"] for p in running) / len(running)
+    in_flight = sum(p["step"] * p["members"] for p in running)
+    done = jobs_trained * steps_per_job + in_flight
+    if done <= 0 or elapsed_s <= 0:
+        return math.nan
+    left = jobs_left * steps_per_job - in_flight
+    return max(left, 0) * elapsed_s / done
+
+
+def clock(seconds: float) -> str:
+    return "?" if math.isnan(seconds) else str(timedelta(seconds=round(seconds)))

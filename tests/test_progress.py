@@ -1,0 +1,63 @@
+"""Live progress: populations report where they stand, the sweep shows it and estimates what is left."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from rich.console import Console
+
+from sherlocked import progress
+from sherlocked.progress import FOLDER, Watch, eta_s, read_populations
+from tests.conftest import SMALL
+
+
+def population(step: int, steps: int = 100, members: int = 16, **more) -> dict:
+    return {"members": members, "epoch": 3, "epochs": 10, "epochs_done": 2, "step": step, "steps": steps,
+            "acc": [0.1, 0.912], "diverged": 1, "where": "gpu-node, 0", "started": time.time(), **more}  # fmt: skip
+
+
+def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once():
+    """4 populations of 16 jobs, 100 steps each, one at a time at 1 step/s: 400 s in all."""
+    for done_s in (10, 50, 100, 250, 330):  # seconds into the sweep
+        finished, step = divmod(done_s, 100)
+        eta = eta_s(64 - 16 * finished, 16 * finished, {"p": population(step)}, done_s)
+        assert eta == pytest.approx(400 - done_s, rel=0.2)
+    assert eta_s(64, 0, {}, 5.0) != eta_s(64, 0, {}, 5.0)  # nothing in training yet: unknown (nan)
+
+
+def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):
+    (tmp_path / FOLDER).mkdir()
+    (tmp_path / FOLDER / "0123456789abcdef.json").write_text(json.dumps(population(250, steps=1250)))
+    (tmp_path / "group" / FOLDER).mkdir(parents=True)  # jobs one folder down (a config group override)
+    (tmp_path / "group" / FOLDER / "fedcba9876543210.json").write_text(json.dumps(population(5, members=4)))
+    (tmp_path / FOLDER / "half-written.json").write_text("{")
+    assert set(read_populations(tmp_path)) == {"0123456789abcdef", "fedcba9876543210"}
+    screen = Console(record=True, width=120)
+    screen.print(Watch(tmp_path, lambda populations: f"sweep line ({len(populations)} training)").render())
+    text = screen.export_text()
+    row = next(line for line in text.splitlines() if line.startswith("01234567"))
+    assert row.split()[:6] == ["01234567", "16", "3/10", "250/1250", "10.0-91.2", "1"] and "gpu-node, 0" in row
+    assert text.strip().endswith("sweep line (2 training)")
+
+
+def test_a_sweep_not_on_a_terminal_prints_a_line_per_population_epoch_while_it_trains(tmp_path, data_root):
+    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", "seed=0,1", *SMALL]
+    command += ["hydra.launcher.max_members=1", "trainer.max_epochs=40", "model.widths=[784,16,12,10]"]
+    command += [f"dataset.root={data_root}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
+    first_job = next(i for i, line in enumerate(out) if line.startswith("sweep 1/2 jobs"))
+    pattern = r"population \w{8} \(1 members on .+\): epoch \d+/40, step \d+/\d+, test acc [\d.]+-[\d.]+ %, 0 diverged"
+    assert any(re.match(pattern + r" \| sweep 0/2 jobs", line) for line in out[:first_job]), "\n".join(out)
+    assert not (tmp_path / "sweep" / FOLDER).exists()  # each population's file went with its results
+
+
+def test_a_watch_stops_with_the_sweep(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress.console, "file", open(tmp_path / "out.txt", "w"))  # noqa: SIM115
+    watch = Watch(tmp_path, lambda populations: "line", every_s=0.05)
+    watch.start()
+    assert watch in progress.watching
+    progress.stop_watching()
+    assert not progress.watching and watch.thread is None
