@@ -99,14 +99,14 @@ NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
 OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
 
 
-def _activation_names() -> str:
-    from sherlocked.activations import ACTIVATIONS  # torch with it: only when --help asks
+def _usage() -> str:
+    from sherlocked import usage  # torch with it: only when --help asks
 
-    return ", ".join(ACTIVATIONS)
+    return usage.text()
 
 
-# conf/train.yaml: hydra.help.footer
-OmegaConf.register_new_resolver("sherlocked.activations", _activation_names, replace=True)
+# conf/train.yaml: hydra.help.template
+OmegaConf.register_new_resolver("sherlocked.usage", _usage, replace=True)
 
 
 def select(config: Mapping, path: str, default: Any = None) -> Any:
