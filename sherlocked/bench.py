@@ -42,6 +42,12 @@ from sherlocked.launcher import default_max_members
 from sherlocked.phases import PHASES
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")
+console = Console()
+
+
+def doing(what: str) -> None:
+    """Say what the benchmark runs now: it takes minutes, and its tables come at the end."""
+    console.print(f"[dim]bench: {what}[/dim]")
 
 
 def configs(args, epochs: int, members: int, *extra: str) -> list:
@@ -211,6 +217,7 @@ def main(argv=None) -> dict:
 
     # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
     measured = configs(args, args.epochs, args.members, "diagnostics=on")
+    doing(f"warm-up, then {-(-len(cfgs) // group)} rounds of (a), (b), (c) and (c) with diagnostics")
     framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -219,6 +226,7 @@ def main(argv=None) -> dict:
     rounds = -(-len(cfgs) // group)
     utilisation, samples = GpuUtilisation(enabled=args.device == "cuda"), []
     for r in range(rounds):
+        doing(f"round {r + 1}/{rounds}: (a) plain loop, (b) solo runs, (c) population of {group}, (c) diagnosed")
         share = baseline[len(baseline) * r // rounds : len(baseline) * (r + 1) // rounds]
         if share:
             seconds["plain"] += plain_loop(share, data, args.device)
@@ -258,7 +266,9 @@ def main(argv=None) -> dict:
     }
     figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
     figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
+    doing(f"one-step sweeps of {args.sweep_small} and {args.sweep_jobs} jobs (python -m sherlocked.train -m ...)")
     figures["sweep_overhead"] = sweepbench.overhead(args.dataset, args.device, args.sweep_small, args.sweep_jobs)
+    doing(f"one sweep of the benchmark's shape, end to end: {len(cfgs)} jobs x {args.epochs} epochs")
     figures["end_to_end"] = sweepbench.end_to_end(args.dataset, args.device, len(cfgs), args.epochs, args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_{args.device}.json"
@@ -280,7 +290,6 @@ def show(f: dict, path: Path) -> None:
     ]
     for name, jobs, seconds in rows:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
-    console = Console()
     console.print(table)
     lines = [
         f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "

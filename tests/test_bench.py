@@ -41,6 +41,8 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     assert (figures["end_to_end"]["jobs"], figures["end_to_end"]["results"]) == (3, 3)
     out = capsys.readouterr().out
     assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
+    said = [line for line in out.splitlines() if line.startswith("bench: ")]  # what it runs, as it runs it
+    assert said[1].startswith("bench: round 1/2") and said[3].startswith("bench: one-step sweeps of 2 and 4")
 
 
 def test_sweep_grids_have_the_study_shape():

@@ -54,8 +54,7 @@ def test_a_sweep_not_on_a_terminal_prints_a_line_per_population_epoch_while_it_t
     assert not (tmp_path / "sweep" / FOLDER).exists()  # each population's file went with its results
 
 
-def test_a_watch_stops_with_the_sweep(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress.console, "file", open(tmp_path / "out.txt", "w"))  # noqa: SIM115
+def test_a_watch_stops_with_the_sweep(tmp_path):
     watch = Watch(tmp_path, lambda populations: "line", every_s=0.05)
     watch.start()
     assert watch in progress.watching

@@ -116,8 +116,31 @@ def test_columns_adapt_to_a_swept_batch_norm_and_stats_are_given_per_value(tmp_p
     assert "batch_norm" in ours.columns and len(ours) == 16
     report(tmp_path, [("sigmoid", "relu")])
     text = (tmp_path / "stats.md").read_text()
-    assert "## sigmoid, relu as the last pair: batch_norm=all" in text
-    assert "## sigmoid, relu as the last pair: batch_norm=none" in text
+    assert "### Per value of the other swept keys: against the other (x, y, relu) runs" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| batch_norm=")}
+    assert set(rows) == {"| batch_norm=all", "| batch_norm=none"} and "p (Holm)" in text
+
+
+def test_the_isolating_test_compares_the_pair_with_the_same_last_activation_only(tmp_path):
+    triples = list(itertools.product(ACTS, ACTS, ["relu", "tanh"]))
+    relu_last = lambda t, s, bn: (0.3 if t[1] == "sigmoid" else 0.6) if t[2] == "relu" else 0.9 + 0.01 * s  # noqa: E731
+    fake_sweep(tmp_path, triples, seeds=[0, 1, 2], accuracy=lambda t, s, bn: relu_last(t, s, bn) + 0.001 * s)
+    report(tmp_path, [("sigmoid", "relu")])
+    runs = read_runs(tmp_path)
+    hit = (runs.act2 == "sigmoid") & (runs.act3 == "relu")
+    same_last = ~hit & (runs.act3 == "relu")
+    welch = stats.ttest_ind(runs.acc[hit], runs.acc[same_last], equal_var=False)
+    text = (tmp_path / "stats.md").read_text()
+    isolating = text.split("### Against the other (x, y, relu) runs, y not sigmoid")[1].split("###")[0]
+    assert f"t = {welch.statistic:.2f}, p = {welch.pvalue:.3g}" in isolating
+    assert "the other (x, y, relu) runs, y not sigmoid: n=36, mean 60.10%" in isolating
+
+
+def test_holm_multiplies_the_smallest_p_by_the_count_and_keeps_the_order():
+    from sherlocked.report.significance import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
 
 
 def test_stats_give_welch_and_mann_whitney_as_scipy_computes_them(tmp_path):
@@ -136,7 +159,7 @@ def test_stats_give_welch_and_mann_whitney_as_scipy_computes_them(tmp_path):
     assert f"t = {welch.statistic:.2f}, p = {welch.pvalue:.3g}" in text
     assert f"U = {mwu.statistic:.0f}, p = {mwu.pvalue:.3g}" in text
     assert f"(x, sigmoid, relu): n=12, mean {a.mean():.2f}%" in text
-    assert "## tanh, relu as the last pair: all runs" in text
+    assert "## tanh, relu as the last pair" in text
     per_pair = text.split("per last pair")[1]
     assert per_pair.count("\n| ") == 1 + 16  # header + one row per last pair
 
@@ -148,6 +171,51 @@ def test_the_published_figures_sit_next_to_ours_for_the_studys_setup(tmp_path):
     assert compared["mean_published"].tolist() == [85.15, 16.03]
     assert compared["difference"].tolist() == pytest.approx([90.5 - 85.15, 15.0 - 16.03])
     assert "This sweep has the published setup" in written["comparison.md"].read_text()
+    assert "Spearman's rho" not in written["comparison.md"].read_text()  # two rows: no rank correlation
+
+
+def test_the_comparison_gives_the_rank_correlation_with_the_published_table(tmp_path):
+    triples = list(itertools.product(ACTS, ACTS, ACTS))
+    fake_sweep(tmp_path, triples, seeds=[0, 1])
+    written = report(tmp_path, [("sigmoid", "relu")]).files
+    compared = pd.read_csv(written["comparison.csv"])
+    rho, p = stats.spearmanr(compared["mean_published"], compared["mean_ours"])
+    assert f"Spearman's rho = {rho:.2f} (p = {p:.2g})" in written["comparison.md"].read_text()
+
+
+def test_one_page_holds_the_question_setup_answer_figures_table_and_comparison(tmp_path):
+    triples = list(itertools.product(ACTS, ACTS, ACTS))
+    fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
+    written = report(tmp_path, [("sigmoid", "relu")]).files
+    page = written["index.md"].read_text()
+    order = ["**Question.**", "**Setup.**", "**Answer.**", "## Figures", "## Every combination", "## Against the"]
+    assert [page.index(part) for part in order] == sorted(page.index(part) for part in order)
+    assert "192 runs (192 ok, 0 diverged, 0 failed): 3 seeds of every combination of act1 (4 values)" in page
+    assert "(x, sigmoid, relu) runs reach **15.0 %** mean final test accuracy (n = 12)" in page
+    assert "![mean final test accuracy per combination](heatmap.png)" in page and "Spearman's rho" in page
+    for link in ("heatmap.png", "curves.png", "stats.md", "table.csv", "comparison.md"):
+        assert (tmp_path / link).is_file()
+
+
+def test_the_heatmap_has_a_grid_per_first_activation_and_curves_are_told_apart(tmp_path):
+    from sherlocked.report import plots
+
+    triples = list(itertools.product(ACTS, ACTS, ACTS))
+    fake_sweep(tmp_path, triples, seeds=[0, 1], batch_norms=("none", "all"))
+    runs = read_runs(tmp_path)
+    titles = plots.heatmap(runs, tmp_path / "heatmap.png")
+    assert len(titles) == 8 and titles[:2] == ["act1=relu | batch_norm=all", "act1=tanh | batch_norm=all"]
+    drawn = plots.curves(runs, tmp_path / "curves.png")
+    for panel in {title for title, *_ in drawn}:
+        looks = [(colour, style) for title, _, colour, style in drawn if title == panel]
+        assert len(looks) == 16 and len(set(looks)) == 16  # no two lines of a panel look alike
+
+
+def test_ci_is_left_out_below_three_runs(tmp_path):
+    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1])
+    row = table(read_runs(tmp_path)).iloc[0]
+    assert row.n == 2 and np.isnan(row.ci95_low) and np.isnan(row.ci95_high)
+    assert "given from 3 runs on" in (report(tmp_path, [("sigmoid", "relu")]).files["table.md"]).read_text()
 
 
 def test_plots_are_written_as_pictures(tmp_path):

@@ -4,7 +4,8 @@
     python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
     python -m sherlocked.report /archive/sweeps/mnist --out reports/mnist  # a sweep on read-only storage
 
-Writes into the sweep dir (or --out): table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
+Writes into the sweep dir (or --out): index.md (the one page: question, setup, answer, figures, table,
+mechanism, published figures), table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
 diagnostics.md/.png and, when the sweep has the published study's architecture, comparison.md/.csv.
 Columns adapt to what the sweep varied; failed and diverged runs are counted, never silently dropped.
 """
@@ -18,10 +19,11 @@ import pandas as pd
 
 from sherlocked.activations import ACTIVATIONS
 from sherlocked.report import plots
-from sherlocked.report.mechanism import diagnostics_markdown
+from sherlocked.report.mechanism import diagnostics_markdown, mechanism_text
+from sherlocked.report.page import index_markdown
 from sherlocked.report.runs import DIAG, group_keys, read_runs
 from sherlocked.report.significance import stats_markdown
-from sherlocked.report.tables import comparison, markdown, table
+from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
 
 
 class Report(NamedTuple):
@@ -40,14 +42,15 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     written = {name: out / name for name in ("table.md", "table.csv", "heatmap.png", "curves.png", "stats.md")}
     ours.to_csv(written["table.csv"], index=False)
     note = (
-        f"Final-epoch test accuracy (%) of {len(runs)} runs in {sweep_dir}. std is the population standard "
-        "deviation (ddof 0, as the study); ci95 is a t-interval of the mean; an empty seed cell is a failed "
-        "run; diverged runs keep the accuracy they reached.\n\n"
+        f"Final-epoch test accuracy (%) of {len(runs)} runs in {sweep_dir}. {STD}; ci95 is a t-interval of "
+        f"the mean, given from {MIN_CI_RUNS} runs on (empty below); an empty seed cell is a failed run; diverged "
+        "runs keep the accuracy they reached.\n\n"
     )
     written["table.md"].write_text("# Results\n\n" + note + markdown(ours))
     written["stats.md"].write_text(stats_markdown(runs, pairs))
     plots.heatmap(runs, written["heatmap.png"])
     plots.curves(runs, written["curves.png"])
+    mechanism = None
     if any(c.startswith(DIAG) for c in runs.columns):
         written["diagnostics.md"], written["diagnostics.png"] = (
             out / "diagnostics.md",
@@ -55,6 +58,7 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
         )
         written["diagnostics.md"].write_text(diagnostics_markdown(runs, pairs[0]))
         plots.diagnostics(runs, pairs[0], written["diagnostics.png"])
+        mechanism = mechanism_text(runs, pairs[0])
     compared = comparison(runs, ours)
     if compared is not None:
         frame, setup = compared
@@ -65,6 +69,9 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
         written["comparison.md"].write_text(
             f"# Ours against the published study\n\n{setup} {source}\n\n" + markdown(frame)
         )
+    page = index_markdown(sweep_dir.resolve().name, runs, ours, pairs, written, mechanism, compared)
+    written = {"index.md": out / "index.md", **written}
+    written["index.md"].write_text(page)
     return Report(runs, ours, written)
 
 

@@ -119,6 +119,22 @@ def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, column
     return text + "\n"
 
 
+def mechanism_text(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
+    """Which mechanism the diagnostics support for the pair's runs, with the correlation behind it."""
+    columns = measures(runs)
+    done = runs[runs["status"] != "failed"]
+    last = last_pair(done)
+    hit, rest = done[last == ",".join(pair)], done[last != ",".join(pair)]
+    column, _, others = output_measure(pair, columns)
+    r, rho = correlation(done["acc"], done[column]) if column else (np.nan, np.nan)
+    counted = int(done[column].notna().sum()) if column else 0
+    correlations = (
+        f"Accuracy against the fraction of output units counted above, over the {counted} runs{others}: "
+        f"Pearson r = {r:.2f}, Spearman rho = {rho:.2f}.\n"
+    )
+    return f"{verdict(pair, hit, rest, columns, r)}\n{correlations}"
+
+
 def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     acts, varied = group_keys(runs)
     columns = measures(runs)
@@ -126,18 +142,9 @@ def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     keys = acts + varied
     per_group = done.groupby(keys, dropna=False)[["acc", *columns.values()]].mean().reset_index()
     per_group = sort_rows(per_group.rename(columns={v: k for k, v in columns.items()}), keys)
-    last = last_pair(done)
-    hit, rest = done[last == ",".join(pair)], done[last != ",".join(pair)]
-    column, _, others = output_measure(pair, columns)
-    r, rho = correlation(done["acc"], done[column]) if column else (np.nan, np.nan)
-    counted = int(done[column].notna().sum()) if column else 0
     intro = "# Diagnostics\n\nMeasured on a fixed probe batch of test images after the last epoch "
     intro += f"(sherlocked/diagnostics.py). {DEFINITIONS} Means over seeds; accuracy in %.\n\n"
-    correlations = (
-        f"Accuracy against the fraction of output units counted above, over the {counted} runs{others}: "
-        f"Pearson r = {r:.2f}, Spearman rho = {rho:.2f}.\n"
-    )
     return (
         f"{intro}## Which mechanism: ({pair[0]}, {pair[1]}) as the last pair\n\n"
-        f"{verdict(pair, hit, rest, columns, r)}\n{correlations}\n## Per group\n\n{markdown(per_group, digits=3)}"
+        f"{mechanism_text(runs, pair)}\n## Per group\n\n{markdown(per_group, digits=3)}"
     )

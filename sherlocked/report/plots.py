@@ -16,6 +16,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
 from sherlocked.report.runs import act_keys, group_keys, last_pair, sort_rows, strata  # noqa: E402
 
+STYLES = ("-", "--", ":", "-.")
+
 
 def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One panel per value of the keys the sweep varied besides the activations (or one for all)."""
@@ -23,51 +25,82 @@ def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return parts[1:] if len(parts) > 1 else parts
 
 
-def heatmap(runs: pd.DataFrame, path: Path) -> None:
-    """Mean final test accuracy, rows act1, columns the remaining activations, annotated."""
+def heatmap(runs: pd.DataFrame, path: Path) -> list[str]:
+    """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
+    the activations before them (act1 for the study) and per value of any other swept key; each cell says its
+    mean, std (ddof 0) and, where it is not the same everywhere, n."""
     acts = act_keys(runs)
-    rows_key, cols = acts[0], acts[1:]
-    panels = _panels(runs)
-    width = runs[cols].drop_duplicates().shape[0] if cols else 1
-    height = runs[rows_key].nunique()
-    size = (max(6, 0.9 * width + 2.5), (0.5 * height + 1.8) * len(panels))
-    fig, axes = plt.subplots(len(panels), 1, figsize=size, squeeze=False)
-    for ax, (title, part) in zip(axes[:, 0], panels):
-        done = part[part["status"] != "failed"].copy()
-        done["columns"] = done[cols].astype(str).agg(", ".join, axis=1) if cols else ""
-        means = done.groupby([rows_key, *cols, "columns"], dropna=False)["acc"].mean().reset_index()
-        means = sort_rows(means, [*cols, rows_key])
-        grid = means.pivot_table(index=rows_key, columns="columns", values="acc", sort=False)
-        grid = grid.loc[sort_rows(grid.index.to_frame(index=False), [rows_key])[rows_key]]
-        image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-        for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            if not np.isnan(value):
-                ax.text(
-                    j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color="white" if value < 60 else "black"
-                )
-        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
+    rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (acts[0], None)
+    outer = acts[:-2]
+    counts = runs[runs["status"] != "failed"].groupby(acts, dropna=False)["acc"].count()
+    same_n = counts.nunique() == 1
+    order = {key: _ordered(runs, key) for key in acts}
+    panels = []
+    for title, stratum in _panels(runs):
+        firsts = sort_rows(stratum[outer].drop_duplicates(), outer) if outer else pd.DataFrame([{}])
+        for _, values in firsts.iterrows():
+            part = stratum[(stratum[outer] == values).all(axis=1)] if outer else stratum
+            named = ", ".join(f"{k}={v}" for k, v in values.items())
+            panels.append((" | ".join(t for t in (named, title if title != "all runs" else "") if t), part))
+    columns = min(4, len(panels))
+    lines = -(-len(panels) // columns)
+    n_rows, n_cols = len(order[rows_key]), len(order[cols_key]) if cols_key else 1
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(columns * (1.1 * n_cols + 1.4), lines * (0.8 * n_rows + 1.2)), squeeze=False
+    )
+    image = None
+    for ax, (title, part) in zip(axes.flat, panels):
+        finished = part[part["status"] != "failed"]
+        groups = finished.groupby([rows_key] + ([cols_key] if cols_key else []), dropna=False)["acc"]
+        cell = groups.agg(["mean", lambda v: v.std(ddof=0), "count"])
+        cell.columns = ["mean", "std", "n"]
+        grid = np.full((n_rows, n_cols), np.nan)
+        for i, row in enumerate(order[rows_key]):
+            for j, col in enumerate(order[cols_key] if cols_key else [None]):
+                key = (row, col) if cols_key else row
+                if key in cell.index:
+                    mean, std, n = cell.loc[key]
+                    grid[i, j] = mean
+                    text = f"{mean:.1f}\n±{std:.1f}" + ("" if same_n else f"\nn={int(n)}")
+                    color = "white" if mean < 60 else "black"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
+        ax.set_xticks(range(n_cols), order[cols_key] if cols_key else [""], fontsize=8)
+        ax.set_yticks(range(n_rows), order[rows_key], fontsize=8)
+        ax.set_xlabel(cols_key or "")
         ax.set_ylabel(rows_key)
-        ax.set_xlabel(", ".join(cols))
-        ax.set_title(f"mean final test accuracy (%): {title}", fontsize=10)
-        fig.colorbar(image, ax=ax, fraction=0.02)
+        ax.set_title(title or "all runs", fontsize=9)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    n_text = f"n = {int(counts.iloc[0])} runs a cell" if same_n else "n runs a cell as marked"
+    fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}", fontsize=10)
     fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return [title for title, _ in panels]
 
 
-def curves(runs: pd.DataFrame, path: Path) -> None:
-    """Per-epoch test accuracy, mean and min-max band over seeds: one small multiple per act1 (and stratum)."""
+def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
+    """Per-epoch test accuracy, mean and min-max band over seeds: one small multiple per act1 (and stratum).
+    Returns each line drawn: (panel title, label, colour, line style)."""
     acts = act_keys(runs)
     _, varied = group_keys(runs)
     panels = _panels(runs)
     firsts = sort_rows(runs[[acts[0]]].drop_duplicates(), [acts[0]])[acts[0]].tolist()
+    # told apart by colour (the second activation) and line style (the last), not by a colour each
+    colour_key, style_key = (acts[1], acts[-1]) if len(acts) >= 2 else (None, None)
+    colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
+    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
     fig, axes = plt.subplots(
         len(panels), len(firsts), figsize=(4 * len(firsts), 3.2 * len(panels)), squeeze=False, sharey=True
     )
+    drawn = []
     for row, (title, part) in enumerate(panels):
         for col, first in enumerate(firsts):
             ax = axes[row, col]
+            ax.set_title(f"{acts[0]}={first}" + (f" | {title}" if varied else ""), fontsize=9)
             subset = part[(part[acts[0]] == first) & (part["status"] != "failed")]
             groups = sort_rows(subset[acts[1:]].drop_duplicates(), acts[1:]) if acts[1:] else pd.DataFrame([{}])
             for _, labels in groups.iterrows():
@@ -80,9 +113,12 @@ def curves(runs: pd.DataFrame, path: Path) -> None:
                 stack = np.array(subset.loc[match, "curve"].tolist())
                 epochs = np.arange(1, stack.shape[1] + 1)
                 label = ", ".join(map(str, labels.values))
-                (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.2)
-                ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.15)
-            ax.set_title(f"{acts[0]}={first}" + (f" | {title}" if varied else ""), fontsize=9)
+                colour = colours.get(labels.get(colour_key)) if colour_key else None
+                style = styles.get(labels.get(style_key), "-") if style_key and style_key != colour_key else "-"
+                marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
+                (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.3, color=colour, ls=style, marker=marker)
+                ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
+                drawn.append((ax.get_title(), label, line.get_color(), line.get_linestyle()))
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylim(0, 100)
@@ -97,6 +133,11 @@ def curves(runs: pd.DataFrame, path: Path) -> None:
         fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return drawn
+
+
+def _ordered(runs: pd.DataFrame, key: str | None) -> list:
+    return sort_rows(runs[[key]].drop_duplicates(), [key])[key].tolist() if key else []
 
 
 def diagnostics(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> None:

@@ -1,14 +1,31 @@
-"""The study's hypothesis tested: runs whose last two activations are a pair against all the others.
+"""The study's hypothesis tested: runs whose last two activations are a pair, against two control groups.
 
 python -m sherlocked.report outputs/sweeps/demo --pair sigmoid,relu   # writes stats.md
+
+- against the other runs with the same last activation ((x, y, relu), y not sigmoid): the test that
+  isolates the pair, since the last activation alone also moves accuracy (relu on the logits
+  leaves dead classes);
+- against every other last pair: the published study's comparison.
+Per value of any other key the sweep varied (batch_norm, lr, ...) the isolating test is repeated,
+its p-values corrected for the number of such tests (Holm).
 """
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from sherlocked.report.runs import act_keys, last_pair, sort_rows, strata
-from sherlocked.report.tables import markdown
+from sherlocked.report.tables import STD, markdown
+
+
+class Comparison(NamedTuple):
+    label: str  # the pair's runs, e.g. "(x, sigmoid, relu)"
+    control: str  # what they are compared with
+    a: np.ndarray  # accuracies (%) of the pair's runs
+    b: np.ndarray  # and of the control group's
+    numbers: dict | None  # effect_sizes(a, b), None with fewer than two runs on a side
 
 
 def effect_sizes(a: np.ndarray, b: np.ndarray) -> dict:
@@ -26,35 +43,79 @@ def effect_sizes(a: np.ndarray, b: np.ndarray) -> dict:
     }
 
 
-def describe(values: np.ndarray) -> str:
-    mean = f"{values.mean():.2f}%" if len(values) else "-"
-    sd = f"{values.std(ddof=1):.2f}" if len(values) > 1 else "-"
-    return f"n={len(values)}, mean {mean}, sd {sd}"
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down correction of several p-values (each multiplied by its rank's remaining count)."""
+    order = np.argsort(pvalues)
+    adjusted, running = np.empty(len(pvalues)), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
 
 
-def pair_test(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[str, dict | None]:
-    """Runs whose last two activations are `pair` against all the others, as markdown (and the numbers)."""
+def compare(runs: pd.DataFrame, pair: tuple[str, str], isolate: bool) -> Comparison | None:
+    """The pair's finished runs against the control group (isolate: the same last activation, else all others)."""
     acts = act_keys(runs)
     if len(acts) < 2:
-        return "The sweep has fewer than two activation layers: no last pair to test.\n", None
+        return None
     done = runs[runs["status"] != "failed"]
     last = last_pair(done)
-    a = done.loc[last == ",".join(pair), "acc"].to_numpy(dtype=float)
-    b = done.loc[last != ",".join(pair), "acc"].to_numpy(dtype=float)
+    hit = last == ",".join(pair)
+    control = ~hit & (done[acts[-1]] == pair[1]) if isolate else ~hit
     label = f"(x, {pair[0]}, {pair[1]})" if len(acts) == 3 else f"(..., {pair[0]}, {pair[1]})"
-    head = f"{label}: {describe(a)}; every other last pair: {describe(b)}"
-    if len(a) < 2 or len(b) < 2:
-        return f"{head}. Too few runs for a test (need 2 on each side).\n", None
-    numbers = effect_sizes(a, b)
-    text = (
+    against = f"the other (x, y, {pair[1]}) runs, y not {pair[0]}" if isolate else "every other last pair"
+    a, b = (done.loc[mask, "acc"].to_numpy(dtype=float) for mask in (hit, control))
+    numbers = effect_sizes(a, b) if len(a) >= 2 and len(b) >= 2 else None
+    return Comparison(label, against, a, b, numbers)
+
+
+def describe(values: np.ndarray) -> str:
+    mean = f"{values.mean():.2f}%" if len(values) else "-"
+    return f"n={len(values)}, mean {mean}, std {values.std():.2f}" if len(values) else f"n=0, mean {mean}"
+
+
+def comparison_text(c: Comparison) -> str:
+    head = f"{c.label}: {describe(c.a)}; {c.control}: {describe(c.b)}"
+    if c.numbers is None:
+        return f"{head}. Too few runs for a test (need 2 on each side).\n"
+    n = c.numbers
+    return (
         f"{head}.\n\n"
-        f"- difference of means: {a.mean() - b.mean():+.2f} points\n"
-        f"- Welch's t-test: t = {numbers['welch_t']:.2f}, p = {numbers['welch_p']:.3g}\n"
-        f"- Mann-Whitney U: U = {numbers['mannwhitney_u']:.0f}, p = {numbers['mannwhitney_p']:.3g}\n"
-        f"- effect size: Cohen's d = {numbers['cohens_d']:.2f}; "
-        f"P(a {label} run beats another run) = {numbers['p_a_beats_b']:.2f}\n"
+        f"- difference of means: {c.a.mean() - c.b.mean():+.2f} points\n"
+        f"- Welch's t-test: t = {n['welch_t']:.2f}, p = {n['welch_p']:.3g}\n"
+        f"- Mann-Whitney U: U = {n['mannwhitney_u']:.0f}, p = {n['mannwhitney_p']:.3g}\n"
+        f"- effect size: Cohen's d = {n['cohens_d']:.2f}; "
+        f"P(a {c.label} run beats one of the others) = {n['p_a_beats_b']:.2f}\n"
     )
-    return text, {"n_a": len(a), "mean_a": a.mean(), "n_b": len(b), "mean_b": b.mean(), **numbers}
+
+
+def per_stratum(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
+    """The isolating test per value of the other swept keys, Holm-corrected across them."""
+    rows = []
+    for title, part in list(strata(runs))[1:]:
+        c = compare(part, pair, isolate=True)
+        if c is not None and c.numbers is not None:
+            rows.append(
+                {
+                    "stratum": title,
+                    "n pair": len(c.a),
+                    "mean pair": c.a.mean(),
+                    "n others": len(c.b),
+                    "mean others": c.b.mean(),
+                    "difference": c.a.mean() - c.b.mean(),
+                    "welch t": c.numbers["welch_t"],
+                    "p": c.numbers["welch_p"],
+                }
+            )
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows)
+    frame["p (Holm)"] = holm(frame["p"].tolist())
+    frame["p"], frame["p (Holm)"] = frame["p"].map("{:.3g}".format), frame["p (Holm)"].map("{:.3g}".format)
+    return (
+        f"### Per value of the other swept keys: against the other (x, y, {pair[1]}) runs\n\n"
+        f"Welch's t-test in each; p (Holm) corrects for the {len(frame)} tests.\n\n{markdown(frame)}"
+    )
 
 
 def stats_markdown(runs: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
@@ -64,17 +125,24 @@ def stats_markdown(runs: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
     out = [
         "# Statistics\n",
         "Hypothesis (the study's): runs whose last two activations are (sigmoid, relu) reach a lower final "
-        "test accuracy than runs with any other last pair. Two-sided tests over single runs (every seed one "
-        f"observation). {len(runs)} runs: {diverged} diverged (kept, with the accuracy they reached), "
-        f"{failed} failed (no accuracy; left out of the tests).\n",
+        "test accuracy than other runs. Two-sided tests over single runs (every seed one observation). "
+        f"{len(runs)} runs: {diverged} diverged (kept, with the accuracy they reached), {failed} failed (no "
+        f"accuracy; left out of the tests). {STD}; Cohen's d pools the sample variances (ddof 1).\n",
     ]
     for pair in pairs:
-        for title, part in strata(runs):
-            text, _ = pair_test(part, pair)
-            out.append(f"## {pair[0]}, {pair[1]} as the last pair: {title}\n\n{text}")
+        out.append(f"## {pair[0]}, {pair[1]} as the last pair\n")
+        for isolate, why in ((True, "isolates the pair: the same last activation"), (False, "the study's")):
+            c = compare(runs, pair, isolate)
+            if c is None:
+                out.append("The sweep has fewer than two activation layers: no last pair to test.\n")
+                break
+            out.append(f"### Against {c.control} ({why})\n\n{comparison_text(c)}")
+        out.append(per_stratum(runs, pair))
     if len(acts) >= 2:
         done = runs[runs["status"] != "failed"]
-        means = done.groupby([acts[-2], acts[-1]])["acc"].agg(["mean", "std", "min", "max", "count"]).reset_index()
+        by_pair = done.groupby([acts[-2], acts[-1]])["acc"]
+        means = by_pair.agg(["mean", lambda v: v.std(ddof=0), "min", "max", "count"]).reset_index()
+        means.columns = [acts[-2], acts[-1], "mean", "std", "min", "max", "count"]
         out.append(f"## Mean final test accuracy (%) per last pair ({acts[-2]}, {acts[-1]})\n")
         out.append(markdown(sort_rows(means, [acts[-2], acts[-1]])))
-    return "\n".join(out)
+    return "\n".join(p for p in out if p)

@@ -25,12 +25,16 @@ STUDY_SETUP = {
 REFERENCE = {"none": "sherlocked_mnist_no_bn.csv", "all": "sherlocked_mnist_bn_all.csv"}
 
 
+STD = "std is the population standard deviation over seeds (ddof 0, as in the published table), everywhere here"
+MIN_CI_RUNS = 3  # a 95 % t-interval from two runs spans hundreds of points: not given
+
+
 def summarise(values: np.ndarray) -> dict:
-    """mean, std (ddof 0, as the study), n and a 95% t-interval of the accuracies that exist."""
+    """mean, std (ddof 0: see STD), n and a 95% t-interval (from MIN_CI_RUNS runs) of the accuracies that exist."""
     values = values[~np.isnan(values)]
     n = len(values)
     mean = values.mean() if n else np.nan
-    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n >= MIN_CI_RUNS else np.nan
     return {
         "mean": mean,
         "std": values.std() if n else np.nan,
@@ -88,12 +92,20 @@ def comparison(runs: pd.DataFrame, ours: pd.DataFrame) -> tuple[pd.DataFrame, st
         frames.append(merged[columns])
     if not frames:
         return None
+    compared = pd.concat(frames, ignore_index=True)
+    rho, p = stats.spearmanr(compared["mean_published"], compared["mean_ours"])
+    ranks = (
+        f"Rank correlation of our means with the published ones over the {len(compared)} rows: "
+        f"Spearman's rho = {rho:.2f} (p = {p:.2g})."
+        if len(compared) >= 3
+        else ""
+    )
     differs = {k: runs[k].iloc[0] for k, v in STUDY_SETUP.items() if k in runs and runs[k].iloc[0] != v}
     setup = (
         "This sweep has the published setup, so the numbers are directly comparable."
         if not differs
         else "This sweep differs from the published setup in "
         + ", ".join(f"{k}={v} (published: {STUDY_SETUP[k]})" for k, v in differs.items())
-        + ": compare the pattern across triples, not the absolute numbers."
+        + ": compare the pattern across triples (the rank correlation), not the absolute numbers."
     )
-    return pd.concat(frames, ignore_index=True), setup
+    return compared, f"{setup} {ranks}".strip()

@@ -1,0 +1,94 @@
+"""The report's one page, index.md: the question, the setup, the answer with its test, the figures, the
+table, the mechanism and the published figures, in that order, with links to the files that hold more.
+
+python -m sherlocked.report outputs/sweeps/demo   # writes index.md beside the figures it shows
+"""
+
+import pandas as pd
+
+from sherlocked.report.runs import act_keys, group_keys
+from sherlocked.report.significance import compare
+from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
+
+SETUP_KEYS = ("dataset", "widths", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "init")
+
+
+def setup_text(runs: pd.DataFrame) -> str:
+    acts, varied = group_keys(runs)
+    fixed = [f"{k} {runs[k].iloc[0]}" for k in SETUP_KEYS if k in runs and k not in varied]
+    for key in ("batch_norm", "output_activation"):
+        if key in runs and key not in varied:
+            fixed.append(f"{key} {runs[key].iloc[0]}")
+    counts = runs["status"].value_counts()
+    outcome = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))
+    seeds = runs["seed"].nunique()
+    swept = ", ".join(f"{k} ({runs[k].nunique()} values)" for k in [*acts, *varied] if runs[k].nunique() > 1)
+    return (
+        f"{len(runs)} runs ({outcome}): {seeds} seeds of every combination of {swept or 'one setting'}. "
+        f"Fixed: {', '.join(fixed)}."
+    )
+
+
+def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
+    isolated, study = compare(runs, pair, isolate=True), compare(runs, pair, isolate=False)
+    if isolated is None:
+        return "The sweep has fewer than two activation layers: no last pair to test.\n"
+    parts = []
+    for first, c in ((True, isolated), (False, study)):
+        if c.numbers is None:
+            parts.append(f"Against {c.control}: too few runs for a test.")
+            continue
+        n = c.numbers
+        test = f"Welch's t = {n['welch_t']:.2f}, p = {n['welch_p']:.2g}, Cohen's d = {n['cohens_d']:.2f}"
+        if first:
+            parts.append(
+                f"{c.label} runs reach **{c.a.mean():.1f} %** mean final test accuracy (n = {len(c.a)}) against "
+                f"**{c.b.mean():.1f} %** for {c.control} (n = {len(c.b)}): {test}."
+            )
+        else:
+            parts.append(f"Against {c.control}: {c.b.mean():.1f} % (n = {len(c.b)}), {test}.")
+    return " ".join(parts) + "\n"
+
+
+def index_markdown(
+    name: str,
+    runs: pd.DataFrame,
+    ours: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    files: dict,
+    mechanism: str | None,
+    compared: tuple[pd.DataFrame, str] | None,
+) -> str:
+    pair = pairs[0]
+    acts = act_keys(runs)
+    question = (
+        f"Does ({pair[0]}, {pair[1]}) as the last two activations ({', '.join(acts[-2:])}) break learning, "
+        "and does anything else this sweep varied change that? (The published study found that it does, "
+        "and that batch norm fixes it.)"
+    )
+    out = [
+        f"# {name}: how the activations interact\n",
+        f"**Question.** {question}\n",
+        f"**Setup.** {setup_text(runs)}\n",
+        f"**Answer.** {headline(runs, pair)}",
+        "Details, other pairs and per-stratum tests (Holm-corrected): [stats.md](stats.md). "
+        f"Accuracies are final-epoch test accuracies in %; {STD}.\n",
+        "## Figures\n",
+        "![mean final test accuracy per combination](heatmap.png)\n",
+        "![test accuracy per epoch](curves.png)\n",
+    ]
+    if mechanism is not None:
+        out += ["## Why: the diagnostics\n", mechanism, "More: [diagnostics.md](diagnostics.md).\n"]
+        out.append("![accuracy against the diagnostics](diagnostics.png)\n")
+    ours = ours.sort_values("mean", ascending=False)
+    note = (
+        f"Sorted by mean. ci95 is a t-interval of the mean, given from {MIN_CI_RUNS} runs on (empty below); "
+        "diverged runs keep the accuracy they reached; failed runs have none. Every column: "
+        "[table.md](table.md), [table.csv](table.csv).\n"
+    )
+    out += ["## Every combination\n", note, markdown(ours.drop(columns=[c for c in ours if c.startswith("seed")]))]
+    if compared is not None:
+        frame, setup = compared
+        out += ["## Against the published study\n", f"{setup} Every row: [comparison.md](comparison.md).\n"]
+    out.append("Files: " + ", ".join(f"[{p.name}]({p.name})" for p in files.values()) + "\n")
+    return "\n".join(out)
