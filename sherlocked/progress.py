@@ -54,6 +54,9 @@ class Reporter(L.Callback):
         self.started = self.last = time.time()
         self.reported: dict = {}
 
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.write(trainer, module)  # in the table from its first step
+
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
         if time.time() - self.last >= self.every_s:
             self.write(trainer, module)
@@ -169,12 +172,18 @@ def describe(p: dict) -> tuple[str, ...]:
     )
 
 
-def eta_s(jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float) -> float:
-    """Seconds left, from the training steps done so far (member-steps: a step of 16 members is 16)."""
+def eta_s(
+    jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float, steps_per_job: float = math.nan
+) -> float:
+    """Seconds left, from the training steps done so far (member-steps: a step of 16 members is 16).
+
+    steps_per_job: what the populations in training say a job takes; given, for the moments between populations.
+    """
     running = list(populations.values())
-    if not running:
+    if running:
+        steps_per_job = sum(p["steps"] for p in running) / len(running)
+    if math.isnan(steps_per_job):
         return math.nan
-    steps_per_job = sum(p["steps"] for p in running) / len(running)
     in_flight = sum(p["step"] * p["members"] for p in running)
     done = jobs_trained * steps_per_job + in_flight
     if done <= 0 or elapsed_s <= 0:

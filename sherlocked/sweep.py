@@ -104,6 +104,7 @@ class SweepProgress:
         self.total, self.start = total, time.time()
         self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
         self.training_since: float | None = None  # when the first population began training
+        self.steps_per_job = math.nan  # training steps of a job, as the last populations in training said
 
     @property
     def done(self) -> int:
@@ -126,9 +127,11 @@ class SweepProgress:
         now = time.time()
         for p in (populations or {}).values():
             self.training_since = min(self.training_since or p["started"], p["started"])
+        if populations:
+            self.steps_per_job = sum(p["steps"] for p in populations.values()) / len(populations)
         trained, remaining = self.done - self.counts["skipped"], self.total - self.done
         training_s = now - (self.training_since or self.start)
-        eta = eta_s(remaining, trained, populations or {}, training_s)
+        eta = eta_s(remaining, trained, populations or {}, training_s, self.steps_per_job)
         if math.isnan(eta) and trained:  # no population in training now: jobs at the rate they finished so far
             eta = training_s / trained * remaining
         return f"sweep {self.summary()} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"

@@ -26,6 +26,8 @@ def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once
         eta = eta_s(64 - 16 * finished, 16 * finished, {"p": population(step)}, done_s)
         assert eta == pytest.approx(400 - done_s, rel=0.2)
     assert eta_s(64, 0, {}, 5.0) != eta_s(64, 0, {}, 5.0)  # nothing in training yet: unknown (nan)
+    # between two populations, with what the last one said a job takes
+    assert eta_s(48, 16, {}, 100.0, steps_per_job=100) == pytest.approx(300)
 
 
 def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):
