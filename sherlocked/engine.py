@@ -100,6 +100,9 @@ class Job:
     config: dict
     job_dir: Path
     overrides: list[str] = field(default_factory=list)
+    # where its TensorBoard events go; None: <job dir>/<the logger's name>. A sweep's population launcher
+    # names them by what the sweep varies (sherlocked.launcher.name_runs).
+    events_dir: Path | None = None
 
     @classmethod
     def of(cls, cfg: DictConfig, job_dir: Path, overrides: Sequence[str] = ()) -> "Job":
@@ -186,7 +189,7 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     for job in jobs:
         job.job_dir.mkdir(parents=True, exist_ok=True)
     logger = instantiate(first["logger"], _partial_=True) if first.get("logger") else None
-    loggers = [logger(save_dir=str(job.job_dir)) for job in jobs] if logger else []
+    loggers = [events_logger(logger, job) for job in jobs] if logger else []
     data = StudyDataModule(**first["dataset"], seeds=[s.seed for s in specs])
     diagnostics = first.get("diagnostics")
     diagnostics = diagnostics if diagnostics and diagnostics["enabled"] else None
@@ -200,6 +203,12 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
         settings.update(enable_checkpointing=True)
     trainer = instantiate(first["trainer"], **settings)
     return module, data, trainer, loggers
+
+
+def events_logger(logger, job: Job):
+    if job.events_dir is None:
+        return logger(save_dir=str(job.job_dir))
+    return logger(save_dir=str(job.events_dir.parent), name=job.events_dir.name, version="")
 
 
 def collect(

@@ -129,6 +129,32 @@ def run_job_dir(launcher, sweep_config: DictConfig, overrides: list[str], index:
     return Prepared(index, job, captured["task"], captured["hydra"], sweep_config, finished=finished)
 
 
+EVENTS = "tensorboard"  # <sweep dir>/tensorboard/<run>: a sweep's TensorBoard runs
+OWNER = ".job"  # in a run's folder: the job dir (relative to the sweep dir) whose events it holds
+
+
+def name_runs(jobs: list[Prepared], sweep_dir: Path, todo: list[Prepared]) -> None:
+    """The TensorBoard run of each job to train (`todo`), <sweep dir>/tensorboard/<its overrides of the keys the
+    sweep's `jobs` vary>, so that TensorBoard's run names are short; a name that holds another job's events
+    gets the job dir's full name instead."""
+    values: dict[str, set] = {}
+    for p in jobs:
+        for override in p.job.overrides:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    swept = {key for key, seen in values.items() if len(seen) > 1}
+    root = Path(sweep_dir) / EVENTS
+    for p in todo:
+        owner = os.path.relpath(p.job.job_dir, sweep_dir)
+        name = ",".join(o for o in p.job.overrides if o.partition("=")[0] in swept) or owner
+        claimed = root / name / OWNER
+        if claimed.is_file() and claimed.read_text() != owner:
+            name = owner
+        p.job.events_dir = root / name
+        p.job.events_dir.mkdir(parents=True, exist_ok=True)
+        (p.job.events_dir / OWNER).write_text(owner)
+
+
 def default_max_members(device: str) -> int:
     """Population size when the launcher is not told: measured with `python -m sherlocked.bench --group N`.
 
@@ -244,6 +270,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     locks = JobLocks()  # a job another sweep is training is left to it, then read back
     try:
         unfinished = [p for p in jobs if p.finished is None]
+        name_runs(jobs, Path(str(launcher.config.hydra.sweep.dir)), unfinished)
         mine = {p.index for p in unfinished if locks.try_lock(p.job.job_dir)}
         busy = [p for p in unfinished if p.index not in mine]
         where = (

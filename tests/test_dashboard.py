@@ -55,10 +55,11 @@ def test_a_sweep_has_one_hparams_experiment_with_its_swept_values_first(sweep, t
 
 
 def check_experiment(tmp_path):
-    runs = [p.parent for p in (tmp_path / "sweep").rglob("result.json")]
-    assert len(runs) == 8
+    assert len(list((tmp_path / "sweep").rglob("result.json"))) == 8
+    runs = sorted(p.name for p in (tmp_path / "sweep" / "tensorboard").iterdir())
+    assert runs[:2] == ["act1=relu,act3=relu,seed=0", "act1=relu,act3=relu,seed=1"]  # named by what varies
     for run in runs:  # a run holds its session, and no experiment of its own
-        kinds = {d.WhichOneof("data") for d in hparams_data(run / "tensorboard")}
+        kinds = {d.WhichOneof("data") for d in hparams_data(tmp_path / "sweep" / "tensorboard" / run)}
         assert kinds == {"session_start_info", "session_end_info"}
     (summary,) = [d.experiment for d in hparams_data(tmp_path / "sweep" / EXPERIMENT)]
     names = [info.name for info in summary.hparam_infos]

@@ -160,3 +160,24 @@ def test_populations_are_spread_over_every_gpu_in_balanced_sizes(monkeypatch, si
     populations = launcher.groups(jobs, max_members, "cuda", workers)
     assert [len(p) for p in populations] == expected
     assert sorted(id(job) for p in populations for job in p) == sorted(id(job) for job in jobs)
+
+
+def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_folder(tmp_path):
+    from types import SimpleNamespace
+
+    from sherlocked.engine import Job
+    from sherlocked.launcher import name_runs
+
+    def batch(dataset: str) -> list:
+        overrides = [[f"act1={act}", f"dataset={dataset}", "seed=0"] for act in ("relu", "tanh")]
+        return [SimpleNamespace(job=Job({}, tmp_path / ",".join(o), o)) for o in overrides]
+
+    first = batch("mnist")
+    name_runs(first, tmp_path, first)
+    assert [p.job.events_dir for p in first] == [tmp_path / "tensorboard" / f"act1={a}" for a in ("relu", "tanh")]
+    again = batch("mnist")  # the same sweep once more (a resume): the same runs
+    name_runs(again, tmp_path, again[1:])
+    assert again[1].job.events_dir == first[1].job.events_dir and again[0].job.events_dir is None
+    other = batch("fashion_mnist")  # another sweep into the same dir, whose short names are taken
+    name_runs(other, tmp_path, other)
+    assert [p.job.events_dir.name for p in other] == [p.job.job_dir.name for p in other]
