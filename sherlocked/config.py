@@ -57,13 +57,13 @@ KEYS = (
     Key("model.batch_norm", "batch_norm", member=True, show=str),
     Key("model.init", "init", member=True),
     Key("model.output_activation", "output_activation", member=True),
+    Key("model.optimizer.lr", "lr", member=True, show=float),  # each member's own: sherlocked/optimizers.py
+    Key("model.optimizer.momentum", "momentum", member=True, default=0.0, show=float),
+    Key("model.optimizer.weight_decay", "weight_decay", member=True, default=0.0, show=float),
     # What they share.
     Key("dataset.name", "dataset"),
     Key("model.widths", "widths", show=_joined),
     Key("model.optimizer._target_", "optimizer", show=_class_name),
-    Key("model.optimizer.lr", "lr", show=float),
-    Key("model.optimizer.momentum", "momentum", default=0.0, show=float),
-    Key("model.optimizer.weight_decay", "weight_decay", default=0.0, show=float),
     Key("dataset.batch_size", "batch_size"),
     Key("trainer.max_epochs", "epochs"),
     # Where a job runs: not part of its directory's name (the same job on CPU or GPU).

@@ -26,6 +26,7 @@ from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
 from sherlocked.module import PopulationModule
+from sherlocked.optimizers import population_optimizer
 from sherlocked.population import MemberSpec, batch_norm_layers
 from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, read_result, versions
 
@@ -193,7 +194,8 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     data = StudyDataModule(**first["dataset"], seeds=[s.seed for s in specs])
     diagnostics = first.get("diagnostics")
     diagnostics = diagnostics if diagnostics and diagnostics["enabled"] else None
-    module = PopulationModule(specs, instantiate(first["model"]["optimizer"]), loggers, diagnostics)
+    optimizer = population_optimizer([job.config["model"]["optimizer"] for job in jobs])
+    module = PopulationModule(specs, optimizer, loggers, diagnostics)
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings = {"enable_progress_bar": False} if quiet else {}

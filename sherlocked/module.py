@@ -69,7 +69,8 @@ class PopulationModule(L.LightningModule):
         return self.trainer.datamodule
 
     def configure_optimizers(self):
-        return self.optimizer(self.parameters())
+        # param groups that say which member each row is (sherlocked.optimizers): torch.optim's ignore that
+        return self.optimizer(self.net.param_groups())
 
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
         losses = sample_losses(self.net(self.data.train_x[index]), self.data.train_y[index]).mean(1)

@@ -145,6 +145,7 @@ class Layer(nn.Module):
 
         normed = [k for k, m in enumerate(members) if layer in m.batch_norm]
         self.norm = StackedBatchNorm(len(normed), fan_out) if normed else None
+        self.norm_members = normed  # the members in the rows of this layer's batch-norm parameters
 
         groups: dict[tuple[str, bool], list[int]] = {}
         for k, m in enumerate(members):
@@ -198,6 +199,17 @@ class Population(nn.Module):
         for layer in self.layers:
             x = layer(x, trace)
         return x
+
+    def param_groups(self) -> list[dict]:
+        """Every parameter in a group of its own, with `rows`: the member in each row of its first dimension."""
+        everyone = torch.arange(len(self))
+        groups = []
+        for layer in self.layers:
+            groups += [{"params": [layer.weight], "rows": everyone}, {"params": [layer.bias], "rows": everyone}]
+            if layer.norm is not None:
+                rows = torch.tensor(layer.norm_members)
+                groups += [{"params": [layer.norm.weight], "rows": rows}, {"params": [layer.norm.bias], "rows": rows}]
+        return groups
 
     @torch.no_grad()
     def export(self, k: int) -> nn.Sequential:

@@ -12,18 +12,20 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked import config
 from sherlocked.engine import member_spec, run
+from sherlocked.optimizers import MEMBER_SETTINGS
 from sherlocked.results import identity
 
 
 def test_member_keys_are_what_a_population_may_differ_in():
-    for override in ("act1=relu", "+act5=tanh", "seed=3", "model.batch_norm=all", "model.init=xavier"):
+    for override in ("act1=relu", "+act5=tanh", "seed=3", "model.batch_norm=all", "model.optimizer.lr=0.1"):
         assert config.is_member_key(override), override
-    for override in ("model.optimizer.lr=0.1", "dataset=mnist_5k", "model.widths=[784,10]", "activation=relu"):
+    for override in ("model/optimizer=adam", "dataset=mnist_5k", "model.widths=[784,10]", "activation=relu"):
         assert not config.is_member_key(override), override
 
 
 def test_every_member_key_changes_the_members_model_and_no_other_key_does(make_cfg):
-    """The declaration and the engine agree: a member key is one MemberSpec may differ in."""
+    """The declaration and the engine agree: a member key is one MemberSpec or the member-wise optimiser
+    (sherlocked.optimizers) may differ in."""
     base = member_spec(make_cfg())
     changed = {
         "seed": "seed=5",
@@ -32,11 +34,12 @@ def test_every_member_key_changes_the_members_model_and_no_other_key_does(make_c
         "model.output_activation": "model.output_activation=false",
         "act2": "act2=tanh",
     }
+    optimizer = {f"model.optimizer.{name}" for name in MEMBER_SETTINGS}
     members = {key.path for key in config.KEYS if key.member} - {"act{n}"} | {"act2"}
-    assert members == set(changed) and config.key_of("act2").member
+    assert members == set(changed) | optimizer and config.key_of("act2").member
     for override in changed.values():
         assert member_spec(make_cfg(override)) != base, override
-    shared = member_spec(make_cfg("model.optimizer.lr=0.5", "dataset.batch_size=8"))
+    shared = member_spec(make_cfg("model.optimizer.lr=0.5", "model.optimizer.momentum=0.9", "dataset.batch_size=8"))
     assert dataclasses.asdict(shared) == dataclasses.asdict(base)
 
 

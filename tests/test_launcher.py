@@ -1,5 +1,6 @@
 """hydra/launcher=population: found by Hydra, same job dirs and results as the basic launcher."""
 
+import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +29,8 @@ def test_jobs_are_grouped_on_their_overrides_without_member_keys():
     a = group_key(["act1=relu", "seed=1", "model.batch_norm=all", "dataset=mnist_5k", "model.init=xavier"])
     b = group_key(["dataset=mnist_5k", "act1=tanh", "+act4=relu", "seed=7", "model.output_activation=false"])
     assert a == b == ("dataset=mnist_5k",)
-    assert group_key(["dataset=mnist_5k", "model.optimizer.lr=0.1"]) != a
+    assert group_key(["dataset=mnist_5k", "model.optimizer.lr=0.1"]) == a  # each member its own learning rate
+    assert group_key(["dataset=mnist_5k", "dataset.batch_size=8"]) != a
     assert group_key(["dataset=mnist_5k", "model/optimizer=adam", "act1=relu"]) == (
         "dataset=mnist_5k",
         "model/optimizer=adam",
@@ -181,3 +183,12 @@ def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_f
     other = batch("fashion_mnist")  # another sweep into the same dir, whose short names are taken
     name_runs(other, tmp_path, other)
     assert [p.job.events_dir.name for p in other] == [p.job.job_dir.name for p in other]
+
+
+def test_jobs_that_differ_in_learning_rate_momentum_or_weight_decay_train_as_one_population(sweep, tmp_path):
+    grid = ["model.optimizer.lr=0.1,0.01", "model.optimizer.momentum=0.5,0.9", "model.optimizer.weight_decay=0,0.001"]
+    with sweep(tmp_path / "sweep", *grid, "hydra/launcher=population") as done:
+        results = [job.return_value for job in done.returns[0]]
+        assert len(results) == 8 and all(r.status == "ok" and r.population_size == 8 for r in results)
+        settings = {(r.hparams["lr"], r.hparams["momentum"], r.hparams["weight_decay"]) for r in results}
+        assert settings == set(itertools.product((0.1, 0.01), (0.5, 0.9), (0.0, 0.001)))

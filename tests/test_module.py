@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import lightning as L
 import pytest
 import torch
@@ -11,9 +13,10 @@ from sherlocked.population import MemberSpec
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
 
-def fit(members, data_root, poison=None, loggers=(), diagnostics=None):
+def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None):
     data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
-    module = PopulationModule(members, lambda params: SGD(params, lr=0.05, momentum=0.5), loggers, diagnostics)
+    optimizer = optimizer or (lambda params: SGD(params, lr=0.05, momentum=0.5))
+    module = PopulationModule(members, optimizer, loggers, diagnostics)
     if poison is not None:
         with torch.no_grad():
             module.net.layers[0].weight[poison] = float("nan")
@@ -84,3 +87,65 @@ def test_after_tens_of_steps_each_member_of_a_population_equals_its_solo_run(dat
         for name in mine:  # weights, biases, BN parameters and running statistics
             torch.testing.assert_close(mine[name], solo[name], rtol=0, atol=1e-5)
         assert torch.equal(together.net(x)[k].argmax(-1), alone.net(x)[0].argmax(-1))
+
+
+NO_OUTPUT_ACT = MemberSpec((784, 32, 16, 10), ("tanh", "selu", "relu"), output_activation=False, seed=3)
+MIXED = [
+    MemberSpec((784, 32, 16, 10), ("sigmoid", "sigmoid", "relu"), seed=0),
+    MemberSpec((784, 32, 16, 10), ("relu|tanh", "tanh", "selu"), batch_norm=(1, 3), seed=1),
+    MemberSpec((784, 32, 16, 10), ("relu", "relu", "relu"), batch_norm=(3,), seed=2),
+]
+
+
+@pytest.mark.parametrize(
+    "target, settings",
+    [
+        ("torch.optim.SGD", [{"lr": 0.1, "momentum": 0.5, "weight_decay": 0.0},
+                             {"lr": 0.03, "momentum": 0.9, "weight_decay": 1e-3},
+                             {"lr": 0.01, "momentum": 0.0, "weight_decay": 1e-2}]),
+        ("torch.optim.Adam", [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3},
+                              {"lr": 1e-4, "weight_decay": 0.0}]),
+        ("torch.optim.AdamW", [{"lr": 1e-3, "weight_decay": 0.01}, {"lr": 3e-3, "weight_decay": 0.1},
+                               {"lr": 1e-4, "weight_decay": 0.0}]),
+    ],
+)  # fmt: skip
+def test_members_with_their_own_lr_momentum_and_weight_decay_each_equal_their_solo_run(data_root, target, settings):
+    """Each member against torch.optim's own optimiser run on it alone, batch-norm members included."""
+    from sherlocked.optimizers import MemberAdam, MemberSGD, population_optimizer
+
+    configs = [{"_target_": target, "_partial_": True, **one} for one in settings]
+    # With Adam, members without batch norm: a Linear's bias right before batch norm has a gradient of
+    # rounding noise only (BN removes it), which Adam scales up to full steps, alone as in a population.
+    members = MIXED if target == "torch.optim.SGD" else [MIXED[0], replace(MIXED[0], seed=5), NO_OUTPUT_ACT]
+    together = fit(members, data_root, optimizer=population_optimizer(configs))  # 2 epochs of 16 steps
+    assert isinstance(together.optimizers().optimizer, MemberSGD | MemberAdam)
+    for k, member in enumerate(members):
+        alone = fit([member], data_root, optimizer=population_optimizer([configs[k]]))
+        assert type(alone.optimizers().optimizer).__module__.startswith("torch.optim")
+        mine, solo = together.net.export(k).state_dict(), alone.net.export(0).state_dict()
+        for name in mine:  # a rounding apart (each setting multiplies on its own): 1e-5 of the value
+            torch.testing.assert_close(mine[name], solo[name], rtol=1e-5, atol=1e-5)
+
+
+def test_a_member_whose_learning_rate_diverges_leaves_the_others_as_alone(data_root):
+    from sherlocked.optimizers import population_optimizer
+
+    configs = [{"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr, "momentum": 0.5} for lr in (0.05, 1e30)]
+    members = [MemberSpec((784, 16, 10), ("relu", "relu"), seed=0)] * 2
+    together = fit(members, data_root, optimizer=population_optimizer(configs))
+    alone = fit(members[:1], data_root, optimizer=population_optimizer(configs[:1]))
+    assert together.alive.tolist() == [True, False]
+    for name, value in together.net.export(0).state_dict().items():
+        torch.testing.assert_close(value, alone.net.export(0).state_dict()[name], rtol=0, atol=1e-5)
+
+
+def test_settings_a_member_wise_optimiser_cannot_honour_are_refused():
+    from sherlocked.activations import ConfigError
+    from sherlocked.optimizers import population_optimizer
+
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.5, "nesterov": True}
+    with pytest.raises(ConfigError, match="nesterov"):
+        population_optimizer([{**sgd, "lr": 0.1}, {**sgd, "lr": 0.01}])
+    rms = {"_target_": "torch.optim.RMSprop", "_partial_": True}
+    with pytest.raises(ConfigError, match="RMSprop"):
+        population_optimizer([{**rms, "lr": 0.1}, {**rms, "lr": 0.01}])

@@ -93,13 +93,13 @@ def comparison(runs: pd.DataFrame, ours: pd.DataFrame) -> tuple[pd.DataFrame, st
     if not frames:
         return None
     compared = pd.concat(frames, ignore_index=True)
-    rho, p = stats.spearmanr(compared["mean_published"], compared["mean_ours"])
-    ranks = (
-        f"Rank correlation of our means with the published ones over the {len(compared)} rows: "
-        f"Spearman's rho = {rho:.2f} (p = {p:.2g})."
-        if len(compared) >= 3
-        else ""
-    )
+    ranks = ""
+    if len(compared) >= 3 and compared["mean_ours"].nunique() > 1 and compared["mean_published"].nunique() > 1:
+        rho, p = stats.spearmanr(compared["mean_published"], compared["mean_ours"])
+        ranks = (
+            f"Rank correlation of our means with the published ones over the {len(compared)} rows: "
+            f"Spearman's rho = {rho:.2f} (p = {p:.2g})."
+        )
     differs = {k: runs[k].iloc[0] for k, v in STUDY_SETUP.items() if k in runs and runs[k].iloc[0] != v}
     setup = (
         "This sweep has the published setup, so the numbers are directly comparable."
