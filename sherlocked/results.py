@@ -52,6 +52,10 @@ class Result:
     skipped: bool = field(default=False, compare=False)
     exception: BaseException | None = field(default=None, compare=False, repr=False)
 
+    def __float__(self) -> float:
+        """The job's objective for a search sweeper (Optuna asks float(return value)): final test accuracy."""
+        return float("nan") if self.final_test_acc is None else float(self.final_test_acc)
+
     @property
     def finished(self) -> bool:
         return self.status in FINISHED

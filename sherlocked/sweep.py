@@ -22,29 +22,50 @@ from sherlocked.progress import Watch, clock, console, eta_s
 from sherlocked.results import Result
 
 
-def parsed_overrides(config: DictConfig) -> list[list[str]]:
-    """Each task override of a sweep as the list of "key=value" it expands to."""
+def sweep_lines(config: DictConfig) -> list[str]:
+    """The sweep's overrides as the sweeper reads them: hydra.sweeper.params first, then the command line."""
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+
+
+def parsed_overrides(config: DictConfig) -> list[list[str] | None]:
+    """Each override of a sweep as the list of "key=value" it expands to; None for one no list holds (an
+    interval, or a tagged one: a search sweeper such as Optuna picks its values as it goes)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     choices = []
-    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+    for override in OverridesParser.create().parse_overrides(sweep_lines(config)):
         key = override.get_key_element()
-        if override.is_sweep_override():
-            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
-        else:
+        if not override.is_sweep_override():
             choices.append([f"{key}={override.get_value_element_as_str()}"])
+            continue
+        try:
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        except Exception:  # Hydra: "Can only enumerate CHOICE and RANGE sweeps"
+            choices.append(None)
     return choices
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the sweep runs: a search sweeper says (n_trials), a grid is the product of its lists."""
+    trials = OmegaConf.select(config, "hydra.sweeper.n_trials")
+    if trials is not None:
+        return int(trials)
+    choices = parsed_overrides(config)
+    return None if None in choices else math.prod(len(values) for values in choices)
 
 
 def each_swept_value(config: DictConfig):
     """One composed job config per value of each swept key (the others at their first value).
 
     That is sum(len(values)) compositions instead of prod(len(values)): every value a
-    user typed is checked before the sweep starts, at a cost that stays small.
+    user typed is checked before the sweep starts, at a cost that stays small. A key whose
+    values are not a list (an interval) is left at its default: the values picked later are
+    checked by the job that trains them.
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    choices = parsed_overrides(config)
+    choices = [values for values in parsed_overrides(config) if values is not None]
     first = [values[0] for values in choices]
     loader = GlobalHydra.instance().config_loader()
     yield loader.load_sweep_config(config, first)
@@ -100,7 +121,8 @@ def launcher_or_exit(config: DictConfig) -> None:
 class SweepProgress:
     """Counts a sweep's jobs by outcome and says where it stands."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int | None):
+        """total: the jobs the sweep will run, None where nobody can say."""
         self.total, self.start = total, time.time()
         self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
         self.training_since: float | None = None  # when the first population began training
@@ -120,7 +142,7 @@ class SweepProgress:
 
     def summary(self) -> str:
         parts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
-        return f"{self.done}/{self.total} jobs: {parts}"
+        return f"{self.done}/{'?' if self.total is None else self.total} jobs: {parts}"
 
     def line(self, populations: dict[str, dict] | None = None) -> str:
         """The sweep's line; with the populations in training (sherlocked.progress), an ETA from their steps."""
@@ -129,6 +151,8 @@ class SweepProgress:
             self.training_since = min(self.training_since or p["started"], p["started"])
         if populations:
             self.steps_per_job = sum(p["steps"] for p in populations.values()) / len(populations)
+        if self.total is None:
+            return f"sweep {self.summary()} | elapsed {clock(now - self.start)}"
         trained, remaining = self.done - self.counts["skipped"], self.total - self.done
         training_s = now - (self.training_since or self.start)
         eta = eta_s(remaining, trained, populations or {}, training_s, self.steps_per_job)
@@ -154,7 +178,7 @@ class StudyCallback(Callback):
         for job_config in configs:
             validate_or_exit(job_config)
         data_or_exit(configs)
-        self.progress = SweepProgress(math.prod(len(values) for values in parsed_overrides(config)))
+        self.progress = SweepProgress(sweep_size(config))
         self.watch = Watch(config.hydra.sweep.dir, self.progress.line)
         self.watch.start()
 

@@ -110,3 +110,14 @@ def test_the_multirun_command_line(data_root, tmp_path):
         "act3=relu",
         "act3=tanh",
     ]
+
+
+def test_a_sweep_declared_in_hydra_sweeper_params_is_checked_counted_and_summed_up(sweep, tmp_path, capsys):
+    with sweep(tmp_path / "sweep", "+hydra.sweeper.params.act3='relu,tanh'", "seed=0,1", "hydra/launcher=population"):
+        assert len(list((tmp_path / "sweep").rglob("result.json"))) == 4
+        out = capsys.readouterr().out
+        assert "sweep 1/4 jobs" in out and out.strip().endswith("4/4 jobs: 4 ok, 0 diverged, 0 failed, 0 skipped")
+    bad = [sys.executable, "-m", "sherlocked.train", "-m", "+hydra.sweeper.params.act3='relu,swish'", "seed=0,1"]
+    out = subprocess.run([*bad, "hydra.sweep.dir=sweep"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().startswith("sherlocked: act3: unknown activation 'swish'")
+    assert not (tmp_path / "sweep").exists()

@@ -13,7 +13,7 @@ multirun.yaml again; this one leaves an existing multirun.yaml it cannot write a
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class SherlockedSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.sherlocked_launcher.sherlocked_sweeper.SherlockedSweeper"
+    # A sweep kept in a config (an experiment preset) or given as +hydra.sweeper.params.KEY='a,b': a dict, not
+    # Hydra's None, so that keys can be added to it on the command line.
+    params: dict[str, str] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(
