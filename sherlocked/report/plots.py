@@ -32,7 +32,8 @@ def heatmap(runs: pd.DataFrame, path: Path) -> list[str]:
     acts = act_keys(runs)
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (acts[0], None)
     outer = acts[:-2]
-    counts = runs[runs["status"] != "failed"].groupby(acts, dropna=False)["acc"].count()
+    _, varied = group_keys(runs)
+    counts = runs[runs["status"] != "failed"].groupby([*acts, *varied], dropna=False)["acc"].count()
     same_n = counts.nunique() == 1
     order = {key: _ordered(runs, key) for key in acts}
     panels = []
@@ -74,7 +75,7 @@ def heatmap(runs: pd.DataFrame, path: Path) -> list[str]:
         ax.axis("off")
     n_text = f"n = {int(counts.iloc[0])} runs a cell" if same_n else "n runs a cell as marked"
     fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panels
     if image is not None:
         fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
     fig.savefig(path, dpi=110)
