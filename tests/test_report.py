@@ -288,3 +288,11 @@ def test_a_sweep_over_init_and_output_activation_gets_those_columns(tmp_path):
     ours = table(read_runs(tmp_path))
     assert "init" in ours.columns and "output_activation" not in ours.columns  # only what varied
     assert sorted(ours["init"]) == ["default", "xavier"]
+
+
+def test_the_console_rows_show_a_swept_number_as_typed(tmp_path, capsys):
+    lrs = {0: 0.003, 1: 0.0125}
+    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1], tweak=lambda c, i: c["model"]["optimizer"].update(lr=lrs[i]))
+    main([str(tmp_path)])
+    best = capsys.readouterr().out.split("best:")[1].split("worst:")[0]
+    assert " 0.003 " in best and " 0.0125 " in best

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"sherlocked report: cannot write into {where} ({error.strerror}); write it elsewhere with --out DIR")
     acts, varied = group_keys(runs)
     ranked = ours.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
+    for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals
+        ranked[key] = ranked[key].map(lambda v: f"{v:g}" if isinstance(v, float) else v)
     print(f"report: {args.out or args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
     print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
     print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))
