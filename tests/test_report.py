@@ -292,7 +292,11 @@ def test_a_sweep_over_init_and_output_activation_gets_those_columns(tmp_path):
 
 def test_the_console_rows_show_a_swept_number_as_typed(tmp_path, capsys):
     lrs = {0: 0.003, 1: 0.0125}
-    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1], tweak=lambda c, i: c["model"]["optimizer"].update(lr=lrs[i]))
+
+    def learning_rate(config, i):
+        config["model"]["optimizer"]["lr"] = lrs[i]
+
+    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1], tweak=learning_rate)
     main([str(tmp_path)])
     best = capsys.readouterr().out.split("best:")[1].split("worst:")[0]
     assert " 0.003 " in best and " 0.0125 " in best
