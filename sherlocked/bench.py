@@ -58,6 +58,7 @@ def configs(args, epochs: int, members: int, *extra: str) -> list:
         f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
         f"trainer.max_epochs={epochs}",
         "trainer.enable_progress_bar=false",
+        "checkpoint_every_s=null",  # (a) saves none either; the end-to-end sweep keeps the default
         *([f"+trainer.limit_train_batches={args.steps}"] if args.steps else []),
         *extra,
     ]
