@@ -174,11 +174,14 @@ class StudyCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         launcher_or_exit(config)
+        size = sweep_size(config)
+        jobs = "?" if size is None else size
+        console.print(f"sweep of {jobs} jobs into {config.hydra.sweep.dir}: checking its values")  # then training
         configs = list(each_swept_value(config))
         for job_config in configs:
             validate_or_exit(job_config)
         data_or_exit(configs)
-        self.progress = SweepProgress(sweep_size(config))
+        self.progress = SweepProgress(size)
         self.watch = Watch(config.hydra.sweep.dir, self.progress.line)
         self.watch.start()
 
