@@ -28,78 +28,75 @@ UNSUPPORTED = {
 }
 
 
-class MemberSGD(torch.optim.Optimizer):
+class MemberWise(torch.optim.Optimizer):
+    """The loop both member-wise optimisers share: each parameter with its rows' settings, on its device."""
+
+    def __init__(self, groups: list[dict], settings: dict[str, Tensor]):
+        super().__init__(groups, {})
+        self.settings = settings  # each a tensor over the members
+        self.on_device: dict[Tensor, list[Tensor]] = {}  # per parameter, made at its first step: no copy per step
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p not in self.on_device:
+                    shape = (-1,) + (1,) * (p.dim() - 1)
+                    rows = group["rows"].to(p.device)
+                    self.on_device[p] = [v.to(p.device, p.dtype)[rows].view(shape) for v in self.settings.values()]
+                self.update(p, self.state[p], *self.on_device[p])
+        return loss
+
+    def update(self, p: Tensor, state: dict, *settings: Tensor) -> None:
+        raise NotImplementedError
+
+
+class MemberSGD(MemberWise):
     """torch.optim.SGD (momentum, L2 weight decay) with each member's own lr, momentum and weight decay."""
 
     def __init__(self, groups: list[dict], lr: Tensor, momentum: Tensor, weight_decay: Tensor):
-        super().__init__(groups, {})
-        self.settings = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}  # each [members]
+        super().__init__(groups, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
-    @torch.no_grad()
-    def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                lr, momentum, decay = _per_row(self.settings, group["rows"], p)
-                grad = p.grad.add(p * decay)  # torch: d_p.add(param, alpha=weight_decay)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = grad.clone()  # torch: the first buffer is the gradient
-                else:
-                    state["momentum_buffer"].mul_(momentum).add_(grad)
-                p.sub_(lr * state["momentum_buffer"])  # torch: param.add_(buf, alpha=-lr)
-        return loss
+    def update(self, p: Tensor, state: dict, lr: Tensor, momentum: Tensor, decay: Tensor) -> None:
+        grad = p.grad.add(p * decay)  # torch: d_p.add(param, alpha=weight_decay)
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = grad.clone()  # torch: the first buffer is the gradient
+        else:
+            state["momentum_buffer"].mul_(momentum).add_(grad)
+        p.sub_(lr * state["momentum_buffer"])  # torch: param.add_(buf, alpha=-lr)
 
 
-class MemberAdam(torch.optim.Optimizer):
+class MemberAdam(MemberWise):
     """torch.optim.Adam (L2 weight decay) or AdamW (decoupled) with each member's own lr and weight decay."""
 
     def __init__(self, groups, lr: Tensor, weight_decay: Tensor, betas=(0.9, 0.999), eps=1e-8, decoupled=False):
-        super().__init__(groups, {})
-        self.settings = {"lr": lr, "weight_decay": weight_decay}
+        super().__init__(groups, {"lr": lr, "weight_decay": weight_decay})
         self.betas, self.eps, self.decoupled = tuple(betas), eps, decoupled
 
-    @torch.no_grad()
-    def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def update(self, p: Tensor, state: dict, lr: Tensor, decay: Tensor) -> None:
         beta1, beta2 = self.betas
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                lr, decay = _per_row(self.settings, group["rows"], p)
-                grad = p.grad
-                if self.decoupled:
-                    p.mul_(1 - lr * decay)  # torch AdamW: param.mul_(1 - lr * weight_decay)
-                else:
-                    grad = grad.add(p * decay)  # torch Adam: grad.add(param, alpha=weight_decay)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias_correction1 = 1 - beta1 ** state["step"]
-                bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
-                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-                p.sub_(lr / bias_correction1 * (exp_avg / denom))  # torch: param.addcdiv_(m, denom, value=-step)
-        return loss
-
-
-def _per_row(settings: dict[str, Tensor], rows: Tensor, p: Tensor) -> list[Tensor]:
-    """Each setting for the members in p's rows, shaped to broadcast over p."""
-    shape = (-1,) + (1,) * (p.dim() - 1)
-    return [value.to(p.device, p.dtype)[rows.to(p.device)].view(shape) for value in settings.values()]
+        grad = p.grad
+        if self.decoupled:
+            p.mul_(1 - lr * decay)  # torch AdamW: param.mul_(1 - lr * weight_decay)
+        else:
+            grad = grad.add(p * decay)  # torch Adam: grad.add(param, alpha=weight_decay)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+        state["step"] += 1
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction1 = 1 - beta1 ** state["step"]
+        bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        p.sub_(lr / bias_correction1 * (exp_avg / denom))  # torch: param.addcdiv_(m, denom, value=-step)
 
 
 def population_optimizer(settings: Sequence[dict]) -> Callable:

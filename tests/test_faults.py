@@ -126,7 +126,8 @@ def test_a_finished_sweep_on_read_only_storage_reruns_and_reports(tmp_path, data
 
 
 def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_never_stopped(tmp_path, data_root):
-    grid = ["hydra/launcher=population", "act3=relu,tanh", "model.batch_norm=none,last", *SMALL]
+    grid = ["hydra/launcher=population", "act3=relu,tanh", "model.batch_norm=none,last", "model.optimizer.lr=0.01,0.05"]
+    grid += SMALL  # the member-wise optimiser too (learning rates differ): its state resumes as well
     grid += ["trainer.max_epochs=3", "checkpoint_every_s=0", "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
     killed = [sys.executable, str(Path(__file__).parent / "kill_after_epoch.py"), "2", "-m", *grid]
     command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
@@ -144,7 +145,8 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
         assert (resumed["resumed_epochs"], whole["resumed_epochs"]) == (2, 0)
         assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
         assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
-        run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(("act3=", "model.batch_norm=")))
+        swept = ("act3=", "model.batch_norm=", "model.optimizer.lr=")
+        run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
         curves = [scalars(d / run, "accuracy/test") for d in (sweep, tmp_path / "whole")]
         assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events
 
