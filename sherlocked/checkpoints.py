@@ -11,12 +11,10 @@ temporary file that is then renamed, so a kill leaves the previous checkpoint or
 whole. It is deleted once every member's result.json is written.
 """
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from sherlocked.results import identity
+from sherlocked.results import discard, identity, replacing
 
 log = logging.getLogger(__name__)
 FOLDER = ".checkpoints"
@@ -50,14 +48,8 @@ def saved_epochs(path: Path) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
     except Exception as error:
         log.warning(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); training from the start")
-        remove(path)
+        discard(path)
         return 0
-
-
-def remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # the folder too, once no other population's checkpoint is in it
-        path.parent.rmdir()
 
 
 class EpochCheckpoint(Checkpoint):
@@ -75,12 +67,6 @@ class EpochCheckpoint(Checkpoint):
         if time.monotonic() - self.last < self.every_s:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        folder, name = self.path.parent, self.path.name
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".tmp", delete=False) as f:
-            temporary = Path(f.name)
-        try:
+        with replacing(self.path) as temporary:
             trainer.save_checkpoint(temporary)
-            os.replace(temporary, self.path)
-        finally:
-            temporary.unlink(missing_ok=True)
         self.last = time.monotonic()

@@ -9,9 +9,7 @@ an index tensor [K, B]: row k is member k's batch, drawn from member k's own gen
 import functools
 import gzip
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from urllib.error import URLError
 
@@ -23,6 +21,7 @@ from torchvision import datasets
 
 from sherlocked.activations import ConfigError
 from sherlocked.population import stream_seed
+from sherlocked.results import replacing
 
 TORCHVISION = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}
 SOURCES = (*TORCHVISION, "mnist_5k")
@@ -80,21 +79,18 @@ def idx_complete(path: Path) -> bool:
 
 
 def _unpack(archive: Path, target: Path) -> None:
-    """Decompress to a temporary file, check it, then rename: a reader never sees half a file."""
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as out:
+    """Decompress beside the target, check it, then rename (results.replacing): a reader never sees half a file."""
+    with replacing(target) as temporary:
         try:
-            with gzip.open(archive) as source:
+            with gzip.open(archive) as source, open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out)
-            out.close()
-            if not idx_complete(Path(out.name)):
+            if not idx_complete(temporary):
                 raise ValueError("it is not a whole idx file")
         except (OSError, EOFError, ValueError) as error:
-            os.unlink(out.name)
             raise DataError(
                 f"{archive} is damaged ({type(error).__name__}: {error}); put a good copy there "
                 "(or delete it, and a download may fetch it again)"
             ) from None
-    os.replace(out.name, target)
 
 
 def _read_torchvision(name: str, root: Path, download: bool, fallback_dirs) -> tuple:

@@ -8,7 +8,6 @@ events in its own directory. Hydra's entry point is sherlocked/train.py; this mo
 it calls (train_job), and what the population launcher and the benchmark call.
 """
 
-import contextlib
 import logging
 import sys
 import time
@@ -28,7 +27,16 @@ from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
 from sherlocked.module import PopulationModule
 from sherlocked.optimizers import population_optimizer
 from sherlocked.population import MemberSpec, batch_norm_layers
-from sherlocked.results import RESULT, Result, failure, finished_result, git_commit, read_result, versions
+from sherlocked.results import (
+    RESULT,
+    Result,
+    discard,
+    failure,
+    finished_result,
+    git_commit,
+    read_result,
+    versions,
+)
 
 log = logging.getLogger(__name__)
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
@@ -175,11 +183,9 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
             results = collect(jobs, module, loggers, wall_time, resumed)
     finally:
         if report:
-            report.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # the folder too, once no other population reports there
-                report.parent.rmdir()
+            discard(report)
     if checkpoint:
-        checkpoints.remove(checkpoint)
+        discard(checkpoint)
     return results
 
 

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import tempfile
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -95,21 +96,34 @@ def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
     )
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old file or the whole new one.
-
-    The temporary name is this writer's own, so two processes writing the same file never share one.
-    """
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; renamed over `path` when the block ends without error, removed
+    otherwise. Readers see the old file or the whole new one, and the temporary name is this writer's own,
+    so two processes writing the same file never share one."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        try:
-            json.dump(data, f, indent=2, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+        temporary = Path(f.name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Remove a file, and its folder once nothing else is in it (a population's checkpoint, its progress)."""
+    Path(path).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        Path(path).parent.rmdir()
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically (see replacing), synced to disk before it is renamed into place."""
+    with replacing(path) as temporary, open(temporary, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_result(job_dir: Path) -> Result | None:
