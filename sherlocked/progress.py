@@ -53,6 +53,7 @@ class Reporter(L.Callback):
         self.path, self.every_s = Path(path), every_s
         self.started = self.last = time.time()
         self.reported: dict = {}
+        self.where = f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}"
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.write(trainer, module)  # in the table from its first step
@@ -79,7 +80,7 @@ class Reporter(L.Callback):
             "steps": trainer.num_training_batches * trainer.max_epochs,
             "acc": [min(last), max(last)] if last else None,
             "diverged": diverged,
-            "where": f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}",
+            "where": self.where,
             "started": self.started,
             "updated": time.time(),
         }
@@ -172,23 +173,23 @@ def describe(p: dict) -> tuple[str, ...]:
     )
 
 
-def eta_s(
-    jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float, steps_per_job: float = math.nan
-) -> float:
+def steps_per_job(populations: dict[str, dict]) -> float:
+    """The training steps one job takes, as the populations in training say (nan with none)."""
+    return sum(p["steps"] for p in populations.values()) / len(populations) if populations else math.nan
+
+
+def eta_s(jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float, per_job: float) -> float:
     """Seconds left, from the training steps done so far (member-steps: a step of 16 members is 16).
 
-    steps_per_job: what the populations in training say a job takes; given, for the moments between populations.
+    per_job: the steps a job takes (steps_per_job; kept by the caller for the moments between populations).
     """
-    running = list(populations.values())
-    if running:
-        steps_per_job = sum(p["steps"] for p in running) / len(running)
-    if math.isnan(steps_per_job):
+    if math.isnan(per_job):
         return math.nan
-    in_flight = sum(p["step"] * p["members"] for p in running)
-    done = jobs_trained * steps_per_job + in_flight
+    in_flight = sum(p["step"] * p["members"] for p in populations.values())
+    done = jobs_trained * per_job + in_flight
     if done <= 0 or elapsed_s <= 0:
         return math.nan
-    left = jobs_left * steps_per_job - in_flight
+    left = jobs_left * per_job - in_flight
     return max(left, 0) * elapsed_s / done
 
 

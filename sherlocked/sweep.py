@@ -18,7 +18,7 @@ from sherlocked.backends import EXTRAS, MissingExtra, require
 from sherlocked.dashboard import write_experiment
 from sherlocked.data import DataError, data_key, load
 from sherlocked.engine import validate
-from sherlocked.progress import Watch, clock, console, eta_s
+from sherlocked.progress import Watch, clock, console, eta_s, steps_per_job
 from sherlocked.results import Result
 
 
@@ -46,16 +46,15 @@ def parsed_overrides(config: DictConfig) -> list[list[str] | None]:
     return choices
 
 
-def sweep_size(config: DictConfig) -> int | None:
+def sweep_size(config: DictConfig, choices: list[list[str] | None]) -> int | None:
     """How many jobs the sweep runs: a search sweeper says (n_trials), a grid is the product of its lists."""
     trials = OmegaConf.select(config, "hydra.sweeper.n_trials")
     if trials is not None:
         return int(trials)
-    choices = parsed_overrides(config)
     return None if None in choices else math.prod(len(values) for values in choices)
 
 
-def each_swept_value(config: DictConfig):
+def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     """One composed job config per value of each swept key (the others at their first value).
 
     That is sum(len(values)) compositions instead of prod(len(values)): every value a
@@ -65,7 +64,7 @@ def each_swept_value(config: DictConfig):
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    choices = [values for values in parsed_overrides(config) if values is not None]
+    choices = [values for values in choices if values is not None]  # parsed_overrides(config)
     first = [values[0] for values in choices]
     loader = GlobalHydra.instance().config_loader()
     yield loader.load_sweep_config(config, first)
@@ -150,7 +149,7 @@ class SweepProgress:
         for p in (populations or {}).values():
             self.training_since = min(self.training_since or p["started"], p["started"])
         if populations:
-            self.steps_per_job = sum(p["steps"] for p in populations.values()) / len(populations)
+            self.steps_per_job = steps_per_job(populations)
         if self.total is None:
             return f"sweep {self.summary()} | elapsed {clock(now - self.start)}"
         trained, remaining = self.done - self.counts["skipped"], self.total - self.done
@@ -174,10 +173,11 @@ class StudyCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         launcher_or_exit(config)
-        size = sweep_size(config)
+        choices = parsed_overrides(config)
+        size = sweep_size(config, choices)
         jobs = "?" if size is None else size
         console.print(f"sweep of {jobs} jobs into {config.hydra.sweep.dir}: checking its values")  # then training
-        configs = list(each_swept_value(config))
+        configs = list(each_swept_value(config, choices))
         for job_config in configs:
             validate_or_exit(job_config)
         data_or_exit(configs)

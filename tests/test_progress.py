@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from sherlocked import progress
-from sherlocked.progress import FOLDER, Watch, eta_s, read_populations
+from sherlocked.progress import FOLDER, Watch, eta_s, read_populations, steps_per_job
 from tests.conftest import SMALL
 
 
@@ -23,11 +23,12 @@ def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once
     """4 populations of 16 jobs, 100 steps each, one at a time at 1 step/s: 400 s in all."""
     for done_s in (10, 50, 100, 250, 330):  # seconds into the sweep
         finished, step = divmod(done_s, 100)
-        eta = eta_s(64 - 16 * finished, 16 * finished, {"p": population(step)}, done_s)
+        running = {"p": population(step)}
+        eta = eta_s(64 - 16 * finished, 16 * finished, running, done_s, steps_per_job(running))
         assert eta == pytest.approx(400 - done_s, rel=0.2)
-    assert eta_s(64, 0, {}, 5.0) != eta_s(64, 0, {}, 5.0)  # nothing in training yet: unknown (nan)
+    assert eta_s(64, 0, {}, 5.0, steps_per_job({})) != eta_s(64, 0, {}, 5.0, steps_per_job({}))  # unknown (nan)
     # between two populations, with what the last one said a job takes
-    assert eta_s(48, 16, {}, 100.0, steps_per_job=100) == pytest.approx(300)
+    assert eta_s(48, 16, {}, 100.0, per_job=100) == pytest.approx(300)
 
 
 def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):

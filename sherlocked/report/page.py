@@ -88,7 +88,7 @@ def index_markdown(
     )
     out += ["## Every combination\n", note, markdown(ours.drop(columns=[c for c in ours if c.startswith("seed")]))]
     if compared is not None:
-        frame, setup = compared
+        _, setup = compared
         out += ["## Against the published study\n", f"{setup} Every row: [comparison.md](comparison.md).\n"]
     out.append("Files: " + ", ".join(f"[{p.name}]({p.name})" for p in files.values()) + "\n")
     return "\n".join(out)
