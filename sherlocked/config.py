@@ -75,6 +75,7 @@ KEYS = (
     Key("dataset.root", identity=False, dir_name=False),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
     Key("checkpoint_every_s", identity=False, dir_name=False),
+    Key("compile", identity=False, dir_name=False),  # the same numbers, compiled or eager (sherlocked/compiled.py)
 )
 _BY_PATH = {key.path: key for key in KEYS}
 

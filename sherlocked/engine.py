@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import checkpoints, dashboard, phases, progress
+from sherlocked import checkpoints, compiled, dashboard, phases, progress
 from sherlocked.activations import MIX, ConfigError, parse
 from sherlocked.config import activations, hparams
 from sherlocked.data import SOURCES, TRAIN_SIZES, DataError, StudyDataModule
@@ -90,6 +90,7 @@ def validate(cfg: Mapping) -> MemberSpec:
     for key, (value, kind, meaning) in numbers.items():
         if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key}={value!r} must be {meaning}")
+    compiled.mode_of(cfg.get("compile"))
     size = TRAIN_SIZES.get(name)
     if size is not None and data["batch_size"] > size:
         raise ConfigError(f"dataset.batch_size={data['batch_size']} is more than {name}'s {size} training images")
@@ -201,7 +202,7 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     diagnostics = first.get("diagnostics")
     diagnostics = diagnostics if diagnostics and diagnostics["enabled"] else None
     optimizer = population_optimizer([job.config["model"]["optimizer"] for job in jobs])
-    module = PopulationModule(specs, optimizer, loggers, diagnostics)
+    module = PopulationModule(specs, optimizer, loggers, diagnostics, compiled.mode_of(first.get("compile")))
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings = {"enable_progress_bar": False} if quiet else {}

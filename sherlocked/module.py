@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
-from sherlocked import phases
+from sherlocked import compiled, phases
 from sherlocked.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.population import MemberSpec, Population
 
@@ -23,6 +23,11 @@ from sherlocked.population import MemberSpec, Population
 def sample_losses(logits: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy per member and sample: logits [K, B, C], targets [K, B] -> [K, B]."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+
+
+def member_losses(net: Population, x: Tensor, targets: Tensor) -> Tensor:
+    """Each member's mean training loss over its batch: x [K, B, in], targets [K, B] -> [K]."""
+    return sample_losses(net(x), targets).mean(1)
 
 
 class MemberMean(Metric):
@@ -48,10 +53,13 @@ class PopulationModule(L.LightningModule):
         optimizer: Callable,
         member_loggers: Sequence[Logger] = (),
         diagnostics: Mapping | None = None,
+        compile_mode: str | None = None,
     ):
-        """diagnostics: None, or interval (steps), probe_size (test images), histograms (bool)."""
+        """diagnostics: None, or interval (steps), probe_size (test images), histograms (bool);
+        compile_mode: torch.compile's mode for the training loss (sherlocked.compiled), None for eager."""
         super().__init__()
         self.net = Population(members)
+        self.member_losses = compiled.Step(member_losses, compile_mode)
         self.optimizer = optimizer
         self.member_loggers = list(member_loggers)
         self.diagnostics = diagnostics
@@ -73,7 +81,7 @@ class PopulationModule(L.LightningModule):
         return self.optimizer(self.net.param_groups())
 
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
-        losses = sample_losses(self.net(self.data.train_x[index]), self.data.train_y[index]).mean(1)
+        losses = self.member_losses(self.net, self.data.train_x[index], self.data.train_y[index])
         self.alive &= torch.isfinite(losses)
         kept = torch.where(self.alive, losses, 0.0)  # a diverged member stops steering anything
         self.train_loss_sum += kept.detach()
@@ -99,9 +107,13 @@ class PopulationModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.batch_idx = batch_idx
         self.step_start = time.process_time()
+        if self.member_losses.first_step_s is None:
+            self.first_step_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         phases.cpu["steps"] += time.process_time() - self.step_start  # forward, backward, optimizer step
+        if self.member_losses.first_step_s is None:  # where torch.compile compiles, if asked to
+            self.member_losses.first_step_took(time.perf_counter() - self.first_step_start)
         if self.diagnostics and self.global_step % self.diagnostics["interval"] == 0:
             self._diagnose(epoch_end=False)
 
@@ -155,9 +167,10 @@ class PopulationModule(L.LightningModule):
         self._write_logs()  # once an epoch: the steps between never wait for the host
 
     def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
-        """Queue per-member values [K] for each member's TensorBoard; they stay on the device until written."""
+        """Queue per-member values [K] for each member's TensorBoard; they stay on the device until written
+        (copies: a CUDA graph reuses its outputs' memory at its next replay)."""
         if self.member_loggers:
-            self.queued.append((step, {name: value.detach().float() for name, value in metrics.items()}))
+            self.queued.append((step, {name: value.detach().float().clone() for name, value in metrics.items()}))
 
     def _write_logs(self) -> None:
         """Write the queued values: one transfer from the device for all of them, so no step waits on the host."""

@@ -13,10 +13,10 @@ from sherlocked.population import MemberSpec
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
 
-def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None):
+def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None, compile_mode=None):
     data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
     optimizer = optimizer or (lambda params: SGD(params, lr=0.05, momentum=0.5))
-    module = PopulationModule(members, optimizer, loggers, diagnostics)
+    module = PopulationModule(members, optimizer, loggers, diagnostics, compile_mode)
     if poison is not None:
         with torch.no_grad():
             module.net.layers[0].weight[poison] = float("nan")

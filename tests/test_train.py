@@ -64,6 +64,7 @@ def test_the_cifar_experiments_set_the_studys_cifar_setup(make_cfg):
         ("model.batch_norm=all dataset.batch_size=1", "leaves a batch of one image, which batch norm"),
         ("model.batch_norm=last dataset=mnist_5k dataset.batch_size=3", "leaves a batch"),  # 4000 = 3 * 1333 + 1
         ("model.widths=[784,abc,10]", r"model.widths=\[784, 'abc', 10\] must be whole numbers"),
+        ("compile=fast", "compile='fast' must be false, true or one of torch.compile's modes: default, reduce-over"),
     ],
 )
 def test_each_bad_input_is_one_line_naming_the_value(make_cfg, override, message):
