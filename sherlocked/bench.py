@@ -8,7 +8,9 @@ then what a user waits for: real multiruns of the command line.
 (b) sequential solo runs through sherlocked (what the basic launcher does per job);
 (c) populations of up to --group members (what hydra/launcher=population does).
 (a) measures nothing but accuracy, so (b) and (c) run with diagnostics off; (c) runs once more
-with the study's diagnostics on, to measure what they cost.
+with the study's diagnostics on, to measure what they cost, and once per --compile mode
+(compile=<mode>, sherlocked.compiled), whose first steps, where torch.compile compiles, are timed
+apart: the time a run waits, and the speed after.
 Each does the same work per member-epoch (train steps + a test pass), so times per member-epoch
 compare directly; the paths take turns, one population's worth of jobs at a time, so a machine
 whose speed drifts during the run slows them alike. Also the achieved GFLOP/s of (c) against a
@@ -33,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-from sherlocked import sweepbench
+from sherlocked import compiled, sweepbench
 from sherlocked.activations import build
 from sherlocked.config import CONFIG_DIR
 from sherlocked.data import load
@@ -104,7 +106,7 @@ def plain_loop(cfgs, data, device: str) -> float:
 
 
 def framework(cfgs, group: int, device: str) -> float:
-    """(b) with group=1, (c) with group>1: sherlocked.engine.run, as the launchers call it."""
+    """(b) with group=1, (c) with group>1: sherlocked.engine.run, as the launchers call it (seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         sync(device)
         start = time.perf_counter()
@@ -202,11 +204,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--group", type=int, default=0, help="population size for (c) (0 = the launcher's default)")
     parser.add_argument("--baseline-members", type=int, default=0, help="jobs for (a) and (b) (0 = all)")
     parser.add_argument("--baseline-epochs", type=int, default=0, help="epochs for (a) and (b) (0 = --epochs)")
+    parser.add_argument(
+        "--compile",
+        type=lambda text: [mode for mode in text.split(",") if mode],
+        default=None,
+        help="torch.compile modes to run (c) with besides eager, comma-separated ('' for none; default: "
+        "default on a CPU, default,reduce-overhead on a GPU)",
+    )
+    parser.add_argument("--compile-epochs", type=int, default=0, help="epochs of the compiled runs (0 = --epochs)")
     parser.add_argument("--sweep-jobs", type=int, default=576, help="one-step jobs of the larger overhead sweep")
     parser.add_argument("--sweep-small", type=int, default=64, help="one-step jobs of the smaller overhead sweep")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
+    if args.compile is None:
+        args.compile = ["default", "reduce-overhead"] if args.device == "cuda" else ["default"]
+    for mode in args.compile:
+        compiled.mode_of(mode)  # a mode torch.compile does not know stops here, not after the other paths
+    compile_epochs = args.compile_epochs or args.epochs
 
     cfgs = configs(args, args.epochs, args.members, "diagnostics=off")
     baseline_epochs = args.baseline_epochs or args.epochs
@@ -218,16 +233,21 @@ def main(argv=None) -> dict:
 
     # The same populations with the diagnostics the study's experiments turn on: what measuring costs.
     measured = configs(args, args.epochs, args.members, "diagnostics=on")
-    doing(f"warm-up, then {-(-len(cfgs) // group)} rounds of (a), (b), (c) and (c) with diagnostics")
+    compiling = {
+        mode: configs(args, compile_epochs, args.members, "diagnostics=off", f"compile={mode}") for mode in args.compile
+    }
+    also = "".join(f", (c) compile={mode}" for mode in args.compile)
+    doing(f"warm-up, then {-(-len(cfgs) // group)} rounds of (a), (b), (c), (c) with diagnostics{also}")
     framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = dict.fromkeys(("plain", "solo", "population", "population_diagnostics"), 0.0)
+    first_steps = dict.fromkeys(args.compile, 0.0)  # of each compiled path: compiling
     # Round by round, each path on its share of the jobs: a machine whose speed drifts slows every path alike.
     rounds = -(-len(cfgs) // group)
     utilisation, samples = GpuUtilisation(enabled=args.device == "cuda"), []
     for r in range(rounds):
-        doing(f"round {r + 1}/{rounds}: (a) plain loop, (b) solo runs, (c) population of {group}, (c) diagnosed")
+        doing(f"round {r + 1}/{rounds}: (a) plain loop, (b) solo runs, (c) population of {group}, (c) diagnosed{also}")
         share = baseline[len(baseline) * r // rounds : len(baseline) * (r + 1) // rounds]
         if share:
             seconds["plain"] += plain_loop(share, data, args.device)
@@ -236,10 +256,15 @@ def main(argv=None) -> dict:
             seconds["population"] += framework(cfgs[r * group : (r + 1) * group], group, args.device)
         samples += utilisation.samples
         seconds["population_diagnostics"] += framework(measured[r * group : (r + 1) * group], group, args.device)
-    times = {
-        path: s / (len(baseline) * baseline_epochs if path in ("plain", "solo") else len(cfgs) * args.epochs)
-        for path, s in seconds.items()
-    }
+        for mode, jobs in compiling.items():
+            before = compiled.spent["first_step_s"]
+            seconds[f"compile={mode}"] = seconds.get(f"compile={mode}", 0.0) + framework(
+                jobs[r * group : (r + 1) * group], group, args.device
+            )
+            first_steps[mode] += compiled.spent["first_step_s"] - before
+    member_epochs = {"plain": len(baseline) * baseline_epochs, "solo": len(baseline) * baseline_epochs}
+    member_epochs.update({f"compile={mode}": len(cfgs) * compile_epochs for mode in args.compile})
+    times = {path: s / member_epochs.get(path, len(cfgs) * args.epochs) for path, s in seconds.items()}
     widths = list(cfgs[0].model.widths)
     flops = flops_per_member_epoch(widths, d.batch_size, steps, len(data[3])) * len(cfgs) * args.epochs
     figures = {
@@ -263,8 +288,22 @@ def main(argv=None) -> dict:
         "population_gflops": flops / seconds["population"] / 1e9,
         "matmul_peak_gflops": matmul_peak(args.device),
         "step_matmul_gflops": step_matmul_gflops(widths, d.batch_size, min(group, len(cfgs)), args.device),
+        # per compile mode: its first steps (torch.compile compiling), and the time per member-epoch after them
+        "compile": {
+            mode: {
+                "epochs": compile_epochs,
+                "first_steps_s": first_steps[mode],
+                "seconds_per_member_epoch_after_first_step": (seconds[f"compile={mode}"] - first_steps[mode])
+                / member_epochs[f"compile={mode}"],
+            }
+            for mode in args.compile
+        },
         "torch": torch.__version__,
     }
+    # What (c) takes in steady state, eager against each mode (eager's first step compiles nothing).
+    steady = {"eager": times["population"]}
+    steady.update({mode: c["seconds_per_member_epoch_after_first_step"] for mode, c in figures["compile"].items()})
+    figures["fastest_step"] = min(steady, key=steady.get)
     figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
     figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
     doing(f"one-step sweeps of {args.sweep_small} and {args.sweep_jobs} jobs (python -m sherlocked.train -m ...)")
@@ -289,6 +328,7 @@ def show(f: dict, path: Path) -> None:
         (f"(c) populations of {f['group']}", f["members"], t["population"]),
         ("(c) with diagnostics on", f["members"], t["population_diagnostics"]),
     ]
+    rows += [(f"(c) compile={mode}", f["members"], t[f"compile={mode}"]) for mode in f["compile"]]
     for name, jobs, seconds in rows:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
     console.print(table)
@@ -302,6 +342,15 @@ def show(f: dict, path: Path) -> None:
         f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
         f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time",
     ]
+    for mode, c in f["compile"].items():
+        after = c["seconds_per_member_epoch_after_first_step"]
+        lines.append(
+            f"compile={mode}, {c['epochs']}-epoch runs: compiling (the populations' first steps) took "
+            f"{c['first_steps_s']:.1f} s; after it {1e3 * after:.1f} ms per member-epoch, "
+            f"{t['population'] / after:.2f}x eager's speed"
+        )
+    if f["compile"]:
+        lines.append(f"fastest step: {f['fastest_step']} (compile=false is eager)")
     if f["gpu_memory_peak_gib"] is not None:
         busy = f["gpu_utilisation_percent"]
         busy = "unknown (no nvidia-smi)" if busy is None else f"{busy:.0f}%"

@@ -27,12 +27,16 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     figures = bench.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
     times = figures["seconds_per_member_epoch"]
-    assert set(times) == {"plain", "solo", "population", "population_diagnostics"}
+    assert set(times) == {"plain", "solo", "population", "population_diagnostics", "compile=default"}
     assert all(t > 0 for t in times.values())
     assert figures["speedup_population_vs_plain"] == times["plain"] / times["population"]
     sizes = ("members", "baseline_members", "group", "steps_per_epoch")
     assert [figures[size] for size in sizes] == [3, 1, 2, 2]
     assert figures["population_gflops"] > 0 and figures["step_matmul_gflops"] > 0
+    # compile=default (a CPU's default), both populations compiled; the fastest step named
+    compile_default = figures["compile"]["default"]
+    assert compile_default["first_steps_s"] > 0 and compile_default["seconds_per_member_epoch_after_first_step"] > 0
+    assert figures["fastest_step"] in ("eager", "default")
     overhead = figures["sweep_overhead"]
     assert [(run["jobs"], run["results"]) for run in overhead["runs"]] == [(2, 2), (4, 4)]
     assert all(run["cpu_s"] > 0 and run["phases_cpu_s"]["steps"] > 0 for run in overhead["runs"])
@@ -41,6 +45,7 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     assert (figures["end_to_end"]["jobs"], figures["end_to_end"]["results"]) == (3, 3)
     out = capsys.readouterr().out
     assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
+    assert "(c) compile=default" in out and "compile=default, 1-epoch runs: compiling" in out
     said = [line for line in out.splitlines() if line.startswith("bench: ")]  # what it runs, as it runs it
     assert said[1].startswith("bench: round 1/2") and said[3].startswith("bench: one-step sweeps of 2 and 4")
 
