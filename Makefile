@@ -51,7 +51,7 @@ bench: install ## speed on this machine: plain loop vs solo runs vs populations 
 	$(PYTHON) -m sherlocked.bench $(ARGS)
 
 bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epochs, on Fashion-MNIST's 60,000 images
-	$(PYTHON) -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 4 --baseline-epochs 1 $(ARGS)
+	$(PYTHON) -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 4 --baseline-epochs 1 --compile default,reduce-overhead --compile-epochs 2 $(ARGS)
 
 tensorboard: install ## TensorBoard over every run and sweep under outputs/
 	$(PYTHON) -m tensorboard.main --logdir outputs

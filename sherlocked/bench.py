@@ -105,6 +105,10 @@ def plain_loop(cfgs, data, device: str) -> float:
     return time.perf_counter() - start
 
 
+class PathFailed(RuntimeError):
+    """A path's training failed: its time would measure nothing."""
+
+
 def framework(cfgs, group: int, device: str) -> float:
     """(b) with group=1, (c) with group>1: sherlocked.engine.run, as the launchers call it (seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +116,9 @@ def framework(cfgs, group: int, device: str) -> float:
         start = time.perf_counter()
         for i in range(0, len(cfgs), group):
             chunk = cfgs[i : i + group]
-            run(chunk, [Path(tmp) / str(i + k) for k in range(len(chunk))], quiet=True)
+            results = run(chunk, [Path(tmp) / str(i + k) for k in range(len(chunk))], quiet=True)
+            if failed := [r for r in results if r.status == "failed"]:
+                raise PathFailed(failed[0].error)
         sync(device)
         return time.perf_counter() - start
 
@@ -243,6 +249,7 @@ def main(argv=None) -> dict:
         torch.cuda.reset_peak_memory_stats()
     seconds = dict.fromkeys(("plain", "solo", "population", "population_diagnostics"), 0.0)
     first_steps = dict.fromkeys(args.compile, 0.0)  # of each compiled path: compiling
+    fell_back, failed = dict.fromkeys(args.compile, 0), {}  # populations trained eager; modes that failed
     # Round by round, each path on its share of the jobs: a machine whose speed drifts slows every path alike.
     rounds = -(-len(cfgs) // group)
     utilisation, samples = GpuUtilisation(enabled=args.device == "cuda"), []
@@ -257,11 +264,17 @@ def main(argv=None) -> dict:
         samples += utilisation.samples
         seconds["population_diagnostics"] += framework(measured[r * group : (r + 1) * group], group, args.device)
         for mode, jobs in compiling.items():
-            before = compiled.spent["first_step_s"]
-            seconds[f"compile={mode}"] = seconds.get(f"compile={mode}", 0.0) + framework(
-                jobs[r * group : (r + 1) * group], group, args.device
-            )
-            first_steps[mode] += compiled.spent["first_step_s"] - before
+            if mode in failed:  # a mode that cannot train here is reported, and the others go on
+                continue
+            before = compiled.spent.copy()
+            try:
+                took = framework(jobs[r * group : (r + 1) * group], group, args.device)
+            except PathFailed as error:
+                failed[mode] = str(error).strip().splitlines()[-1]
+                continue
+            seconds[f"compile={mode}"] = seconds.get(f"compile={mode}", 0.0) + took
+            first_steps[mode] += compiled.spent["first_step_s"] - before["first_step_s"]
+            fell_back[mode] += compiled.spent["fallbacks"] - before["fallbacks"]
     member_epochs = {"plain": len(baseline) * baseline_epochs, "solo": len(baseline) * baseline_epochs}
     member_epochs.update({f"compile={mode}": len(cfgs) * compile_epochs for mode in args.compile})
     times = {path: s / member_epochs.get(path, len(cfgs) * args.epochs) for path, s in seconds.items()}
@@ -292,9 +305,12 @@ def main(argv=None) -> dict:
         "compile": {
             mode: {
                 "epochs": compile_epochs,
+                "failed": failed.get(mode),
+                "populations_trained_eager": fell_back[mode],  # torch.compile could not compile them
                 "first_steps_s": first_steps[mode],
-                "seconds_per_member_epoch_after_first_step": (seconds[f"compile={mode}"] - first_steps[mode])
-                / member_epochs[f"compile={mode}"],
+                "seconds_per_member_epoch_after_first_step": None
+                if mode in failed
+                else (seconds[f"compile={mode}"] - first_steps[mode]) / member_epochs[f"compile={mode}"],
             }
             for mode in args.compile
         },
@@ -302,7 +318,13 @@ def main(argv=None) -> dict:
     }
     # What (c) takes in steady state, eager against each mode (eager's first step compiles nothing).
     steady = {"eager": times["population"]}
-    steady.update({mode: c["seconds_per_member_epoch_after_first_step"] for mode, c in figures["compile"].items()})
+    steady.update(
+        {
+            mode: c["seconds_per_member_epoch_after_first_step"]
+            for mode, c in figures["compile"].items()
+            if not c["failed"]
+        }
+    )
     figures["fastest_step"] = min(steady, key=steady.get)
     figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
     figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
@@ -328,7 +350,7 @@ def show(f: dict, path: Path) -> None:
         (f"(c) populations of {f['group']}", f["members"], t["population"]),
         ("(c) with diagnostics on", f["members"], t["population_diagnostics"]),
     ]
-    rows += [(f"(c) compile={mode}", f["members"], t[f"compile={mode}"]) for mode in f["compile"]]
+    rows += [(f"(c) compile={mode}", f["members"], t[f"compile={mode}"]) for mode in f["compile"] if mode in t]
     for name, jobs, seconds in rows:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
     console.print(table)
@@ -343,11 +365,17 @@ def show(f: dict, path: Path) -> None:
         f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time",
     ]
     for mode, c in f["compile"].items():
+        if c["failed"]:
+            lines.append(f"compile={mode} failed: {c['failed']}")
+            continue
         after = c["seconds_per_member_epoch_after_first_step"]
+        eager = (
+            f", {c['populations_trained_eager']} populations trained eager" if c["populations_trained_eager"] else ""
+        )
         lines.append(
             f"compile={mode}, {c['epochs']}-epoch runs: compiling (the populations' first steps) took "
             f"{c['first_steps_s']:.1f} s; after it {1e3 * after:.1f} ms per member-epoch, "
-            f"{t['population'] / after:.2f}x eager's speed"
+            f"{t['population'] / after:.2f}x eager's speed{eager}"
         )
     if f["compile"]:
         lines.append(f"fastest step: {f['fastest_step']} (compile=false is eager)")

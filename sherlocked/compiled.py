@@ -22,8 +22,9 @@ from sherlocked.activations import ConfigError
 log = logging.getLogger(__name__)
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPHS = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs (on a GPU)
-# Wall seconds of compiled populations' first training steps, where torch.compile compiles the forward
-# and then the backward, in this process: what the benchmark reports as compile time.
+# In this process: first_step_s, the wall seconds of compiled populations' first training steps, where
+# torch.compile compiles the forward and then the backward; fallbacks, the populations that trained eager
+# because it could not. What the benchmark reports.
 spent: Counter = Counter()
 
 
@@ -76,6 +77,7 @@ class Step:
 
     def _fall_back(self, error: Exception) -> None:
         self.compiled = None
+        spent["fallbacks"] += 1
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         self.fallback = f"{type(error).__name__}: {reason}"
         log.warning(f"compile={self.mode}: torch.compile failed ({self.fallback}); training eager, the same numbers")

@@ -4,6 +4,8 @@ import json
 import os
 import time
 
+import torch
+
 from sherlocked import bench, sweepbench
 
 
@@ -20,10 +22,28 @@ def test_the_timed_step_matmuls_are_the_ones_counted():
     assert bench.matmul_flops(pairs) == 2 * bench.flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
 
 
-def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys):
+def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys, monkeypatch):
     # 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second round only).
     argv = ["--device", "cpu", "--members", "3", "--group", "2", "--baseline-members", "1", "--steps", "2"]
     argv += ["--sweep-small", "2", "--sweep-jobs", "4"]  # real multiruns of 2 and 4 one-step jobs
+    # compile=default compiles for real; a mode whose compiled step fails at its second step is reported
+    real_compile = torch.compile
+
+    def failing_in_its_second_step(fn, mode=None, **kwargs):
+        if mode != "max-autotune-no-cudagraphs":
+            return real_compile(fn, mode=mode, **kwargs)
+        calls = []
+
+        def step(*args):
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("the compiled step failed")
+            return fn(*args)
+
+        return step
+
+    monkeypatch.setattr(torch, "compile", failing_in_its_second_step)
+    argv += ["--compile", "default,max-autotune-no-cudagraphs"]
     figures = bench.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
     times = figures["seconds_per_member_epoch"]
@@ -37,6 +57,9 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     compile_default = figures["compile"]["default"]
     assert compile_default["first_steps_s"] > 0 and compile_default["seconds_per_member_epoch_after_first_step"] > 0
     assert figures["fastest_step"] in ("eager", "default")
+    failing = figures["compile"]["max-autotune-no-cudagraphs"]
+    assert failing["failed"] == "RuntimeError: the compiled step failed"
+    assert failing["seconds_per_member_epoch_after_first_step"] is None
     overhead = figures["sweep_overhead"]
     assert [(run["jobs"], run["results"]) for run in overhead["runs"]] == [(2, 2), (4, 4)]
     assert all(run["cpu_s"] > 0 and run["phases_cpu_s"]["steps"] > 0 for run in overhead["runs"])
@@ -46,6 +69,8 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     out = capsys.readouterr().out
     assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
     assert "(c) compile=default" in out and "compile=default, 1-epoch runs: compiling" in out
+    said_once = " ".join(out.split())  # rich wraps long lines at the terminal's width
+    assert "compile=max-autotune-no-cudagraphs failed: RuntimeError: the compiled step failed" in said_once
     said = [line for line in out.splitlines() if line.startswith("bench: ")]  # what it runs, as it runs it
     assert said[1].startswith("bench: round 1/2") and said[3].startswith("bench: one-step sweeps of 2 and 4")
 
