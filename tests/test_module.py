@@ -13,7 +13,7 @@ from sherlocked.population import MemberSpec
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
 
-def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None, compile_mode=None):
+def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None, compile_mode=None, callbacks=()):
     data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
     optimizer = optimizer or (lambda params: SGD(params, lr=0.05, momentum=0.5))
     module = PopulationModule(members, optimizer, loggers, diagnostics, compile_mode)
@@ -27,6 +27,7 @@ def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        callbacks=list(callbacks),
     )
     trainer.fit(module, datamodule=data)
     return module
