@@ -244,7 +244,7 @@ def main(argv=None) -> dict:
     }
     also = "".join(f", (c) compile={mode}" for mode in args.compile)
     doing(f"warm-up, then {-(-len(cfgs) // group)} rounds of (a), (b), (c), (c) with diagnostics{also}")
-    framework(cfgs[:1], 1, args.device)  # warm-up: imports, data cache, kernels
+    framework(baseline[:1], 1, args.device)  # warm-up: imports, data cache, kernels (the baselines' epochs)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = dict.fromkeys(("plain", "solo", "population", "population_diagnostics"), 0.0)
