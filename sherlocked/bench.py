@@ -350,7 +350,11 @@ def show(f: dict, path: Path) -> None:
         (f"(c) populations of {f['group']}", f["members"], t["population"]),
         ("(c) with diagnostics on", f["members"], t["population_diagnostics"]),
     ]
-    rows += [(f"(c) compile={mode}", f["members"], t[f"compile={mode}"]) for mode in f["compile"] if mode in t]
+    rows += [
+        (f"(c) compile={mode}", f["members"], t[f"compile={mode}"])
+        for mode, c in f["compile"].items()
+        if not c["failed"]
+    ]
     for name, jobs, seconds in rows:
         table.add_row(name, str(jobs), f"{1e3 * seconds:.1f}", f"{t['plain'] / seconds:.2f}x")
     console.print(table)

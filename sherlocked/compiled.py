@@ -5,10 +5,10 @@
 torch.compile fuses what a step does besides its matmuls (activations, batch norm, the loss, and
 their gradients) into few kernels; mode `reduce-overhead` also replays the step's kernels as CUDA
 graphs, so a step of hundreds of members waits on neither Python nor kernel launches. It compiles
-once per population, the first step (about 30 s for the study's model on a 2-core CPU, where it
-costs more than it saves: `make bench` measures both). Where it cannot compile (no C++ compiler,
-no Triton, a Python torch.compile does not support), the population says so in one line and trains
-eager, to the same numbers.
+once per population, at its first step (for the study's model on a 2-core CPU: 6 s the first time
+in a process, 2.5 s after; there the step after it is no faster: `make bench` measures both).
+Where it cannot compile (no C++ compiler, no Triton, a Python torch.compile does not support), the
+population says so in one line and trains eager, to the same numbers.
 """
 
 import logging
