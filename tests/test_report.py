@@ -205,9 +205,22 @@ def test_the_heatmap_has_a_grid_per_first_activation_and_curves_are_told_apart(t
     fake_sweep(tmp_path, triples, seeds=[0, 1], batch_norms=("none", "all"))
     runs = read_runs(tmp_path)
     monkeypatch.setattr(plots.plt.Figure, "suptitle", lambda fig, text, **kw: said.append(text))
-    titles = plots.heatmap(runs, tmp_path / "heatmap.png")
+    cells = []
+    monkeypatch.setattr(plots.plt.Axes, "text", lambda ax, x, y, text, **kw: cells.append(text))
+    ours = table(runs)
+    titles = plots.heatmap(runs, ours, tmp_path / "heatmap.png")
     assert said == ["mean final test accuracy (%) ± std over seeds; n = 2 runs a cell"]  # per cell, not per triple
     assert len(titles) == 8 and titles[:2] == ["act1=relu | batch_norm=all", "act1=tanh | batch_norm=all"]
+    # panel by panel (batch_norm=all first, act1 in the study's order), act2 rows, act3 columns: the table's numbers
+    by_panel = ours.set_index(["batch_norm", "act1", "act2", "act3"])
+    expected = [
+        f"{by_panel.loc[(bn, a, b, c), 'mean']:.1f}\n±{by_panel.loc[(bn, a, b, c), 'std']:.1f}"
+        for bn in ("all", "none")
+        for a in ACTS
+        for b in ACTS
+        for c in ACTS
+    ]
+    assert cells == expected
     drawn = plots.curves(runs, tmp_path / "curves.png")
     for panel in {title for title, *_ in drawn}:
         looks = [(colour, style) for title, _, colour, style in drawn if title == panel]

@@ -48,7 +48,7 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     )
     written["table.md"].write_text("# Results\n\n" + note + markdown(ours))
     written["stats.md"].write_text(stats_markdown(runs, pairs))
-    plots.heatmap(runs, written["heatmap.png"])
+    plots.heatmap(runs, ours, written["heatmap.png"])
     plots.curves(runs, written["curves.png"])
     mechanism = None
     if any(c.startswith(DIAG) for c in runs.columns):

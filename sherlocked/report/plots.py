@@ -25,24 +25,27 @@ def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return parts[1:] if len(parts) > 1 else parts
 
 
-def heatmap(runs: pd.DataFrame, path: Path) -> list[str]:
+def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
     """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
     the activations before them (act1 for the study) and per value of any other swept key; each cell says its
-    mean, std (ddof 0) and, where it is not the same everywhere, n."""
+    mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's (tables.table) numbers."""
     acts = act_keys(runs)
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (acts[0], None)
     outer = acts[:-2]
     _, varied = group_keys(runs)
-    counts = runs[runs["status"] != "failed"].groupby([*acts, *varied], dropna=False)["acc"].count()
+    cells = table.set_index([*acts, *varied])[["mean", "std", "n"]]
+    counts = cells["n"][cells["n"] > 0]
     same_n = counts.nunique() == 1
     order = {key: _ordered(runs, key) for key in acts}
-    panels = []
+    panels = []  # (title, the values every cell of the panel shares: outer activations, other swept keys)
     for title, stratum in _panels(runs):
+        fixed = stratum[varied].iloc[0].to_dict() if varied else {}
         firsts = sort_rows(stratum[outer].drop_duplicates(), outer) if outer else pd.DataFrame([{}])
         for _, values in firsts.iterrows():
-            part = stratum[(stratum[outer] == values).all(axis=1)] if outer else stratum
             named = ", ".join(f"{k}={v}" for k, v in values.items())
-            panels.append((" | ".join(t for t in (named, title if title != "all runs" else "") if t), part))
+            panels.append(
+                (" | ".join(t for t in (named, title if title != "all runs" else "") if t), {**values, **fixed})
+            )
     columns = min(4, len(panels))
     lines = -(-len(panels) // columns)
     n_rows, n_cols = len(order[rows_key]), len(order[cols_key]) if cols_key else 1
@@ -50,17 +53,15 @@ def heatmap(runs: pd.DataFrame, path: Path) -> list[str]:
         lines, columns, figsize=(columns * (1.1 * n_cols + 1.4), lines * (0.8 * n_rows + 1.2)), squeeze=False
     )
     image = None
-    for ax, (title, part) in zip(axes.flat, panels):
-        finished = part[part["status"] != "failed"]
-        groups = finished.groupby([rows_key] + ([cols_key] if cols_key else []), dropna=False)["acc"]
-        cell = groups.agg(["mean", lambda v: v.std(ddof=0), "count"])
-        cell.columns = ["mean", "std", "n"]
+    for ax, (title, fixed) in zip(axes.flat, panels):
         grid = np.full((n_rows, n_cols), np.nan)
         for i, row in enumerate(order[rows_key]):
             for j, col in enumerate(order[cols_key] if cols_key else [None]):
-                key = (row, col) if cols_key else row
-                if key in cell.index:
-                    mean, std, n = cell.loc[key]
+                named = {**fixed, rows_key: row, **({cols_key: col} if cols_key else {})}
+                key = tuple(named[k] for k in cells.index.names)
+                key = key if len(key) > 1 else key[0]
+                if key in cells.index and cells.loc[key, "n"] > 0:
+                    mean, std, n = cells.loc[key]
                     grid[i, j] = mean
                     text = f"{mean:.1f}\n±{std:.1f}" + ("" if same_n else f"\nn={int(n)}")
                     color = "white" if mean < 60 else "black"
