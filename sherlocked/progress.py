@@ -114,6 +114,8 @@ class Watch:
         self.thread: threading.Thread | None = None
         self.stopped = threading.Event()
         self.printed: dict[str, int] = {}
+        self.last_read: dict[str, dict] = {}
+        self.read_at: float | None = None
 
     def start(self) -> None:
         if console.is_terminal:
@@ -137,7 +139,12 @@ class Watch:
             self.thread = None
 
     def populations(self) -> dict[str, dict]:
-        return read_populations(self.sweep_dir)
+        """What trains now, read at most every `every_s`: a population's jobs end together, and reading
+        costs a look into every job dir (one folder down), so one read serves them all."""
+        now = time.monotonic()
+        if self.read_at is None or now - self.read_at >= self.every_s:
+            self.last_read, self.read_at = read_populations(self.sweep_dir), now
+        return self.last_read
 
     def render(self) -> Group:
         populations = self.populations()
@@ -150,7 +157,7 @@ class Watch:
 
     def _print_epochs(self) -> None:
         while not self.stopped.wait(self.every_s):
-            populations = read_populations(self.sweep_dir)
+            populations = self.populations()
             for key, p in populations.items():
                 if p.get("epochs_done", 0) > self.printed.get(key, 0):
                     self.printed[key] = p["epochs_done"]

