@@ -128,8 +128,24 @@ class StackedBatchNorm(nn.Module):
         return (x - mean.unsqueeze(1)) * scale.unsqueeze(1) + self.bias[rows].unsqueeze(1)
 
 
+class Regroup(torch.autograd.Function):
+    """x.index_select(0, order), whose gradient is the gather back by `inverse`: one gather each way, where
+    indexing's own gradient fills a tensor of zeros and scatters into it, once per group."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
 class Layer(nn.Module):
-    """Linear -> [BN] -> activation for every member; members with the same (activation, BN) share one call."""
+    """Linear -> [BN] -> activation for every member; members with the same (activation, BN) share one call:
+    the members are regrouped so that each group is one slice, then put back in their order."""
 
     def __init__(self, members: Sequence[MemberSpec], layer: int):
         super().__init__()
@@ -152,12 +168,13 @@ class Layer(nn.Module):
             groups.setdefault((m.activation(layer), layer in m.batch_norm), []).append(k)
         self.acts = nn.ModuleList(build(act) for act, _ in groups)
         self.normed = [bn for _, bn in groups]
+        self.sizes = [len(ks) for ks in groups.values()]  # each group's slice of the regrouped members
         self.single = len(groups) == 1
         for g, ks in enumerate(groups.values()):
-            self.register_buffer(f"members{g}", torch.tensor(ks), persistent=False)
             rows = [normed.index(k) for k in ks] if self.normed[g] else []
             self.register_buffer(f"norm_rows{g}", torch.tensor(rows, dtype=torch.long), persistent=False)
         order = torch.tensor([k for ks in groups.values() for k in ks])
+        self.register_buffer("order", order, persistent=False)
         self.register_buffer("inverse", torch.argsort(order), persistent=False)
 
     def forward(self, x: Tensor, trace: list | None = None) -> Tensor:
@@ -168,12 +185,11 @@ class Layer(nn.Module):
             out = self.acts[0](pre)
         else:
             pres, outs = [], []
-            for g, act in enumerate(self.acts):
-                hg = h[getattr(self, f"members{g}")]
+            for g, (act, hg) in enumerate(zip(self.acts, Regroup.apply(h, self.order, self.inverse).split(self.sizes))):
                 pres.append(self.norm(hg, getattr(self, f"norm_rows{g}")) if self.normed[g] else hg)
                 outs.append(act(pres[-1]))
-            out = torch.cat(outs)[self.inverse]
-            pre = torch.cat(pres)[self.inverse] if trace is not None else None
+            out = Regroup.apply(torch.cat(outs), self.inverse, self.order)
+            pre = Regroup.apply(torch.cat(pres), self.inverse, self.order) if trace is not None else None
         if trace is not None:
             trace.append((pre, out))
         return out

@@ -1,7 +1,11 @@
-"""A training step never waits for its device: no op in it needs a device value on the host (on a GPU
-each one would stall the step until the GPU caught up, issue 10). Checked on a CPU by the ops each
-step dispatches, from its start to its end: forward, loss, backward, optimiser step, logging. (A copy to
-the host, .cpu() or .tolist(), dispatches nothing on a CPU: the module keeps those at an epoch's end.)"""
+"""What a training step runs (issue 10): it never waits for its device: no op in it needs a device value on
+the host (on a GPU each one would stall the step until the GPU caught up); and a layer's kernels do not grow
+with its activation groups beyond the activations. Checked on a CPU by the ops each step dispatches, from
+its start to its end: forward, loss, backward, optimiser step, logging. (A copy to the host, .cpu() or
+.tolist(), dispatches nothing on a CPU: the module keeps those at an epoch's end.)"""
+
+import collections
+import itertools
 
 import lightning as L
 import pytest
@@ -10,8 +14,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from test_module import MIXED, fit
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sherlocked.module import PopulationModule
+from sherlocked.module import PopulationModule, member_losses
 from sherlocked.optimizers import population_optimizer
+from sherlocked.population import MemberSpec, Population
 
 # Ops that hand a value to the host (.item(), float(t), bool(t), `if t:`), or whose output's size depends
 # on values, so the host must wait for them to know it (nonzero, boolean-mask indexing, unique, ...).
@@ -92,3 +97,28 @@ def test_the_watch_sees_what_makes_the_host_wait_in_a_step(data_root, monkeypatc
     watched = EveryStep()
     fit(MIXED[:1], data_root, callbacks=[watched])
     assert watched.waits.count("_local_scalar_dense") == 32 and watched.waits.count("index") == 32
+
+
+class Ops(TorchDispatchMode):
+    """Counts the ops dispatched while it is on, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_layer_of_several_activation_groups_regroups_its_members_with_one_gather_each_way():
+    """Few kernels per layer, however many groups: no gather per group and no scatter into zeros in the
+    backward (indexing's own gradient), only the regrouping and its return, forward and backward."""
+    triples = list(itertools.product(("relu", "tanh", "sigmoid", "selu"), repeat=3))  # 4 groups in every layer
+    net = Population([MemberSpec((784, 16, 8, 10), triple, seed=k) for k, triple in enumerate(triples)])
+    x, targets = torch.randn(len(triples), 4, 784), torch.randint(0, 10, (len(triples), 4))
+    with Ops() as ops:
+        member_losses(net, x, targets).sum().backward()
+    assert ops.counts["index_select"] == 3 * 4  # per layer: regroup and return, forward and backward
+    assert ops.counts["index"] == ops.counts["index_put"] == ops.counts["new_zeros"] == 0
+    assert ops.counts["baddbmm"] == 3 and sum(ops.counts[a] for a in ("relu", "tanh", "sigmoid", "elu")) == 3 * 4
