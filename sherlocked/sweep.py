@@ -13,8 +13,10 @@ import time
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sherlocked import jobdirs
 from sherlocked.activations import ConfigError
 from sherlocked.backends import EXTRAS, MissingExtra, require
+from sherlocked.config import is_member_key
 from sherlocked.dashboard import write_experiment
 from sherlocked.data import DataError, data_key, load
 from sherlocked.engine import validate
@@ -55,22 +57,32 @@ def sweep_size(config: DictConfig, choices: list[list[str] | None]) -> int | Non
 
 
 def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
-    """One composed job config per value of each swept key (the others at their first value).
+    """One job config per value of each swept key (the others at their first value).
 
-    That is sum(len(values)) compositions instead of prod(len(values)): every value a
-    user typed is checked before the sweep starts, at a cost that stays small. A key whose
-    values are not a list (an interval) is left at its default: the values picked later are
-    checked by the job that trains them.
+    That is sum(len(values)) configs instead of prod(len(values)): every value a user typed
+    is checked before the sweep starts, at a cost that stays small. The first is composed; a
+    value of a member key (an activation, a seed, ...) is set in it as the population launcher
+    derives its jobs (sherlocked.jobdirs), which gives what composing would, in a millisecond
+    instead of a tenth of a second; any other value is composed. A key whose values are not a
+    list (an interval) is left at its default: the values picked later are checked by the job
+    that trains them.
     """
     from hydra.core.global_hydra import GlobalHydra
 
     choices = [values for values in choices if values is not None]  # parsed_overrides(config)
     first = [values[0] for values in choices]
     loader = GlobalHydra.instance().config_loader()
-    yield loader.load_sweep_config(config, first)
+    composed = loader.load_sweep_config(config, first)
+    yield composed
+    template = jobdirs.Template(composed)
     for i, values in enumerate(choices):
         for value in values[1:]:
-            yield loader.load_sweep_config(config, first[:i] + [value] + first[i + 1 :])
+            overrides = first[:i] + [value] + first[i + 1 :]
+            pair = jobdirs.parse([first, overrides])  # differing in one member key: derived
+            if is_member_key(value) and template.derivable(pair):
+                yield template.derive(pair[1], 0).resolved
+            else:
+                yield loader.load_sweep_config(config, overrides)
 
 
 def validate_or_exit(config: DictConfig) -> None:
@@ -88,7 +100,7 @@ def data_or_exit(configs: list[DictConfig]) -> None:
 
     Read here, before any job dir: the read is cached, so jobs trained in this process reuse it.
     """
-    for key in {data_key(config.dataset) for config in configs}:
+    for key in {data_key(config["dataset"]) for config in configs}:
         try:
             load(*key)
         except DataError as error:

@@ -58,3 +58,35 @@ def test_what_cannot_be_derived_exactly_is_composed(jobs, why):
 def test_an_interpolation_reading_a_member_key_is_composed():
     template = jobdirs.Template(composed(["seed=0", "+tag=run_${seed}"]))
     assert not template.derivable(jobdirs.parse([["seed=0", "+tag=run_${seed}"], ["seed=1", "+tag=run_${seed}"]]))
+
+
+def test_a_sweeps_check_derives_member_values_and_composes_the_rest_to_what_composing_gives():
+    """sherlocked.sweep.each_swept_value: one config per swept value, checked before the sweep starts."""
+    from omegaconf import open_dict
+
+    from sherlocked.sweep import each_swept_value, parsed_overrides
+
+    lines = [
+        "act2=relu,sigmoid",
+        "seed=0,3",
+        "model.batch_norm=none,all",
+        "trainer.max_epochs=1,2",
+        "dataset=mnist,mnist_5k",
+    ]
+    firsts = ["act2=relu", "seed=0", "model.batch_norm=none", "trainer.max_epochs=1", "dataset=mnist"]
+    seconds = ["act2=sigmoid", "seed=3", "model.batch_norm=all", "trainer.max_epochs=2", "dataset=mnist_5k"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        config = compose("train", overrides=firsts, return_hydra_config=True)
+        with open_dict(config):
+            config.hydra.overrides.task = lines  # as the sweep's command line sets it
+        configs = list(each_swept_value(config, parsed_overrides(config)))
+        assert len(configs) == 1 + len(lines)
+        derived = [isinstance(c, dict) for c in configs[1:]]
+        assert derived == [True, True, True, False, False]  # member keys derived, the others composed
+        for i, (got, value) in enumerate(zip(configs[1:], seconds)):
+            overrides = firsts[:i] + [value] + firsts[i + 1 :]
+            expected = compose("train", overrides=overrides)
+            got = got if isinstance(got, dict) else OmegaConf.masked_copy(got, [k for k in got if k != "hydra"])
+            assert OmegaConf.to_container(OmegaConf.create(got), resolve=True) == OmegaConf.to_container(
+                expected, resolve=True
+            ), value
