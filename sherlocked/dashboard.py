@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from sherlocked.config import ACT
+from sherlocked.jobdirs import to_yaml
 from sherlocked.results import RESULT, read_result
 
 EXPERIMENT = "hparams"  # the sweep's experiment summary: a TensorBoard run of its own, <sweep dir>/hparams
@@ -40,7 +41,12 @@ def shown(value):
 def log_session(logger: TensorBoardLogger, hparams: Mapping, final: Mapping[str, float]) -> None:
     """One run's HParams session: its keys and values, its final metrics (hp/*), and hparams.yaml."""
     values = {name: shown(value) for name, value in hparams.items()}
-    logger.hparams.update(values)  # Lightning writes hparams.yaml from it
+    logger.hparams.update(values)
+    # hparams.yaml as Lightning's save_hparams_to_yaml writes it (OmegaConf's YAML), but emitted by libyaml:
+    # Lightning's write, through OmegaConf.save, took a few ms a run; it leaves a file that exists alone.
+    path = Path(logger.log_dir) / logger.NAME_HPARAMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(dict(logger.hparams)), encoding="utf-8")
     logger.log_metrics({f"hp/{name}": value for name, value in final.items()})
     _, session_start, session_end = hparams_summaries(values, {})  # not its experiment: the sweep writes that
     writer = logger.experiment._get_file_writer()

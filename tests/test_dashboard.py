@@ -77,3 +77,19 @@ def check_experiment(tmp_path):
     assert act1["type"] == "DATA_TYPE_STRING" and act1["domainDiscrete"] == ["relu", "tanh"]
     assert [m["name"]["tag"] for m in served["metricInfos"]] == ["hp/test_acc", "hp/test_loss", "hp/train_loss"]
     assert served["metricInfos"][0]["displayName"] == "final test accuracy"
+
+
+def test_a_runs_hparams_yaml_is_what_lightning_writes(tmp_path):
+    """sherlocked writes it (libyaml, quicker); Lightning leaves a file that exists alone, so it must be the same."""
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from sherlocked.dashboard import log_session
+
+    shown = {"act1": "relu", "act4": "none", "seed": 3, "batch_norm": "[1, 3]", "lr": 0.01, "output_activation": True}
+    shown |= {"widths": "784-500-256-10", "null_like": "null", "number_like": "1e-3", "yes": "true"}
+    logger = TensorBoardLogger(str(tmp_path), name="run", version="")
+    log_session(logger, shown, {"test_acc": 0.5, "test_loss": 1.0, "train_loss": 1.1})
+    logger.finalize("success")
+    save_hparams_to_yaml(tmp_path / "lightning.yaml", dict(shown))
+    assert (tmp_path / "run" / "hparams.yaml").read_text() == (tmp_path / "lightning.yaml").read_text()
