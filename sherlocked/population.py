@@ -185,7 +185,8 @@ class Layer(nn.Module):
             out = self.acts[0](pre)
         else:
             pres, outs = [], []
-            for g, (act, hg) in enumerate(zip(self.acts, Regroup.apply(h, self.order, self.inverse).split(self.sizes))):
+            grouped = Regroup.apply(h, self.order, self.inverse).split(self.sizes)  # a slice per group
+            for g, (act, hg) in enumerate(zip(self.acts, grouped)):
                 pres.append(self.norm(hg, getattr(self, f"norm_rows{g}")) if self.normed[g] else hg)
                 outs.append(act(pres[-1]))
             out = Regroup.apply(torch.cat(outs), self.inverse, self.order)

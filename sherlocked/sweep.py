@@ -75,14 +75,13 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     composed = loader.load_sweep_config(config, first)
     yield composed
     template = jobdirs.Template(composed)
-    for i, values in enumerate(choices):
-        for value in values[1:]:
-            overrides = first[:i] + [value] + first[i + 1 :]
-            pair = jobdirs.parse([first, overrides])  # differing in one member key: derived
-            if is_member_key(value) and template.derivable(pair):
-                yield template.derive(pair[1], 0).resolved
-            else:
-                yield loader.load_sweep_config(config, overrides)
+    varied = [(value, first[:i] + [value] + first[i + 1 :]) for i, values in enumerate(choices) for value in values[1:]]
+    parsed_first, *parsed = jobdirs.parse([first] + [overrides for _, overrides in varied])  # each line once
+    for (value, overrides), job in zip(varied, parsed):
+        if is_member_key(value) and template.derivable([parsed_first, job]):  # differing in one member key
+            yield template.derive(job, 0).resolved
+        else:
+            yield loader.load_sweep_config(config, overrides)
 
 
 def validate_or_exit(config: DictConfig) -> None:
