@@ -275,6 +275,8 @@ def main(argv=None) -> dict:
             seconds[f"compile={mode}"] = seconds.get(f"compile={mode}", 0.0) + took
             first_steps[mode] += compiled.spent["first_step_s"] - before["first_step_s"]
             fell_back[mode] += compiled.spent["fallbacks"] - before["fallbacks"]
+    for mode in failed:  # the rounds before it failed would stand for all of its member-epochs
+        seconds.pop(f"compile={mode}", None)
     member_epochs = {"plain": len(baseline) * baseline_epochs, "solo": len(baseline) * baseline_epochs}
     member_epochs.update({f"compile={mode}": len(cfgs) * compile_epochs for mode in args.compile})
     times = {path: s / member_epochs.get(path, len(cfgs) * args.epochs) for path, s in seconds.items()}
