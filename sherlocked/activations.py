@@ -1,32 +1,32 @@
-"""Activation functions by name, and layers that mix two of them over halves of their units.
+"""Activation functions by name: which exist, how a layer mixes two, and which can die or saturate.
 
->>> build("relu|tanh")  # first half of the units through ReLU, second half through tanh
-Mixed(relu|tanh)
+    python -c "from sherlocked.activations import parse; print(parse('relu|tanh'))"
+
+Names only, no torch: the checks, the report and `--help` read them; the training side builds
+the modules (sherlocked.training.activations) from the torch.nn classes named here.
 """
 
-import torch
-from torch import Tensor, nn
+from sherlocked.config import ConfigError
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "softplus": nn.Softplus,
-    "mish": nn.Mish,
-    "identity": nn.Identity,
+# name -> the torch.nn class that computes it
+ACTIVATIONS = {
+    "relu": "ReLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "selu": "SELU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "elu": "ELU",
+    "leaky_relu": "LeakyReLU",
+    "softplus": "Softplus",
+    "mish": "Mish",
+    "identity": "Identity",
 }
-
 # The separator for a layer whose units are split between two activations.
 MIX = "|"
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; its message is the one line a user sees."""
+# Activations whose units can die: no (relu) or only a fixed small (leaky_relu) gradient below 0.
+DYING = ("relu", "leaky_relu")
+SATURATING = ("sigmoid", "tanh")  # flat far from 0 on both sides
 
 
 def parse(spec: str) -> list[str]:
@@ -41,26 +41,11 @@ def parse(spec: str) -> list[str]:
     return names
 
 
-class Mixed(nn.Module):
-    """Applies `first` to the first half of the last dimension and `second` to the rest."""
-
-    def __init__(self, first: str, second: str):
-        super().__init__()
-        self.names = (first, second)
-        self.first, self.second = ACTIVATIONS[first](), ACTIVATIONS[second]()
-
-    def forward(self, x: Tensor) -> Tensor:
-        half = x.shape[-1] // 2
-        return torch.cat((self.first(x[..., :half]), self.second(x[..., half:])), dim=-1)
-
-    def extra_repr(self) -> str:
-        return MIX.join(self.names)
-
-    def __repr__(self) -> str:
-        return f"Mixed({self.extra_repr()})"
-
-
-def build(spec: str) -> nn.Module:
-    """The module for an activation spec: elementwise, so it works on [B, H] and [K, B, H] alike."""
+def family(spec: str) -> str | None:
+    """ "relu" for relu and leaky_relu (units can die), "sigmoid" or "tanh" (they saturate), else None."""
     names = parse(spec)
-    return ACTIVATIONS[names[0]]() if len(names) == 1 else Mixed(*names)
+    if len(names) != 1:
+        return None
+    if names[0] in DYING:
+        return "relu"
+    return names[0] if names[0] in SATURATING else None

@@ -2,7 +2,7 @@
 
     python -c "from sherlocked.config import CONFIG_DIR; print(CONFIG_DIR)"
 
-Every part that treats keys differently derives it from KEYS: the population launcher
+Every part that treats keys differently derives it from KEYS: the sweep's plan and the engine
 (which keys may differ between the members of one population), results (which keys are
 part of a job's identity, so a rerun skips it), job dir names (which overrides name a
 job's directory; conf/train.yaml reads them through the `sherlocked.not_in_dir_name`
@@ -11,13 +11,19 @@ key. Adding a key that may differ inside a population is one line here.
 """
 
 import dataclasses
+import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; its message is the one line a user sees."""
+
 
 _HERE = Path(__file__).parent
 # An installed wheel carries the configs inside the package; a checkout keeps them at the top level.
@@ -57,7 +63,7 @@ KEYS = (
     Key("model.batch_norm", "batch_norm", member=True, show=str),
     Key("model.init", "init", member=True),
     Key("model.output_activation", "output_activation", member=True),
-    Key("model.optimizer.lr", "lr", member=True, show=float),  # each member's own: sherlocked/optimizers.py
+    Key("model.optimizer.lr", "lr", member=True, show=float),  # each member's own: sherlocked/training/optimizers.py
     Key("model.optimizer.momentum", "momentum", member=True, default=0.0, show=float),
     Key("model.optimizer.weight_decay", "weight_decay", member=True, default=0.0, show=float),
     # What they share.
@@ -75,7 +81,9 @@ KEYS = (
     Key("dataset.root", identity=False, dir_name=False),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
     Key("checkpoint_every_s", identity=False, dir_name=False),
-    Key("compile", identity=False, dir_name=False),  # the same numbers, compiled or eager (sherlocked/compiled.py)
+    Key(
+        "compile", identity=False, dir_name=False
+    ),  # the same numbers, compiled or eager (sherlocked/training/compiled.py)
 )
 _BY_PATH = {key.path: key for key in KEYS}
 
@@ -90,8 +98,28 @@ def key_of(path: str) -> Key | None:
 
 def is_member_key(override: str) -> bool:
     """Whether an override ("key=value") may differ between the members of one population."""
-    key = key_of(override.split("=", 1)[0])
+    return is_member_path(override.split("=", 1)[0])
+
+
+def is_member_path(path: str) -> bool:
+    """Whether a dotted config path (or an override's key) may differ between the members of one population."""
+    key = key_of(path)
     return key is not None and key.member
+
+
+def disagreement(configs: Sequence[Mapping]) -> str | None:
+    """None if resolved configs agree on everything but member keys (so they can train as one population),
+    else the first key on which one differs from the first config, in one line."""
+    first = {path: value for path, value in leaves(configs[0]) if not is_member_path(path)}
+    for number, config in enumerate(configs[1:], start=2):
+        other = {path: value for path, value in leaves(config) if not is_member_path(path)}
+        for path in sorted(first.keys() | other.keys()):
+            if first.get(path, "(unset)") != other.get(path, "(unset)"):
+                return (
+                    f"members of one population must agree on everything but member keys: {path} is "
+                    f"{first.get(path, '(unset)')!r} in member 1 and {other.get(path, '(unset)')!r} in member {number}"
+                )
+    return None
 
 
 NOT_IDENTITY = tuple(key.path for key in KEYS if not key.identity)
@@ -101,7 +129,7 @@ OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR
 
 
 def _usage() -> str:
-    from sherlocked import usage  # torch with it: only when --help asks
+    from sherlocked import usage  # only when --help asks
 
     return usage.text()
 
@@ -146,6 +174,18 @@ def leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from leaves(value, f"{prefix}{name}.")
     else:
         yield prefix[:-1], node
+
+
+def identity(config: dict) -> dict:
+    """The resolved config without the keys that do not change a job's outcome (NOT_IDENTITY)."""
+    config = json.loads(json.dumps(config))  # a deep copy in the form result.json stores
+    for key in NOT_IDENTITY:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return config
 
 
 def undeclared(config: Mapping) -> dict[str, Any]:

@@ -1,31 +1,30 @@
-"""What TensorBoard's HParams tab shows: one session per run, and one experiment summary per sweep.
+"""TensorBoard's HParams tab over a sweep: one experiment summary, with the values every key took.
 
     python -c "from sherlocked.dashboard import write_experiment; write_experiment('outputs/sweeps/demo')"
 
 TensorBoard takes the first experiment summary it finds. Lightning's log_hyperparams writes one
 into every run, without the values each key takes, so act1..actN get no filter and the columns
-are chosen alphabetically. Here a run writes only its session (its HParams and final metrics);
-the sweep writes the one experiment summary, into <sweep dir>/hparams/ (replaced at the end of
-every sweep: TensorBoard keeps the first summary of a tag it reads, so an older one must go):
-each key with the values the runs actually took (a discrete domain: a filter per value), the
-keys that vary first (TensorBoard's default columns), final test accuracy as the first metric.
+are chosen alphabetically. Here a run writes only its session (sherlocked.training.sessions: its
+HParams and final metrics); the sweep writes the one experiment summary, into
+<sweep dir>/hparams/ (replaced at the end of every sweep: TensorBoard keeps the first summary of
+a tag it reads, so an older one must go): each key with the values the runs actually took (a
+discrete domain: a filter per value), the keys that vary first (TensorBoard's default columns),
+final test accuracy as the first metric. Written with TensorBoard's own event writer: no torch.
 """
 
-from collections.abc import Mapping
+import time
 from pathlib import Path
 
-from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summaries
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from sherlocked import layout
 from sherlocked.config import ACT
-from sherlocked.jobdirs import to_yaml
-from sherlocked.results import RESULT, read_result
+from sherlocked.results import read_result
 
-EXPERIMENT = "hparams"  # the sweep's experiment summary: a TensorBoard run of its own, <sweep dir>/hparams
 METRICS = {  # scalar tag: what the HParams tab calls it, in this order
     "hp/test_acc": "final test accuracy",
     "hp/test_loss": "final test loss",
@@ -36,22 +35,6 @@ METRICS = {  # scalar tag: what the HParams tab calls it, in this order
 def shown(value):
     """A value TensorBoard's HParams can hold (a string, a number or a bool)."""
     return value if isinstance(value, bool | int | float | str) else str(value)
-
-
-def log_session(logger: TensorBoardLogger, hparams: Mapping, final: Mapping[str, float]) -> None:
-    """One run's HParams session: its keys and values, its final metrics (hp/*), and hparams.yaml."""
-    values = {name: shown(value) for name, value in hparams.items()}
-    logger.hparams.update(values)
-    # hparams.yaml as Lightning's save_hparams_to_yaml writes it (OmegaConf's YAML), but emitted by libyaml:
-    # Lightning's write, through OmegaConf.save, took a few ms a run; it leaves a file that exists alone.
-    path = Path(logger.log_dir) / logger.NAME_HPARAMS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_yaml(dict(logger.hparams)), encoding="utf-8")
-    logger.log_metrics({f"hp/{name}": value for name, value in final.items()})
-    _, session_start, session_end = hparams_summaries(values, {})  # not its experiment: the sweep writes that
-    writer = logger.experiment._get_file_writer()
-    writer.add_summary(session_start)
-    writer.add_summary(session_end)
 
 
 def hparam_info(name: str, values: list) -> api_pb2.HParamInfo:
@@ -76,7 +59,8 @@ def column_order(name: str, differs: bool) -> tuple:
 def write_experiment(sweep_dir: Path) -> int:
     """The sweep's experiment summary, from every readable result.json under it; returns the runs counted."""
     sweep_dir = Path(sweep_dir)
-    sessions = [r.hparams for p in sweep_dir.rglob(RESULT) if (r := read_result(p.parent)) is not None and r.final]
+    found = sweep_dir.rglob(layout.RESULT)
+    sessions = [r.hparams for p in found if (r := read_result(p.parent)) is not None and r.final]
     if not sessions:
         return 0
     names = {name for session in sessions for name in session}
@@ -85,12 +69,13 @@ def write_experiment(sweep_dir: Path) -> int:
     metrics = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()
     ]
-    folder = sweep_dir / EXPERIMENT
+    folder = layout.experiment(sweep_dir)
     for old in folder.glob("events.out.tfevents.*"):
         old.unlink()
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
-    with SummaryWriter(str(folder)) as writer:
-        writer._get_file_writer().add_summary(experiment_summary(experiment))
+    writer = EventFileWriter(str(folder))
+    writer.add_event(Event(wall_time=time.time(), summary=experiment_summary(experiment)))
+    writer.close()
     return len(sessions)
 
 

@@ -1,5 +1,5 @@
 """result.json: the one format a job leaves, written by the engine (atomically, last) and read by
-the launcher, the sweep callback and the report.
+the sweep's plan, its callback and the report; and the atomic writes every file of a sweep goes through.
 
     python -c "from sherlocked.results import read_result; print(read_result('outputs/sweeps/demo/act1=relu,...'))"
 """
@@ -19,9 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sherlocked.config import NOT_IDENTITY, hparams
+from sherlocked import layout
+from sherlocked.config import hparams, identity
 
-RESULT = "result.json"
 SCHEMA = 1  # result.json files without "schema" are version 0: the same fields, read alike
 FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
 TRANSIENT = {"skipped", "exception"}  # Result fields never written to result.json
@@ -39,7 +39,7 @@ class Result:
     final_test_acc: float | None = None
     final: dict[str, float] = field(default_factory=dict)  # last epoch's test_acc, test_loss, train_loss
     history: dict[str, list] = field(default_factory=dict)  # per epoch: epoch, test_acc, test_loss, train_loss
-    diagnostics: dict[str, list] = field(default_factory=dict)  # per epoch end, see sherlocked/diagnostics.py
+    diagnostics: dict[str, list] = field(default_factory=dict)  # per epoch end, see sherlocked/training/diagnostics.py
     error: str | None = None  # a failed job's exception, one line
     traceback: str | None = None
     wall_time_s: float | None = None  # the population's training time (since its resumption, where resumed)
@@ -80,7 +80,7 @@ class Result:
         return result
 
     def write(self, job_dir: Path) -> None:
-        write_json(Path(job_dir) / RESULT, self.to_json())
+        write_json(layout.result(job_dir), self.to_json())
 
 
 def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
@@ -129,7 +129,7 @@ def write_json(path: Path, data: dict) -> None:
 def read_result(job_dir: Path) -> Result | None:
     """The job's result, or None when there is none (not run, interrupted before the end, or unreadable)."""
     try:
-        return Result.from_json(json.loads((Path(job_dir) / RESULT).read_text()))
+        return Result.from_json(json.loads(layout.result(job_dir).read_text()))
     except (FileNotFoundError, ValueError, TypeError, AttributeError):  # ValueError: not UTF-8, not JSON
         return None
 
@@ -155,18 +155,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty.strip() else "")
-
-
-def identity(config: dict) -> dict:
-    """The resolved config without the keys that do not change a job's outcome."""
-    config = json.loads(json.dumps(config))  # a deep copy in the form result.json stores
-    for key in NOT_IDENTITY:
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    return config
 
 
 def finished_result(job_dir: Path, config: dict) -> Result | None:

@@ -5,7 +5,7 @@
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act2=relu,sigmoid seed=0,1
     python -m sherlocked.train experiment=cifar10_4layer act4=tanh
 
-The work is in sherlocked.engine; nothing imports this module.
+The work is in sherlocked.training.engine (a sweep's: sherlocked.sweep); nothing imports this module.
 """
 
 import sys
@@ -14,8 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from sherlocked.config import CONFIG_DIR
-from sherlocked.engine import train_job
 from sherlocked.results import Result
+from sherlocked.training.engine import train_job
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -6,7 +6,7 @@ import runpy
 import signal
 import sys
 
-from sherlocked import checkpoints
+from sherlocked.training import checkpoints
 
 KILL_AFTER = int(sys.argv.pop(1))
 save = checkpoints.EpochCheckpoint.on_train_epoch_end

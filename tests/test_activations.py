@@ -2,7 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sherlocked.activations import ACTIVATIONS, ConfigError, Mixed, build, parse
+from sherlocked.activations import ACTIVATIONS, parse
+from sherlocked.config import ConfigError
+from sherlocked.training.activations import Mixed, build
 
 REFERENCE = {
     "relu": F.relu,

@@ -6,20 +6,20 @@ import time
 
 import torch
 
-from sherlocked import bench, sweepbench
+from sherlocked.bench import cli, paths, sweeps
 
 
 def test_flops_count_only_the_matmuls_a_step_computes():
     # Widths 4-3-2: forward 2*4*3 + 2*3*2 = 36 FLOPs a sample; training adds the weight gradients (36)
     # and the second layer's input gradient (12), not the first's: the data needs no gradient.
-    flops = bench.flops_per_member_epoch([4, 3, 2], batch=5, train_steps=2, test_size=7)
+    flops = paths.flops_per_member_epoch([4, 3, 2], batch=5, train_steps=2, test_size=7)
     assert flops == (36 + 36 + 12) * 5 * 2 + 36 * 7
 
 
 def test_the_timed_step_matmuls_are_the_ones_counted():
-    pairs = bench.step_matmuls([4, 3, 2], batch=5, members=2, device="cpu")
+    pairs = paths.step_matmuls([4, 3, 2], batch=5, members=2, device="cpu")
     assert all(a.shape[0] == b.shape[0] == 2 and a.shape[2] == b.shape[1] for a, b in pairs)
-    assert bench.matmul_flops(pairs) == 2 * bench.flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
+    assert paths.matmul_flops(pairs) == 2 * paths.flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
 
 
 def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys, monkeypatch):
@@ -44,7 +44,7 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
 
     monkeypatch.setattr(torch, "compile", failing_in_its_second_step)
     argv += ["--compile", "default,max-autotune-no-cudagraphs"]
-    figures = bench.main([*argv, "--out", str(tmp_path)])
+    figures = cli.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
     times = figures["seconds_per_member_epoch"]
     assert set(times) == {"plain", "solo", "population", "population_diagnostics", "compile=default"}
@@ -76,13 +76,13 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
 
 
 def test_sweep_grids_have_the_study_shape():
-    assert sweepbench.grid(576) == ["act3=relu,tanh,sigmoid,selu", "act2=relu,tanh,sigmoid,selu"] + [
+    assert sweeps.grid(576) == ["act3=relu,tanh,sigmoid,selu", "act2=relu,tanh,sigmoid,selu"] + [
         "act1=relu,tanh,sigmoid,selu",
         "seed=range(9)",
     ]
-    assert sweepbench.grid(64)[-1] == "seed=range(1)" and len(sweepbench.grid(64)) == 4
-    assert sweepbench.grid(4) == ["act3=relu,tanh,sigmoid,selu", "seed=range(1)"]
-    assert sweepbench.grid(3) == ["seed=range(3)"]
+    assert sweeps.grid(64)[-1] == "seed=range(1)" and len(sweeps.grid(64)) == 4
+    assert sweeps.grid(4) == ["act3=relu,tanh,sigmoid,selu", "seed=range(1)"]
+    assert sweeps.grid(3) == ["seed=range(3)"]
 
 
 def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_path, monkeypatch):
@@ -90,9 +90,9 @@ def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_pat
     fake.write_text("#!/bin/sh\necho 37\necho 52\nexec sleep 30\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    with bench.GpuUtilisation(enabled=True) as sampled:
+    with paths.GpuUtilisation(enabled=True) as sampled:
         time.sleep(0.5)
     assert sampled.samples == [37.0, 52.0]
-    with bench.GpuUtilisation(enabled=False) as off:
+    with paths.GpuUtilisation(enabled=False) as off:
         pass
     assert off.samples == []

@@ -4,24 +4,33 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
-from sherlocked import checkpoints
-from sherlocked.engine import run
+from sherlocked import layout
+from sherlocked.job import Job
+from sherlocked.training import checkpoints
+from sherlocked.training.engine import run
 
 
 def plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def path_of(job_dirs, configs, sweep_dir=None):
+    """Where the population of these jobs (in this order) keeps its checkpoint."""
+    return layout.checkpoint([Job(config, job_dir, sweep_dir=sweep_dir) for config, job_dir in zip(configs, job_dirs)])
+
+
 def test_a_population_is_keyed_by_its_members_in_order_not_by_where_its_data_lives(make_cfg, tmp_path):
     a, b = plain(make_cfg("seed=0")), plain(make_cfg("seed=1"))
     dirs = [tmp_path / "sweep" / "seed=0", tmp_path / "sweep" / "seed=1"]
-    path = checkpoints.path_of(dirs, [a, b])
-    assert path.parent == tmp_path / "sweep" / checkpoints.FOLDER
+    path = path_of(dirs, [a, b])
+    assert path.parent == tmp_path / "sweep" / layout.CHECKPOINTS
     moved = plain(make_cfg("seed=0", "dataset.root=/elsewhere"))
-    assert checkpoints.path_of(dirs, [moved, b]) == path
-    assert checkpoints.path_of(dirs[::-1], [b, a]) != path  # member k is another model
-    assert checkpoints.path_of(dirs, [a, plain(make_cfg("seed=1", "model.optimizer.lr=0.5"))]) != path
-    assert checkpoints.path_of(dirs[:1], [a]).parent == dirs[0] / checkpoints.FOLDER  # a single run: its own dir
+    assert path_of(dirs, [moved, b]) == path
+    assert path_of(dirs[::-1], [b, a]) != path  # member k is another model
+    assert path_of(dirs, [a, plain(make_cfg("seed=1", "model.optimizer.lr=0.5"))]) != path
+    assert path_of(dirs[:1], [a]).parent == dirs[0] / layout.CHECKPOINTS  # a single run: its own dir
+    nested = [tmp_path / "sweep" / "model" / f"optimizer=adam,seed={s}" for s in (0, 1)]  # a group's "/" nests them
+    assert path_of(nested, [a, b], sweep_dir=tmp_path / "sweep") == path  # a sweep's populations: in its dir
 
 
 def test_a_checkpoint_is_saved_at_most_every_so_many_seconds_and_renamed_into_place(tmp_path):
@@ -32,7 +41,7 @@ def test_a_checkpoint_is_saved_at_most_every_so_many_seconds_and_renamed_into_pl
         saved.append(path)
 
     trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
-    path = tmp_path / checkpoints.FOLDER / "key.ckpt"
+    path = tmp_path / layout.CHECKPOINTS / "key.ckpt"
     checkpoints.EpochCheckpoint(path, every_s=3600).on_train_epoch_end(trainer, None)
     assert not saved and not path.exists()
     every_epoch = checkpoints.EpochCheckpoint(path, every_s=0)
@@ -44,7 +53,7 @@ def test_a_checkpoint_is_saved_at_most_every_so_many_seconds_and_renamed_into_pl
 
 def test_an_unreadable_checkpoint_is_removed_and_the_population_trains_from_the_start(make_cfg, tmp_path, caplog):
     cfg = make_cfg("checkpoint_every_s=0")
-    path = checkpoints.path_of([tmp_path / "job"], [plain(cfg)])
+    path = path_of([tmp_path / "job"], [plain(cfg)])
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PK\x03\x04 not a whole checkpoint")
     (result,) = run([cfg], [tmp_path / "job"])

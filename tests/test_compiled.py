@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_module import MIXED, fit
 
-from sherlocked import compiled
-from sherlocked.population import MemberSpec
+from sherlocked.checks import MemberSpec, compile_mode
+from sherlocked.training import compiled
 
 
 def assert_same_training(mine, eager, atol: float) -> None:
@@ -59,4 +59,4 @@ def test_where_torch_compile_cannot_compile_the_population_trains_eager_to_the_s
     [(False, None), (None, None), (True, "default"), ("reduce-overhead", "reduce-overhead")],
 )
 def test_compile_values_name_torch_compile_modes(value, mode):
-    assert compiled.mode_of(value) == mode
+    assert compile_mode(value) == mode

@@ -11,9 +11,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked import config
-from sherlocked.engine import member_spec, run
-from sherlocked.optimizers import MEMBER_SETTINGS
-from sherlocked.results import identity
+from sherlocked.checks import member_spec
+from sherlocked.config import identity
+from sherlocked.training.engine import run
+from sherlocked.training.optimizers import MEMBER_SETTINGS
 
 
 def test_member_keys_are_what_a_population_may_differ_in():

@@ -11,7 +11,7 @@ import urllib.request
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked.dashboard import EXPERIMENT
+from sherlocked.layout import HPARAMS as EXPERIMENT
 
 
 def hparams_data(folder) -> list[HParamsPluginData]:
@@ -84,7 +84,7 @@ def test_a_runs_hparams_yaml_is_what_lightning_writes(tmp_path):
     from lightning.pytorch.core.saving import save_hparams_to_yaml
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from sherlocked.dashboard import log_session
+    from sherlocked.training.sessions import log_session
 
     shown = {"act1": "relu", "act4": "none", "seed": 3, "batch_norm": "[1, 3]", "lr": 0.01, "output_activation": True}
     shown |= {"widths": "784-500-256-10", "null_like": "null", "number_like": "1e-3", "yes": "true"}

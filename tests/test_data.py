@@ -3,7 +3,8 @@ import pytest
 import torch
 from torchvision import datasets
 
-from sherlocked.data import DataError, IndexBatches, load
+from sherlocked.datasets import DataError
+from sherlocked.training.data import IndexBatches, load
 from tests.conftest import N_TEST, N_TRAIN, write_mnist_like
 
 MNIST_NORM = ((0.1307,), (0.3081,))

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from sherlocked.diagnostics import family, grad_norms, measure
-from sherlocked.population import MemberSpec, Population
+from sherlocked.activations import family
+from sherlocked.checks import MemberSpec
+from sherlocked.training.diagnostics import grad_norms, measure
+from sherlocked.training.population import Population
 
 WIDTHS = (12, 8, 6, 4)
 

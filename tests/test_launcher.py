@@ -3,16 +3,17 @@
 import itertools
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 
-from sherlocked import jobdirs
+from sherlocked import hydra_adapter
 from sherlocked import results as results_module
-from sherlocked.launcher import group_key
+from sherlocked.job import Job
+from sherlocked.sweep import devices
+from sherlocked.sweep.plan import group_key, split
 from tests.conftest import CONF
 
 GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1"]
@@ -64,7 +65,7 @@ def test_derived_job_dirs_hold_what_hydras_run_job_writes_byte_for_byte(sweep, t
     grid.append("+trainer.limit_train_batches=1")
 
     def every_job_through_run_job():
-        monkeypatch.setattr(jobdirs.Template, "derivable", lambda self, jobs: False)
+        monkeypatch.setattr(hydra_adapter.Template, "derivable", lambda self, jobs: False)
         return sweep(tmp_path / "composed", *grid)
 
     with sweep(tmp_path / "derived", *grid), every_job_through_run_job():
@@ -124,21 +125,19 @@ def test_worker_processes_give_the_same_results_as_in_process(sweep, tmp_path):
 
 
 def test_populations_are_capped_by_the_memory_one_member_needs(monkeypatch):
-    from sherlocked import launcher
-
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("train")
     params = 784 * 500 + 500 + 500 * 256 + 256 + 256 * 10 + 10
-    per_member = launcher.member_bytes(cfg)
+    per_member = devices.member_bytes(cfg)
     assert per_member == 4 * (4 * params + 4 * (500 + 256 + 10) * (32 + 1000))
     pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": 2 * 10 * per_member // 4096 + 1}
-    monkeypatch.setattr(launcher.os, "sysconf", pages.__getitem__)
-    assert launcher.memory_cap(cfg, "cpu") == 10
+    monkeypatch.setattr(devices.os, "sysconf", pages.__getitem__)
+    assert devices.memory_cap(cfg, "cpu") == 10
 
 
 def fake_jobs(n: int, *shared: str) -> list:
-    """Prepared jobs as groups() sees them: overrides (member keys differ) and a config."""
-    return [SimpleNamespace(job=SimpleNamespace(overrides=[f"seed={i}", *shared], config={})) for i in range(n)]
+    """Jobs as split() sees them: overrides (member keys differ) and a config."""
+    return [Job({}, Path(f"seed={i}"), [f"seed={i}", *shared]) for i in range(n)]
 
 
 @pytest.mark.parametrize(
@@ -153,37 +152,32 @@ def fake_jobs(n: int, *shared: str) -> list:
     ],
 )
 def test_populations_are_spread_over_every_gpu_in_balanced_sizes(monkeypatch, sizes, gpus, max_members, expected):
-    from sherlocked import backends, launcher
-
-    monkeypatch.setattr(launcher, "memory_cap", lambda config, device: 10**6)
+    monkeypatch.setattr(devices, "memory_cap", lambda config, device: 10**6)
     monkeypatch.setattr("torch.cuda.device_count", lambda: gpus)
-    workers = backends.worker_count(0)
+    workers = devices.worker_count(0)
     assert workers == (gpus if gpus > 1 else 0)  # one worker per GPU, in-process with one or none
     jobs = [job for i, n in enumerate(sizes) for job in fake_jobs(n, f"dataset=d{i}")]
-    populations = launcher.groups(jobs, max_members, "cuda", workers)
+    populations = split(jobs, max_members, "cuda", workers)
     assert [len(p) for p in populations] == expected
     assert sorted(id(job) for p in populations for job in p) == sorted(id(job) for job in jobs)
 
 
 def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_folder(tmp_path):
-    from types import SimpleNamespace
-
-    from sherlocked.engine import Job
-    from sherlocked.launcher import name_runs
+    from sherlocked.layout import name_runs
 
     def batch(dataset: str) -> list:
         overrides = [[f"act1={act}", f"dataset={dataset}", "seed=0"] for act in ("relu", "tanh")]
-        return [SimpleNamespace(job=Job({}, tmp_path / ",".join(o), o)) for o in overrides]
+        return [Job({}, tmp_path / ",".join(o), o) for o in overrides]
 
     first = batch("mnist")
     name_runs(first, tmp_path, first)
-    assert [p.job.events_dir for p in first] == [tmp_path / "tensorboard" / f"act1={a}" for a in ("relu", "tanh")]
+    assert [job.events_dir for job in first] == [tmp_path / "tensorboard" / f"act1={a}" for a in ("relu", "tanh")]
     again = batch("mnist")  # the same sweep once more (a resume): the same runs
     name_runs(again, tmp_path, again[1:])
-    assert again[1].job.events_dir == first[1].job.events_dir and again[0].job.events_dir is None
+    assert again[1].events_dir == first[1].events_dir and again[0].events_dir is None
     other = batch("fashion_mnist")  # another sweep into the same dir, whose short names are taken
     name_runs(other, tmp_path, other)
-    assert [p.job.events_dir.name for p in other] == [p.job.job_dir.name for p in other]
+    assert [job.events_dir.name for job in other] == [job.job_dir.name for job in other]
 
 
 def test_jobs_that_differ_in_learning_rate_momentum_or_weight_decay_train_as_one_population(sweep, tmp_path):

@@ -6,9 +6,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import SGD
 
-from sherlocked.data import StudyDataModule
-from sherlocked.module import MemberMean, PopulationModule
-from sherlocked.population import MemberSpec
+from sherlocked.checks import MemberSpec
+from sherlocked.training.data import StudyDataModule
+from sherlocked.training.module import MemberMean, PopulationModule
 
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
@@ -112,7 +112,7 @@ MIXED = [
 )  # fmt: skip
 def test_members_with_their_own_lr_momentum_and_weight_decay_each_equal_their_solo_run(data_root, target, settings):
     """Each member against torch.optim's own optimiser run on it alone, batch-norm members included."""
-    from sherlocked.optimizers import MemberAdam, MemberSGD, population_optimizer
+    from sherlocked.training.optimizers import MemberAdam, MemberSGD, population_optimizer
 
     configs = [{"_target_": target, "_partial_": True, **one} for one in settings]
     # With Adam, members without batch norm: a Linear's bias right before batch norm has a gradient of
@@ -129,7 +129,7 @@ def test_members_with_their_own_lr_momentum_and_weight_decay_each_equal_their_so
 
 
 def test_a_member_whose_learning_rate_diverges_leaves_the_others_as_alone(data_root):
-    from sherlocked.optimizers import population_optimizer
+    from sherlocked.training.optimizers import population_optimizer
 
     configs = [{"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr, "momentum": 0.5} for lr in (0.05, 1e30)]
     members = [MemberSpec((784, 16, 10), ("relu", "relu"), seed=0)] * 2
@@ -141,8 +141,8 @@ def test_a_member_whose_learning_rate_diverges_leaves_the_others_as_alone(data_r
 
 
 def test_settings_a_member_wise_optimiser_cannot_honour_are_refused():
-    from sherlocked.activations import ConfigError
-    from sherlocked.optimizers import population_optimizer
+    from sherlocked.config import ConfigError
+    from sherlocked.training.optimizers import population_optimizer
 
     sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.5, "nesterov": True}
     with pytest.raises(ConfigError, match="nesterov"):

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from sherlocked.activations import ConfigError
-from sherlocked.population import MemberSpec, Population, batch_norm_layers
+from sherlocked.checks import MemberSpec, batch_norm_layers
+from sherlocked.config import ConfigError
+from sherlocked.training.population import Population
 
 WIDTHS = (20, 16, 12, 10)
 

@@ -9,8 +9,11 @@ import time
 import pytest
 from rich.console import Console
 
-from sherlocked import progress
-from sherlocked.progress import FOLDER, Watch, eta_s, read_populations, steps_per_job
+from sherlocked import layout
+from sherlocked.job import Job
+from sherlocked.layout import PROGRESS as FOLDER
+from sherlocked.sweep import progress
+from sherlocked.sweep.progress import Watch, eta_s, read_populations, steps_per_job
 from tests.conftest import SMALL
 
 
@@ -34,8 +37,9 @@ def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once
 def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):
     (tmp_path / FOLDER).mkdir()
     (tmp_path / FOLDER / "0123456789abcdef.json").write_text(json.dumps(population(250, steps=1250)))
-    (tmp_path / "group" / FOLDER).mkdir(parents=True)  # jobs one folder down (a config group override)
-    (tmp_path / "group" / FOLDER / "fedcba9876543210.json").write_text(json.dumps(population(5, members=4)))
+    nested = [Job({"seed": s}, tmp_path / "model" / f"optimizer=adam,seed={s}", sweep_dir=tmp_path) for s in (0, 1)]
+    assert layout.progress(nested).parent == tmp_path / FOLDER  # jobs one folder down (a config group override)
+    (tmp_path / FOLDER / "fedcba9876543210.json").write_text(json.dumps(population(5, members=4)))
     (tmp_path / FOLDER / "half-written.json").write_text("{")
     assert set(read_populations(tmp_path)) == {"0123456789abcdef", "fedcba9876543210"}
     screen = Console(record=True, width=120)

@@ -14,9 +14,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from test_module import MIXED, fit
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sherlocked.module import PopulationModule, member_losses
-from sherlocked.optimizers import population_optimizer
-from sherlocked.population import MemberSpec, Population
+from sherlocked.checks import MemberSpec
+from sherlocked.training.module import PopulationModule, member_losses
+from sherlocked.training.optimizers import population_optimizer
+from sherlocked.training.population import Population
 
 # Ops that hand a value to the host (.item(), float(t), bool(t), `if t:`), or whose output's size depends
 # on values, so the host must wait for them to know it (nonzero, boolean-mask indexing, unique, ...).

@@ -7,9 +7,11 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked.activations import ConfigError
-from sherlocked.engine import Job, run, train, validate
+from sherlocked.checks import validate
+from sherlocked.config import ConfigError
+from sherlocked.job import Job
 from sherlocked.results import SCHEMA
+from sherlocked.training.engine import run, train
 
 ROOT = __import__("pathlib").Path(__file__).parents[1]
 

@@ -2,8 +2,8 @@
 
     python -m sherlocked.train -m hydra/launcher=population act1=relu,tanh act2=sigmoid,relu seed=range(9)
 
-Thin on purpose: Hydra imports every plugin module at start-up, so the work (and torch)
-lives in sherlocked.launcher, imported when a sweep is launched.
+Thin on purpose: Hydra imports every plugin module at start-up, so the work lives in
+sherlocked.sweep (plan, then run), imported when a sweep is launched.
 """
 
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 # Registers the resolver conf/train.yaml names job dirs with, for every way Hydra composes it (light: no torch).
 import sherlocked.config  # noqa: F401
+from sherlocked import layout
 
 
 @dataclass
@@ -29,7 +30,7 @@ class RayConf:
 @dataclass
 class SubmititConf:
     cluster: str | None = None  # slurm, local (this machine, one GPU per element) or debug; null: SLURM if found
-    folder: str = "${hydra.sweep.dir}/.submitit/%j"  # submitit's logs and pickles, per job
+    folder: str = layout.submitit_folder("${hydra.sweep.dir}")  # submitit's logs and pickles, per job
     partition: str | None = None
     gpus_per_node: int | None = None  # null: gpus_per_population, rounded up
     cpus_per_task: int | None = None  # null: cpus_per_population
@@ -44,11 +45,11 @@ class SubmititConf:
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.sherlocked_launcher.population_launcher.PopulationLauncher"
     # Most members trained together in one population (bigger groups are split); 0 = no limit,
-    # null = measured default for the device (sherlocked.launcher.default_max_members).
+    # null = measured default for the device (sherlocked.sweep.devices.default_max_members).
     max_members: int | None = None
     # Local worker processes: 0 = one per visible GPU (in-process on a CPU-only machine or with one GPU).
     workers: int = 0
-    # Where populations train: local (this machine), ray (a Ray cluster), submitit (SLURM).
+    # Where populations train: local (this machine), ray (a Ray cluster), submitit (SLURM): sherlocked.sweep.backends.
     backend: str = "local"
     gpus_per_population: float | None = None  # ray and submitit; null: 1 when training on GPUs, else 0
     cpus_per_population: int = 1
@@ -75,8 +76,6 @@ class PopulationLauncher(Launcher):
         gpus_per_population: float | None = None,
         **engine_settings: Any,  # cpus_per_population, max_retries, ray, submitit: read from the config
     ) -> None:
-        if backend not in ("local", "ray", "submitit"):
-            raise ValueError(f"hydra.launcher.backend={backend!r}; choose from local, ray, submitit")
         self.max_members, self.workers, self.backend = max_members, workers, backend
         self.gpus_per_population = gpus_per_population
         self.config: DictConfig | None = None
@@ -87,6 +86,6 @@ class PopulationLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from sherlocked.launcher import launch
+        from sherlocked.sweep.run import launch
 
         return launch(self, job_overrides, initial_job_idx)

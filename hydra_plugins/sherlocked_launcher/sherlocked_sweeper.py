@@ -5,8 +5,9 @@ it does not compose every job up front for a launcher that checks every job itse
 
 The basic sweeper composes each job once to validate the batch (0.1-0.3 s a job here), and a
 launcher composes it again; the population launcher composes one job per group and derives and
-checks the rest (sherlocked.jobdirs), so the first composition would be most of a sweep's
-overhead. With any other launcher this sweeper is the basic one.
+checks the rest (sherlocked.hydra_adapter), so the first composition would be most of a sweep's
+overhead. With any other launcher this sweeper is the basic one. It parses the command line
+through sherlocked.hydra_adapter.parse, so each distinct override is parsed once a sweep.
 
 It also reads a finished sweep back from read-only storage: Hydra's sweeper stops on writing
 multirun.yaml again; this one leaves an existing multirun.yaml it cannot write as it is.
@@ -16,10 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+from sherlocked.hydra_adapter import basic_sweeper, parse
+
+BasicSweeper, BasicSweeperConf = basic_sweeper()
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,7 @@ class SherlockedSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> list:
         """BasicSweeper.sweep, but an existing multirun.yaml that cannot be written is kept."""
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        overrides = parse([*self._parse_config(), *arguments], self.hydra_context.config_loader)
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         saved = Path(self.config.hydra.sweep.dir) / "multirun.yaml"
         saved.parent.mkdir(parents=True, exist_ok=True)

@@ -3,5 +3,8 @@
     python -m sherlocked.report outputs/sweeps/demo
 
 runs.py reads a sweep once; tables.py, significance.py, mechanism.py and plots.py build on it;
-cli.py writes every file. This file imports none of them, so no module imports another through it.
+page.py writes the one page; cli.py writes every file. This file imports none of them, so no
+module imports another through it. May import the base (sherlocked.config, activations, layout,
+results): no torch, so a report is instant on a laptop or a login node; never sherlocked.training
+or sherlocked.sweep.
 """

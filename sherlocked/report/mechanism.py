@@ -2,7 +2,7 @@
 
     python -m sherlocked.report outputs/sweeps/demo   # writes diagnostics.md and diagnostics.png
 
-Reads the last epoch's diagnostics of every run (see sherlocked/diagnostics.py) and sets the
+Reads the last epoch's diagnostics of every run (see sherlocked/training/diagnostics.py) and sets the
 two candidate explanations side by side with numbers: output units that pass no gradient
 (dead ReLUs, <= 0 on every input; for any other output activation, units whose slope is flat
 on every input) against saturation of the layer before the output. It says "dead" only of
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sherlocked.diagnostics import family
+from sherlocked.activations import family
 from sherlocked.report.runs import DIAG, group_keys, last_pair, sort_rows
 from sherlocked.report.tables import markdown
 
@@ -143,7 +143,7 @@ def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     per_group = done.groupby(keys, dropna=False)[["acc", *columns.values()]].mean().reset_index()
     per_group = sort_rows(per_group.rename(columns={v: k for k, v in columns.items()}), keys)
     intro = "# Diagnostics\n\nMeasured on a fixed probe batch of test images after the last epoch "
-    intro += f"(sherlocked/diagnostics.py). {DEFINITIONS} Means over seeds; accuracy in %.\n\n"
+    intro += f"(sherlocked/training/diagnostics.py). {DEFINITIONS} Means over seeds; accuracy in %.\n\n"
     return (
         f"{intro}## Which mechanism: ({pair[0]}, {pair[1]}) as the last pair\n\n"
         f"{mechanism_text(runs, pair)}\n## Per group\n\n{markdown(per_group, digits=3)}"

@@ -16,7 +16,8 @@ import pandas as pd
 
 from sherlocked.activations import ACTIVATIONS
 from sherlocked.config import ACT, undeclared
-from sherlocked.results import RESULT, read_result
+from sherlocked.layout import RESULT
+from sherlocked.results import read_result
 
 DIAG = "diag."  # prefix of the diagnostics columns
 OUTCOME = ("job", "status", "acc", "curve")

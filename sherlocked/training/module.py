@@ -15,9 +15,11 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
-from sherlocked import compiled, phases
-from sherlocked.diagnostics import add_histogram, grad_norms, measure
-from sherlocked.population import MemberSpec, Population
+from sherlocked import phases
+from sherlocked.checks import MemberSpec
+from sherlocked.training import compiled
+from sherlocked.training.diagnostics import add_histogram, grad_norms, measure
+from sherlocked.training.population import Population
 
 
 def sample_losses(logits: Tensor, targets: Tensor) -> Tensor:
@@ -56,7 +58,7 @@ class PopulationModule(L.LightningModule):
         compile_mode: str | None = None,
     ):
         """diagnostics: None, or interval (steps), probe_size (test images), histograms (bool);
-        compile_mode: torch.compile's mode for the training loss (sherlocked.compiled), None for eager."""
+        compile_mode: torch.compile's mode for the training loss (sherlocked.training.compiled), None for eager."""
         super().__init__()
         self.net = Population(members)
         self.member_losses = compiled.Step(member_losses, compile_mode)
@@ -77,7 +79,7 @@ class PopulationModule(L.LightningModule):
         return self.trainer.datamodule
 
     def configure_optimizers(self):
-        # param groups that say which member each row is (sherlocked.optimizers): torch.optim's ignore that
+        # param groups that say which member each row is (sherlocked.training.optimizers): torch.optim's ignore that
         return self.optimizer(self.net.param_groups())
 
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:

@@ -2,11 +2,10 @@
 
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act1=relu,tanh,sigmoid,selu seed=0,1
 
-A population (a single run too) keeps a small JSON file, <its jobs' parent dir>/.progress/<key>.json,
-written at every test pass and at most once a second in between, from whichever process or
-machine trains it (every backend shares the sweep dir), and removed once its results are
-written. Writing it reads only what the host already holds, so no step waits for the device.
-The sweep (sherlocked.sweep.StudyCallback) reads those files: in a terminal a live table of the
+A population in training keeps a small JSON file, <sweep dir>/.progress/<population>.json
+(sherlocked.layout), written by sherlocked.training.reporter from whichever process or machine
+trains it (every backend shares the sweep dir), and removed once its results are written.
+The sweep (sherlocked.sweep.callback.StudyCallback) reads those files: in a terminal a live table of the
 populations in training under the sweep's line (rich), elsewhere (CI, a log file) one line each
 time a population finishes an epoch. The ETA counts training steps, not jobs, so a sweep whose
 jobs finish a whole population at a time still gets one that holds after the first population.
@@ -15,22 +14,18 @@ jobs finish a whole population at a time still gets one that holds after the fir
 import atexit
 import json
 import math
-import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import lightning as L
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sherlocked.results import write_json
+from sherlocked import layout
 
-FOLDER = ".progress"
 console = Console(highlight=False, soft_wrap=True)  # the sweep's lines and its live table share it
 watching: list["Watch"] = []  # started and not stopped
 
@@ -41,66 +36,14 @@ def stop_watching() -> None:
         watch.stop()
 
 
-def folder_of(job_dirs: Sequence[Path]) -> Path:
-    """Where a population's jobs report: their parents' common dir (a sweep's dir), in FOLDER."""
-    return Path(os.path.commonpath([os.path.abspath(Path(d).parent) for d in job_dirs])) / FOLDER
-
-
-class Reporter(L.Callback):
-    """Writes the population's progress file: at each test pass, and at most every `every_s` seconds between."""
-
-    def __init__(self, path: Path, every_s: float = 1.0):
-        self.path, self.every_s = Path(path), every_s
-        self.started = self.last = time.time()
-        self.reported: dict = {}
-        self.where = f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}"
-
-    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.write(trainer, module)  # in the table from its first step
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
-        if time.time() - self.last >= self.every_s:
-            self.write(trainer, module)
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.write(trainer, module, diverged=int((~module.alive).sum()))  # one wait an epoch, after the test
-
-    def write(self, trainer: L.Trainer, module: L.LightningModule, diverged: int | None = None) -> None:
-        accuracies = module.history["test_acc"]
-        last = [a for a in accuracies[-1] if math.isfinite(a)] if accuracies else []
-        if diverged is None:  # between test passes: as the last one said
-            diverged = self.reported.get("diverged", 0)
-        self.reported = {
-            "members": len(module.net),
-            "epoch": trainer.current_epoch + 1,
-            "epochs": trainer.max_epochs,
-            "epochs_done": len(accuracies),
-            "step": trainer.global_step,
-            "steps": trainer.num_training_batches * trainer.max_epochs,
-            "acc": [min(last), max(last)] if last else None,
-            "diverged": diverged,
-            "where": self.where,
-            "started": self.started,
-            "updated": time.time(),
-        }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.path, self.reported)
-        except OSError:  # progress is for the eye: training goes on without it
-            pass
-        self.last = time.time()
-
-
 def read_populations(sweep_dir: Path) -> dict[str, dict]:
-    """The progress of every population in training under the sweep dir (and one level down), by key."""
+    """The progress of every population in training in the sweep, by key."""
     found = {}
-    for pattern in (f"{FOLDER}/*.json", f"*/{FOLDER}/*.json"):
-        for path in Path(sweep_dir).glob(pattern):
-            try:
-                found[path.stem] = json.loads(path.read_text())
-            except (OSError, ValueError):  # removed or replaced while read
-                continue
+    for path in layout.progress_files(sweep_dir):
+        try:
+            found[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):  # removed or replaced while read
+            continue
     return found
 
 
@@ -139,8 +82,8 @@ class Watch:
             self.thread = None
 
     def populations(self) -> dict[str, dict]:
-        """What trains now, read at most every `every_s`: a population's jobs end together, and reading
-        costs a look into every job dir (one folder down), so one read serves them all."""
+        """What trains now, read at most every `every_s`: a population's jobs end together, so one read
+        serves them all."""
         now = time.monotonic()
         if self.read_at is None or now - self.read_at >= self.every_s:
             self.last_read, self.read_at = read_populations(self.sweep_dir), now

@@ -27,23 +27,13 @@ import math
 import torch
 from torch import Tensor
 
-from sherlocked.activations import build, parse
-from sherlocked.population import Population
+from sherlocked.activations import family
+from sherlocked.training.activations import build
+from sherlocked.training.population import Population
 
-# Activations whose units can die: no (relu) or only a fixed small (leaky_relu) gradient below 0.
-DYING = {"relu", "leaky_relu"}
+# Where each activation that saturates (sherlocked.activations.SATURATING) counts as saturated.
 SATURATION = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99), "tanh": lambda a: a.abs() > 0.99}
 FLAT = 0.01  # a slope below this passes under 1% of the gradient
-
-
-def family(spec: str) -> str | None:
-    """ "relu" for relu and leaky_relu (units can die), "sigmoid" or "tanh" (they saturate), else None."""
-    names = parse(spec)
-    if len(names) != 1:
-        return None
-    if names[0] in DYING:
-        return "relu"
-    return names[0] if names[0] in SATURATION else None
 
 
 def slopes(spec: str, pre: Tensor) -> Tensor:

@@ -17,10 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from sherlocked.activations import ConfigError
-
 log = logging.getLogger(__name__)
-MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPHS = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs (on a GPU)
 # In this process: first_step_s, the wall seconds of compiled populations' first training steps, where
 # torch.compile compiles the forward and then the backward; fallbacks, the populations that trained eager
@@ -28,19 +25,11 @@ CUDA_GRAPHS = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA 
 spent: Counter = Counter()
 
 
-def mode_of(value) -> str | None:
-    """The config's `compile` (false, true or a torch.compile mode) as torch.compile's mode; None: eager."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return "default"
-    if isinstance(value, str) and value in MODES:
-        return value
-    raise ConfigError(f"compile={value!r} must be false, true or one of torch.compile's modes: {', '.join(MODES)}")
-
-
 class Step:
-    """fn, compiled with torch.compile(mode) at its first call; eager from then on if that fails."""
+    """fn, compiled with torch.compile(mode) at its first call; eager from then on if that fails.
+
+    mode: one of sherlocked.checks.COMPILE_MODES (checks.compile_mode reads it from a config), None for eager.
+    """
 
     def __init__(self, fn: Callable, mode: str | None):
         self.eager, self.mode, self.compiled, self.tried = fn, mode, None, False

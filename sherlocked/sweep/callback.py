@@ -1,7 +1,8 @@
 """The Hydra callback around runs and sweeps (registered in conf/train.yaml, any launcher).
 
-- before anything is written: checks the command line and the launcher's backend, one line and exit code 2 if bad;
-- while a sweep trains: its populations' progress, live (sherlocked.progress);
+- before anything is written: checks the command line and the launcher's backend, one line and exit code 2 if bad
+  (torch-free: a sweep's values are checked in milliseconds, on a laptop or a login node);
+- while a sweep trains: its populations' progress, live (sherlocked.sweep.progress);
 - after each job of a sweep: one progress line (done/total, failures, elapsed, ETA);
 - at the end of a sweep: a summary as the last line, exit code 1 if any job failed.
 """
@@ -13,15 +14,14 @@ import time
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import jobdirs
-from sherlocked.activations import ConfigError
-from sherlocked.backends import EXTRAS, MissingExtra, require
-from sherlocked.config import is_member_key
+from sherlocked import hydra_adapter
+from sherlocked.checks import validate
+from sherlocked.config import ConfigError, is_member_key
 from sherlocked.dashboard import write_experiment
-from sherlocked.data import DataError, data_key, load
-from sherlocked.engine import validate
-from sherlocked.progress import Watch, clock, console, eta_s, steps_per_job
+from sherlocked.datasets import DataError, data_key, on_disk
 from sherlocked.results import Result
+from sherlocked.sweep.backends import check
+from sherlocked.sweep.progress import Watch, clock, console, eta_s, steps_per_job
 
 
 def sweep_lines(config: DictConfig) -> list[str]:
@@ -33,10 +33,8 @@ def sweep_lines(config: DictConfig) -> list[str]:
 def parsed_overrides(config: DictConfig) -> list[list[str] | None]:
     """Each override of a sweep as the list of "key=value" it expands to; None for one no list holds (an
     interval, or a tagged one: a search sweeper such as Optuna picks its values as it goes)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     choices = []
-    for override in OverridesParser.create().parse_overrides(sweep_lines(config)):
+    for override in hydra_adapter.parse(sweep_lines(config)):
         key = override.get_key_element()
         if not override.is_sweep_override():
             choices.append([f"{key}={override.get_value_element_as_str()}"])
@@ -62,7 +60,7 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     That is sum(len(values)) configs instead of prod(len(values)): every value a user typed
     is checked before the sweep starts, at a cost that stays small. The first is composed; a
     value of a member key (an activation, a seed, ...) is set in it as the population launcher
-    derives its jobs (sherlocked.jobdirs), which gives what composing would, in a millisecond
+    derives its jobs (sherlocked.hydra_adapter), which gives what composing would, in a millisecond
     instead of a tenth of a second; any other value is composed. A key whose values are not a
     list (an interval) is left at its default: the values picked later are checked by the job
     that trains them.
@@ -74,12 +72,13 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     loader = GlobalHydra.instance().config_loader()
     composed = loader.load_sweep_config(config, first)
     yield composed
-    template = jobdirs.Template(composed)
+    template = hydra_adapter.Template(composed)
     varied = [(value, first[:i] + [value] + first[i + 1 :]) for i, values in enumerate(choices) for value in values[1:]]
-    parsed_first, *parsed = jobdirs.parse([first] + [overrides for _, overrides in varied])  # each line once
-    for (value, overrides), job in zip(varied, parsed):
+    parsed_first = hydra_adapter.parse(first)
+    for value, overrides in varied:
+        job = hydra_adapter.parse(overrides)
         if is_member_key(value) and template.derivable([parsed_first, job]):  # differing in one member key
-            yield template.derive(job, 0).resolved
+            yield template.derive(job, 0).config
         else:
             yield loader.load_sweep_config(config, overrides)
 
@@ -94,14 +93,14 @@ def validate_or_exit(config: DictConfig) -> None:
         stop(f"invalid configuration: {type(error).__name__}: {error}")
 
 
-def data_or_exit(configs: list[DictConfig]) -> None:
-    """Every dataset the jobs use reads whole (from disk, or downloaded): one line and exit code 2 if not.
-
-    Read here, before any job dir: the read is cached, so jobs trained in this process reuse it.
-    """
-    for key in {data_key(config["dataset"]) for config in configs}:
+def data_or_exit(configs: list) -> None:
+    """Every dataset the jobs use is on disk and whole, or downloads: one line and exit code 2 if not."""
+    for key, dataset in {data_key(config["dataset"]): config["dataset"] for config in configs}.items():
         try:
-            load(*key)
+            if not on_disk(dataset):  # a download (where dataset.download allows one), through torchvision
+                from sherlocked.training.data import load
+
+                load(*key)
         except DataError as error:
             stop(str(error))
 
@@ -118,13 +117,11 @@ def launcher_or_exit(config: DictConfig) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             stop(f"hydra.launcher.{key}={value!r} must be a whole number >= 0")
     backend = OmegaConf.select(config, "hydra.launcher.backend")
-    if backend in (None, "local"):
+    if backend is None:  # not the population launcher
         return
     try:
-        if backend not in EXTRAS:
-            raise ConfigError(f"hydra.launcher.backend={backend!r}; choose from local, {', '.join(EXTRAS)}")
-        require(backend)
-    except (ConfigError, MissingExtra) as error:
+        check(backend)
+    except ConfigError as error:
         stop(str(error))
 
 
@@ -155,7 +152,7 @@ class SweepProgress:
         return f"{self.done}/{'?' if self.total is None else self.total} jobs: {parts}"
 
     def line(self, populations: dict[str, dict] | None = None) -> str:
-        """The sweep's line; with the populations in training (sherlocked.progress), an ETA from their steps."""
+        """The sweep's line; with the populations in training (sherlocked.sweep.progress), an ETA from their steps."""
         now = time.time()
         for p in (populations or {}).values():
             self.training_since = min(self.training_since or p["started"], p["started"])

@@ -1,43 +1,27 @@
 """Population checkpoints: a run killed mid-training resumes from its population's last saved epoch.
 
-    <the jobs' common dir>/.checkpoints/<key>.ckpt   (a sweep: its sweep dir; a single run: its run dir)
+    <sweep dir>/.checkpoints/<population>.ckpt   (sherlocked.layout: a single run keeps it in its run dir)
 
-The key is a hash of the members' identities (their configs without where files live), in
-population order: the same population formed again finds its checkpoint, any other change
-(another member, value or order) starts afresh. Lightning's own checkpoint (weights, optimiser
+A population is named by its members' identities (their configs without where files live), in
+order: the same population formed again finds its checkpoint, any other change (another member,
+value or order) starts afresh. Lightning's own checkpoint (weights, optimiser
 state, loop counters, each member's data order, the module's curves) is saved at an epoch's
 end, at most once every `checkpoint_every_s` seconds (0: every epoch; null: never), to a
 temporary file that is then renamed, so a kill leaves the previous checkpoint or the new one
 whole. It is deleted once every member's result.json is written.
 """
 
-import hashlib
-import json
 import logging
-import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from sherlocked.results import discard, identity, replacing
+from sherlocked.results import discard, replacing
 
 log = logging.getLogger(__name__)
-FOLDER = ".checkpoints"
-
-
-def population_key(configs: Sequence[dict]) -> str:
-    """A population's name: its members' identities, in order (sherlocked.progress names its file so too)."""
-    return hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
-
-
-def path_of(job_dirs: Sequence[Path], configs: Sequence[dict]) -> Path:
-    """Where the population of these jobs (in this order) keeps its checkpoint."""
-    common = Path(os.path.commonpath([os.path.abspath(d) for d in job_dirs]))
-    return common / FOLDER / f"{population_key(configs)}.ckpt"
 
 
 def saved_epochs(path: Path) -> int:

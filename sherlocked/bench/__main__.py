@@ -1,0 +1,3 @@
+from sherlocked.bench.cli import main
+
+main()

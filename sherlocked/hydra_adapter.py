@@ -1,0 +1,256 @@
+"""Hydra behind one module: the launcher's side of Hydra's protocol (compose or derive each job, write its
+dir as run_job does, hand its result back) and everything that reaches past Hydra's public API.
+
+    python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act2=relu,sigmoid seed=0,1
+
+Composing a job's config costs Hydra about 0.1-0.3 s (the defaults tree, every YAML file read
+and parsed again). The jobs of one population differ only in member keys (sherlocked.config),
+plain values, so their configs follow from the first job's composition by setting those
+values: the task config, its resolved form, and the hydra node with the few fields Hydra sets
+per job (overrides, override_dirname, id, num, output_dir). The three .hydra/ files are
+emitted by libyaml with OmegaConf's own representers, which gives OmegaConf's text.
+A group whose configs cannot be derived exactly (a member value that is a mapping, an
+interpolation, a deletion; an interpolation that reads a member key; a sweep subdir other
+than the override_dirname; hydra.job.chdir) is composed job by job and written by Hydra's run_job.
+
+Only this module imports hydra._internal and omegaconf._utils (tests/test_imports.py holds it to
+that): a Hydra release that moves them breaks this file and its tests, which compare what it
+writes with Hydra's own run_job byte for byte, and nothing else.
+"""
+
+import copy
+import functools
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from hydra._internal.config_loader_impl import get_overrides_dirname  # what Hydra names job dirs with
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf._utils import get_omega_conf_dumper
+
+from sherlocked.config import is_member_key
+from sherlocked.job import Job
+from sherlocked.results import Result
+
+SUBDIR = "${hydra.job.override_dirname}"  # conf/train.yaml's hydra.sweep.subdir
+INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+
+
+class _Dumper(yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.SafeDumper):
+    """OmegaConf's YAML (its string quoting), emitted by libyaml where PyYAML has it."""
+
+
+for _type, _representer in get_omega_conf_dumper().yaml_representers.items():
+    _Dumper.add_representer(_type, _representer)
+
+
+def to_yaml(container) -> str:
+    """What OmegaConf.to_yaml writes for a config whose plain, unresolved form is `container`."""
+    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_Dumper)
+
+
+def basic_sweeper() -> tuple[type, type]:
+    """Hydra's BasicSweeper and its config dataclass (the sherlocked sweeper's bases), as Hydra's plugin scan leaves
+    them: the scan executes its core plugins' modules again, so a class taken from there earlier is another class
+    than the one BasicSweeper.__init__ names."""
+    from hydra._internal.core_plugins import basic_sweeper as module
+
+    return module.BasicSweeper, module.BasicSweeperConf
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_line(line: str) -> Override:
+    """One override, parsed; each distinct line once (a sweep's jobs repeat them, its sweeper and checks too)."""
+    (override,) = OverridesParser.create().parse_overrides([line])
+    return override
+
+
+def parse(lines: Sequence[str], config_loader=None) -> list[Override]:
+    """Overrides parsed; with the config loader, glob() sweeps can list a config group's options."""
+    overrides = [parse_line(line) for line in lines]
+    if config_loader is not None:
+        for override in overrides:
+            override.config_loader = config_loader  # what Hydra's parser sets on each
+    return overrides
+
+
+def start(config: DictConfig) -> Path:
+    """What Hydra's launchers do first: its globals, its logging, the sweep dir (returned, absolute)."""
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return sweep_dir
+
+
+@dataclass
+class HydraJob:
+    """A job's Hydra config, plain and unresolved: what .hydra/ holds and Hydra's callbacks receive."""
+
+    task: dict  # .hydra/config.yaml
+    hydra: dict  # {"hydra": node}: .hydra/hydra.yaml
+    composed: DictConfig | None = None  # where Hydra composed this job: its run_job writes the dir
+    context: HydraContext | None = None
+
+    def write(self, job: Job) -> None:
+        """The job dir and its .hydra/ files, as run_job leaves them."""
+        if self.composed is not None:
+            quiet = HydraContext(config_loader=self.context.config_loader, callbacks=_NoCallbacks())
+            run_job(_nothing, self.composed, "hydra.sweep.dir", "hydra.sweep.subdir", quiet, configure_logging=False)
+            return
+        subdir = self.hydra["hydra"]["output_subdir"]
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+        if subdir is None:
+            return
+        folder = job.job_dir / subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, container in (("config", self.task), ("hydra", self.hydra), ("overrides", job.overrides)):
+            (folder / f"{name}.yaml").write_text(to_yaml(container), encoding="utf-8")
+
+    def config(self) -> DictConfig:
+        """The job's whole config, as Hydra's callbacks receive it."""
+        return self.composed if self.composed is not None else OmegaConf.create({**self.task, **self.hydra})
+
+    def job_return(self, job: Job, result: Result, with_configs: bool) -> JobReturn:
+        """What a launcher hands back to Hydra; the configs only where a callback may read them."""
+        return JobReturn(
+            overrides=job.overrides,
+            cfg=OmegaConf.create(self.task) if with_configs else None,
+            hydra_cfg=OmegaConf.create(self.hydra) if with_configs else None,
+            working_dir=os.getcwd(),
+            task_name=self.hydra["hydra"]["job"]["name"],
+            status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
+            _return_value=result,
+        )
+
+
+class _NoCallbacks:
+    """Stands in for Hydra's callbacks while run_job writes a job's dir: they fire later, with the real result."""
+
+    def on_job_start(self, **kwargs) -> None:
+        pass
+
+    def on_job_end(self, **kwargs) -> None:
+        pass
+
+
+def _nothing(cfg: DictConfig) -> None:
+    """The task run_job runs while it writes a composed job's dir: the job trains later, in its population."""
+
+
+class Template:
+    """One composed sweep config; the jobs of its group are derived from it."""
+
+    def __init__(self, sweep_config: DictConfig):
+        full = OmegaConf.to_container(sweep_config, resolve=False, enum_to_str=True)
+        self.hydra = {"hydra": full.pop("hydra")}
+        self.task = full
+        task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+        self.resolved = OmegaConf.to_container(task, resolve=True)
+        self.sweep_dir = str(sweep_config.hydra.sweep.dir)
+        naming = sweep_config.hydra.job.config.override_dirname
+        self.naming = (list(naming.exclude_keys), naming.item_sep, naming.kv_sep)
+
+    def derivable(self, jobs: Sequence[Sequence[Override]]) -> bool:
+        """Whether setting member values gives exactly what composing each job would."""
+        job = self.hydra["hydra"]["job"]
+        if self.hydra["hydra"]["sweep"]["subdir"] != SUBDIR or job.get("chdir"):
+            return False
+        refs = [ref for text in _strings(self.task) for ref in INTERPOLATION.findall(text)]
+        shape = [(o.key_or_group, o.type) for o in jobs[0] if is_member(o)]
+        for overrides in jobs:
+            members = [o for o in overrides if is_member(o)]
+            if [(o.key_or_group, o.type) for o in members] != shape:  # the same member keys, added alike
+                return False
+            for override in members:
+                leaf = override.key_or_group.split(".")[-1]
+                value = override.value()
+                if override.is_delete() or isinstance(value, dict) or "${" in str(value):
+                    return False
+                if any(leaf in ref or ref.startswith(".") for ref in refs):
+                    return False
+        return True
+
+    def derive(self, overrides: Sequence[Override], index: int, sweep_dir: Path | None = None) -> Job:
+        """Job `index`: the template's configs with this job's member values and Hydra's per-job fields."""
+        task, resolved, hydra = copy.deepcopy(self.task), copy.deepcopy(self.resolved), copy.deepcopy(self.hydra)
+        for override in overrides:
+            if is_member(override):
+                value = override.value()
+                _set(task, override.key_or_group, value)
+                _set(resolved, override.key_or_group, copy.deepcopy(value))
+        exclude_keys, item_sep, kv_sep = self.naming
+        dirname = get_overrides_dirname(list(overrides), exclude_keys, item_sep, kv_sep)
+        job_dir = Path(os.path.abspath(os.path.join(self.sweep_dir, dirname)))
+        node = hydra["hydra"]
+        node["overrides"]["task"] = [o.input_line for o in overrides]
+        node["job"].update(override_dirname=dirname, id=str(index), num=index)  # id is a str in Hydra's schema
+        node["runtime"]["output_dir"] = str(job_dir)
+        lines = list(node["overrides"]["task"])
+        return Job(resolved, job_dir, lines, index, sweep_dir, hydra=HydraJob(task, hydra))
+
+
+def group_jobs(
+    context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], indices: Sequence[int]
+) -> list[Job]:
+    """The jobs of one group (jobs that differ in member keys only), each composed or derived, none written:
+    one composition for the group where its jobs can be derived, else one each."""
+    sweep_dir = Path(os.path.abspath(str(master.hydra.sweep.dir)))
+    load = context.config_loader.load_sweep_config
+    first = load(master, list(job_overrides[0]))
+    template = Template(first)
+    parsed = [parse(overrides) for overrides in job_overrides]
+    if template.derivable(parsed):
+        return [template.derive(job, index, sweep_dir) for job, index in zip(parsed, indices)]
+    composed = [first] + [load(master, list(overrides)) for overrides in job_overrides[1:]]
+    return [
+        _composed_job(config, list(overrides), index, sweep_dir, context)
+        for config, overrides, index in zip(composed, job_overrides, indices)
+    ]
+
+
+def _composed_job(config: DictConfig, overrides: list[str], index: int, sweep_dir: Path, context) -> Job:
+    """A job Hydra composed: its dir and resolved config as run_job makes them (with its HydraConfig set)."""
+    with open_dict(config):
+        config.hydra.job.id = index
+        config.hydra.job.num = index
+    HydraConfig.instance().set_config(config)
+    subdir = str(OmegaConf.select(config, "hydra.sweep.subdir"))
+    job_dir = Path(os.path.abspath(os.path.join(str(config.hydra.sweep.dir), subdir)))
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = str(job_dir)
+    HydraConfig.instance().set_config(config)
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    plain = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
+    hydra = HydraJob({k: v for k, v in plain.items() if k != "hydra"}, {"hydra": plain["hydra"]}, config, context)
+    return Job(OmegaConf.to_container(task, resolve=True), job_dir, overrides, index, sweep_dir, hydra=hydra)
+
+
+def is_member(override: Override) -> bool:
+    return is_member_key(override.input_line)
+
+
+def _set(container: dict, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        container = container[part]
+    container[leaf] = value
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node

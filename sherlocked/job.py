@@ -1,0 +1,40 @@
+"""One job, as every part sees it: made once by the sweep's plan (or by a single run), trained by the
+engine, and handed back to Hydra's callbacks with its result.
+
+    python -c "from sherlocked.job import Job; help(Job)"
+
+Torch-free and small: what a worker process needs travels with it (config, dirs, overrides);
+what only the driver needs (the job's Hydra config and .hydra/ files, sherlocked.sweep.hydra_adapter)
+stays with the driver.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sherlocked.results import Result
+
+
+@dataclass
+class Job:
+    config: dict  # the resolved task config: what the engine trains and result.json stores
+    job_dir: Path
+    overrides: list[str] = field(default_factory=list)  # its command-line overrides, as Hydra names its dir
+    index: int = 0  # its number in the sweep (Hydra's hydra.job.num)
+    sweep_dir: Path | None = None  # where its population keeps what members share (sherlocked.layout); None: none
+    events_dir: Path | None = None  # its TensorBoard run; None: <job dir>/<the logger's name>
+    finished: Result | None = None  # its result, where an earlier run finished it (so it is not trained again)
+    # The driver's: the job's Hydra config and how its dir is written (sherlocked.sweep.hydra_adapter).
+    hydra: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, cfg: DictConfig, job_dir: Path, overrides: Sequence[str] = (), **more) -> "Job":
+        """A job of a composed config (resolved here)."""
+        return cls(OmegaConf.to_container(cfg, resolve=True), Path(job_dir), list(overrides), **more)
+
+    def __getstate__(self) -> dict:
+        """A worker (a process, a Ray task, a SLURM element) gets the job without the driver's Hydra part."""
+        return {**self.__dict__, "hydra": None}

@@ -1,0 +1,112 @@
+"""Every path a sweep writes, declared once: each module that reads or writes one asks here.
+
+    <sweep dir>/                          hydra.sweep.dir (a single run: its run dir plays both parts)
+      multirun.yaml                       Hydra's record of the sweep
+      <job dir>/                          hydra.sweep.subdir: the job's overrides (Hydra's override_dirname)
+        .hydra/                           Hydra's config.yaml, hydra.yaml, overrides.yaml
+        result.json                       the job's result (sherlocked.results), written last and atomically
+        .lock                             held while a process trains the job (sherlocked.sweep.locks)
+      .checkpoints/<population>.ckpt      a population's last saved epochs, until its results are written
+      .progress/<population>.json         where a population in training stands (the sweep's live line)
+      tensorboard/<run>/                  each job's TensorBoard run, named by what the sweep varies
+        .job                              the job dir whose events the run holds
+      hparams/                            TensorBoard's HParams experiment: every key, the values they took
+      results/                            the sweep's results table (one table for all its jobs)
+      .submitit/                          submitit's logs and pickles (hydra.launcher.backend=submitit)
+
+A population is named by its members' identities in order (population_key): formed again
+by a rerun, it finds its checkpoint. What a population's jobs share lives in their common
+dir: the sweep's dir, or for jobs outside a sweep their deepest common folder.
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sherlocked.config import identity
+
+if TYPE_CHECKING:
+    from sherlocked.job import Job
+
+RESULT = "result.json"
+LOCK = ".lock"
+CHECKPOINTS = ".checkpoints"
+PROGRESS = ".progress"
+TENSORBOARD = "tensorboard"
+OWNER = ".job"
+HPARAMS = "hparams"
+RESULTS_TABLE = "results"
+SUBMITIT = ".submitit"
+
+
+def result(job_dir: Path) -> Path:
+    return Path(job_dir) / RESULT
+
+
+def lock(job_dir: Path) -> Path:
+    return Path(job_dir) / LOCK
+
+
+def common_dir(jobs: "Sequence[Job]") -> Path:
+    """Where a population's jobs keep what they share: their sweep's dir, else their job dirs' common folder."""
+    sweeps = {job.sweep_dir for job in jobs}
+    if len(sweeps) == 1 and None not in sweeps:
+        return Path(sweeps.pop())
+    return Path(os.path.commonpath([os.path.abspath(job.job_dir) for job in jobs]))
+
+
+def population_key(configs: Sequence[dict]) -> str:
+    """A population's name: its members' identities, in order (its checkpoint's and its progress file's)."""
+    return hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
+
+
+def checkpoint(jobs: "Sequence[Job]") -> Path:
+    return common_dir(jobs) / CHECKPOINTS / f"{population_key([job.config for job in jobs])}.ckpt"
+
+
+def progress(jobs: "Sequence[Job]") -> Path:
+    return common_dir(jobs) / PROGRESS / f"{population_key([job.config for job in jobs])}.json"
+
+
+def progress_files(sweep_dir: Path) -> list[Path]:
+    """The progress files of the populations in training in a sweep."""
+    return list((Path(sweep_dir) / PROGRESS).glob("*.json"))
+
+
+def experiment(sweep_dir: Path) -> Path:
+    """The sweep's HParams experiment: a TensorBoard run of its own."""
+    return Path(sweep_dir) / HPARAMS
+
+
+def results_table(sweep_dir: Path) -> Path:
+    return Path(sweep_dir) / RESULTS_TABLE
+
+
+def submitit_folder(sweep_dir: str) -> str:
+    """submitit's folder, per SLURM job (%j)."""
+    return f"{sweep_dir}/{SUBMITIT}/%j"
+
+
+def name_runs(jobs: "Sequence[Job]", sweep_dir: Path, todo: "Sequence[Job]") -> None:
+    """The TensorBoard run of each job to train (`todo`), <sweep dir>/tensorboard/<its overrides of the keys the
+    sweep's `jobs` vary>, so that TensorBoard's run names are short; a name that holds another job's events
+    gets the job dir's full name instead."""
+    values: dict[str, set] = {}
+    for job in jobs:
+        for override in job.overrides:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    swept = {key for key, seen in values.items() if len(seen) > 1}
+    root = Path(sweep_dir) / TENSORBOARD
+    for job in todo:
+        owner = os.path.relpath(job.job_dir, sweep_dir)
+        name = ",".join(o for o in job.overrides if o.partition("=")[0] in swept) or owner
+        claimed = root / name / OWNER
+        if claimed.is_file() and claimed.read_text() != owner:
+            name = owner
+        job.events_dir = root / name
+        job.events_dir.mkdir(parents=True, exist_ok=True)
+        (job.events_dir / OWNER).write_text(owner)

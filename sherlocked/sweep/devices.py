@@ -1,0 +1,55 @@
+"""Where a sweep's populations train and how big they may be: the device, the workers, the memory cap.
+
+    python -c "from sherlocked.sweep.devices import default_max_members; print(default_max_members('cpu'))"
+
+Asks torch about the machine (torch.cuda), imported in the functions that ask: a plan that
+trains elsewhere (Ray, SLURM) still asks what this machine has, as the old launcher did.
+"""
+
+import os
+from collections.abc import Mapping
+
+
+def device_of(config: Mapping) -> str:
+    """cuda where the job's trainer asks for a GPU (or takes one when it may) and one is visible, else cpu."""
+    import torch
+
+    accelerator = config["trainer"]["accelerator"]
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+
+
+def default_max_members(device: str) -> int:
+    """Population size when the launcher is not told: measured with `python -m sherlocked.bench --group N`.
+
+    On a 2-core CPU, 4 to 16 members per population train fastest (parameters, gradients and
+    momentum of more members overflow the caches); a GPU fills up with all of them (0 = no limit).
+    """
+    return 16 if device == "cpu" else 0
+
+
+def worker_count(requested: int) -> int:
+    """Local worker processes: as requested, else one per visible GPU where there are several."""
+    if requested > 0:
+        return requested
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
+
+
+def member_bytes(config: Mapping) -> int:
+    """Memory one member needs: parameters, gradients and momentum, activations of a train and a test batch."""
+    widths, data = list(config["model"]["widths"]), config["dataset"]
+    params = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+    activations = 4 * sum(widths[1:]) * (data["batch_size"] + data["test_batch_size"])  # a few copies each
+    return 4 * (4 * params + activations)
+
+
+def memory_cap(config: Mapping, device: str) -> int:
+    """Most members that fit in half of the device's free memory (the rest: data, allocator slack)."""
+    if device == "cuda":
+        import torch
+
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, free // 2 // member_bytes(config))

@@ -1,0 +1,126 @@
+"""The population launcher's work: plan a batch of jobs (sherlocked.sweep.plan), then carry the plan out.
+
+    python -m sherlocked.train -m hydra/launcher=population act1=relu,tanh act2=sigmoid,relu 'seed=range(9)'
+
+Carrying it out: Hydra's callbacks hear of every job at once, and a finished job's result at
+once (so the progress line counts it before any training); the dirs of the jobs to train are
+written as Hydra's run_job writes them (a finished job's dir is left as the run that made it
+wrote it, so a finished sweep reads back from read-only storage); each job is locked, so that
+two sweeps into one dir train it once between them; the populations train where the backend
+says (sherlocked.sweep.backends) and Hydra's callbacks get each job's result as its population
+finishes. Ctrl-C stops with one line: every result is written whole or not at all.
+"""
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
+
+from sherlocked import hydra_adapter, layout, phases
+from sherlocked.job import Job
+from sherlocked.results import Result, finished_result, read_result
+from sherlocked.sweep import backends, plan
+from sherlocked.sweep.locks import JobLocks
+
+log = logging.getLogger(__name__)
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's Launcher.launch for hydra/launcher=population: plan the batch, then run the plan."""
+    sweep_dir = hydra_adapter.start(launcher.config)
+    phases.cpu.clear()  # this sweep's own
+    with phases.timed("compose"):  # every job composed or derived, so checked, before any is written
+        jobs = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)
+    with phases.timed("dirs"):
+        plan.read_finished(jobs)
+    the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers)
+    log.info(the_plan.describe())
+    returns = Run(launcher, the_plan, sweep_dir).carry_out()
+    log.info(phases.summary(len(jobs)))
+    phases.save(len(jobs))
+    return returns
+
+
+class Run:
+    """One plan carried out: its jobs' results as they come, told to Hydra's callbacks."""
+
+    def __init__(self, launcher, the_plan: plan.Plan, sweep_dir):
+        self.plan, self.sweep_dir = the_plan, sweep_dir
+        self.settings = OmegaConf.to_container(launcher.config.hydra.launcher, resolve=True)
+        self.callbacks, self.task_function = launcher.hydra_context.callbacks, launcher.task_function
+        # Building a job's config for the callbacks costs more than the rest of its preparation: only where read.
+        self.with_configs = any(getattr(c, "reads_job_config", True) for c in self.callbacks.callbacks)
+        self.results: dict[int, Result] = {}
+        self.locks = JobLocks()  # a job another sweep is training is left to it, then read back
+
+    def carry_out(self) -> list[JobReturn]:
+        jobs = self.plan.jobs
+        for job in jobs:
+            self.callbacks.on_job_start(config=self.config(job), task_function=self.task_function)
+        self.finish([job for job in jobs if job.finished], [job.finished for job in jobs if job.finished])
+        try:
+            busy = self.prepare(self.plan.todo)
+            if busy:
+                log.info(f"{len(busy)} jobs are in training by another sweep: read back when it finishes them")
+            held = {job.index for job in busy}
+            self.train([[job for job in population if job.index not in held] for population in self.plan.populations])
+            self.train(self.plan.split(self.wait_for(busy)))
+        except KeyboardInterrupt:  # results are written whole or not at all: nothing to clean up
+            self.interrupted()
+        finally:
+            self.locks.release()
+        return [job.hydra.job_return(job, self.results[job.index], self.with_configs) for job in jobs]
+
+    def config(self, job: Job):
+        return job.hydra.config() if self.with_configs else None
+
+    def prepare(self, todo: list[Job]) -> list[Job]:
+        """The dirs of the jobs to train, their TensorBoard runs, their locks; returns those another sweep holds."""
+        with phases.timed("dirs"):
+            for job in todo:
+                job.hydra.write(job)
+        layout.name_runs(self.plan.jobs, self.sweep_dir, todo)
+        return [job for job in todo if not self.locks.try_lock(job.job_dir)]
+
+    def train(self, populations: list[list[Job]]) -> None:
+        populations = [population for population in populations if population]
+        if not populations:  # no backend to start for nothing
+            return
+        finished = backends.dispatch(populations, self.plan.backend, self.plan.workers, self.plan.device, self.settings)
+        for number, outcome, where in finished:
+            log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
+            for result, job in zip(outcome, populations[number]):
+                if result.status == "failed" and read_result(job.job_dir) is None:  # a worker could not write it
+                    result.write(job.job_dir)
+            self.finish(populations[number], outcome)
+
+    def wait_for(self, busy: list[Job]) -> list[Job]:
+        """Wait for the other sweep to let each job go; its result is then ours too. Returns those left without one."""
+        left = []
+        for job in busy:
+            self.locks.wait(job.job_dir)
+            result = finished_result(job.job_dir, job.config)
+            if result is None:  # it stopped without one
+                left.append(job)
+            else:
+                self.finish([job], [result])
+        return left
+
+    def finish(self, jobs: list[Job], outcome: list[Result]) -> None:
+        for job, result in zip(jobs, outcome):
+            self.results[job.index] = result
+            job_return = job.hydra.job_return(job, result, self.with_configs)
+            self.callbacks.on_job_end(config=self.config(job), job_return=job_return)
+
+    def interrupted(self) -> None:
+        from sherlocked.sweep.progress import stop_watching
+
+        stop_watching()  # the line below is the last
+        print(
+            f"sherlocked: interrupted; {len(self.results)} of {len(self.plan.jobs)} jobs have their result in "
+            f"{self.sweep_dir}; run the same command again to train the rest",
+            file=sys.stderr,
+        )
+        sys.exit(130)

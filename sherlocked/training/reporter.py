@@ -1,0 +1,61 @@
+"""Where a population in training stands, in its progress file (sherlocked.layout.progress), for the sweep's
+live line (sherlocked.sweep.progress): written at every test pass and at most once a second in between.
+
+Writing it reads only what the host already holds, so no step waits for the device.
+"""
+
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+import lightning as L
+
+from sherlocked.results import write_json
+
+
+class Reporter(L.Callback):
+    """Writes the population's progress file: at each test pass, and at most every `every_s` seconds between."""
+
+    def __init__(self, path: Path, every_s: float = 1.0):
+        self.path, self.every_s = Path(path), every_s
+        self.started = self.last = time.time()
+        self.reported: dict = {}
+        self.where = f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}"
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.write(trainer, module)  # in the table from its first step
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
+        if time.time() - self.last >= self.every_s:
+            self.write(trainer, module)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.write(trainer, module, diverged=int((~module.alive).sum()))  # one wait an epoch, after the test
+
+    def write(self, trainer: L.Trainer, module: L.LightningModule, diverged: int | None = None) -> None:
+        accuracies = module.history["test_acc"]
+        last = [a for a in accuracies[-1] if math.isfinite(a)] if accuracies else []
+        if diverged is None:  # between test passes: as the last one said
+            diverged = self.reported.get("diverged", 0)
+        self.reported = {
+            "members": len(module.net),
+            "epoch": trainer.current_epoch + 1,
+            "epochs": trainer.max_epochs,
+            "epochs_done": len(accuracies),
+            "step": trainer.global_step,
+            "steps": trainer.num_training_batches * trainer.max_epochs,
+            "acc": [min(last), max(last)] if last else None,
+            "diverged": diverged,
+            "where": self.where,
+            "started": self.started,
+            "updated": time.time(),
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, self.reported)
+        except OSError:  # progress is for the eye: training goes on without it
+            pass
+        self.last = time.time()
