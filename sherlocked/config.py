@@ -128,16 +128,6 @@ NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
 OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
 
 
-def _usage() -> str:
-    from sherlocked import usage  # only when --help asks
-
-    return usage.text()
-
-
-# conf/train.yaml: hydra.help.template
-OmegaConf.register_new_resolver("sherlocked.usage", _usage, replace=True)
-
-
 def select(config: Mapping, path: str, default: Any = None) -> Any:
     node = config
     for part in path.split("."):

@@ -16,7 +16,8 @@
 
 A population is named by its members' identities in order (population_key): formed again
 by a rerun, it finds its checkpoint. What a population's jobs share lives in their common
-dir: the sweep's dir, or for jobs outside a sweep their deepest common folder.
+dir: the sweep's dir, or for jobs outside a sweep their deepest common folder. The functions
+here take jobs as sherlocked.job.Job records (which import this module's results, so not it).
 """
 
 import hashlib
@@ -24,12 +25,8 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sherlocked.config import identity
-
-if TYPE_CHECKING:
-    from sherlocked.job import Job
 
 RESULT = "result.json"
 LOCK = ".lock"
@@ -50,7 +47,7 @@ def lock(job_dir: Path) -> Path:
     return Path(job_dir) / LOCK
 
 
-def common_dir(jobs: "Sequence[Job]") -> Path:
+def common_dir(jobs: Sequence) -> Path:
     """Where a population's jobs keep what they share: their sweep's dir, else their job dirs' common folder."""
     sweeps = {job.sweep_dir for job in jobs}
     if len(sweeps) == 1 and None not in sweeps:
@@ -63,11 +60,11 @@ def population_key(configs: Sequence[dict]) -> str:
     return hashlib.sha256(json.dumps([identity(c) for c in configs], sort_keys=True).encode()).hexdigest()[:20]
 
 
-def checkpoint(jobs: "Sequence[Job]") -> Path:
+def checkpoint(jobs: Sequence) -> Path:
     return common_dir(jobs) / CHECKPOINTS / f"{population_key([job.config for job in jobs])}.ckpt"
 
 
-def progress(jobs: "Sequence[Job]") -> Path:
+def progress(jobs: Sequence) -> Path:
     return common_dir(jobs) / PROGRESS / f"{population_key([job.config for job in jobs])}.json"
 
 
@@ -90,7 +87,7 @@ def submitit_folder(sweep_dir: str) -> str:
     return f"{sweep_dir}/{SUBMITIT}/%j"
 
 
-def name_runs(jobs: "Sequence[Job]", sweep_dir: Path, todo: "Sequence[Job]") -> None:
+def name_runs(jobs: Sequence, sweep_dir: Path, todo: Sequence) -> None:
     """The TensorBoard run of each job to train (`todo`), <sweep dir>/tensorboard/<its overrides of the keys the
     sweep's `jobs` vary>, so that TensorBoard's run names are short; a name that holds another job's events
     gets the job dir's full name instead."""

@@ -4,6 +4,8 @@ Kept here, not in the YAML: Hydra copies its whole config into every job's .hydr
 one-line interpolation there is cheaper to write, and to write byte for byte alike, than this text.
 """
 
+from omegaconf import OmegaConf
+
 from sherlocked.activations import ACTIVATIONS
 
 EXAMPLES = (
@@ -39,3 +41,7 @@ Examples:
 README.md has the full study, sweeps on every GPU or a cluster, TensorBoard and the report;
 Hydra's own flags: --hydra-help.
 """
+
+
+# conf/train.yaml: hydra.help.template (registered wherever Hydra runs: its plugin scan imports the launcher's module)
+OmegaConf.register_new_resolver("sherlocked.usage", text, replace=True)

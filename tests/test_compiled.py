@@ -45,10 +45,10 @@ def test_where_torch_compile_cannot_compile_the_population_trains_eager_to_the_s
     members = [MemberSpec((784, 24, 10), ("tanh", "selu"), seed=s) for s in (0, 1)]
     eager = fit(members, data_root)
     fallbacks = compiled.spent["fallbacks"]
-    with caplog.at_level(logging.WARNING, logger="sherlocked.compiled"):
+    with caplog.at_level(logging.WARNING, logger="sherlocked.training.compiled"):
         mine = fit(members, data_root, compile_mode="default")
     assert mine.member_losses.fallback is not None and compiled.spent["fallbacks"] == fallbacks + 1
-    warnings = [r.getMessage() for r in caplog.records if r.name == "sherlocked.compiled"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sherlocked.training.compiled"]
     assert len(warnings) == 1 and "compile=default: torch.compile failed (" in warnings[0]
     assert "training eager, the same numbers" in warnings[0] and "\n" not in warnings[0]
     assert_same_training(mine, eager, atol=0)

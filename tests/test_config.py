@@ -112,3 +112,16 @@ def test_the_defaults_say_what_happens(make_cfg):
 def test_undeclared_keys_keep_their_dotted_paths():
     cfg = {"seed": 1, "study": "x", "model": {"init": "default", "optimizer": {"nesterov": True}}, "dataset": {}}
     assert config.undeclared(cfg) == {"model.optimizer.nesterov": True}
+
+
+def test_members_may_differ_in_member_keys_only():
+    a = {"act1": "relu", "seed": 0, "model": {"widths": [784, 10], "optimizer": {"lr": 0.1}}, "study": "x"}
+    b = {"act1": "tanh", "seed": 3, "model": {"widths": [784, 10], "optimizer": {"lr": 0.3}}, "study": "x"}
+    assert config.disagreement([a, b]) is None
+    wider = {**b, "model": {"widths": [784, 20, 10], "optimizer": {"lr": 0.3}}}
+    assert config.disagreement([a, b, wider]) == (
+        "members of one population must agree on everything but member keys: model.widths is [784, 10] in member 1 "
+        "and [784, 20, 10] in member 3"
+    )
+    assert "study is 'x' in member 1 and '(unset)' in member 2" in config.disagreement([a, {**b, "study": "(unset)"}])
+    assert "extra is '(unset)' in member 1 and 1 in member 2" in config.disagreement([a, {**b, "extra": 1}])

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torchvision import datasets
 
+from sherlocked import datasets as files
 from sherlocked.datasets import DataError
 from sherlocked.training.data import IndexBatches, load
 from tests.conftest import N_TEST, N_TRAIN, write_mnist_like
@@ -112,3 +113,23 @@ def test_an_unpacked_file_cut_short_is_unpacked_again(tmp_path):
     unpacked.write_bytes(b"")  # what an unpacking killed half way used to leave
     train_x, train_y, *_ = load("mnist", str(tmp_path), *MNIST_NORM, False, ())  # another cache entry
     assert train_y.shape == (N_TRAIN,) and len(unpacked.read_bytes()) == 8 + N_TRAIN
+
+
+def test_where_the_files_go_is_where_torchvision_reads_them():
+    """sherlocked.datasets checks the files without torch; these are torchvision's own names for them."""
+    for name, cls in (("mnist", datasets.MNIST), ("fashion_mnist", datasets.FashionMNIST)):
+        assert files.IDX_FOLDERS[name] == cls.__name__ and tuple(f for f, _ in cls.resources) == files.IDX_FILES
+    cifar = datasets.CIFAR10
+    assert cifar.base_folder == files.CIFAR_FOLDER
+    assert (*(f for f, _ in cifar.train_list + cifar.test_list), cifar.meta["filename"]) == files.CIFAR_FILES
+
+
+def test_a_sweep_finds_data_on_disk_without_torch_and_names_a_damaged_file(tmp_path, data_root, cifar_root):
+    mnist = {"name": "mnist", "root": str(data_root), "fallback_dirs": []}
+    assert files.on_disk(mnist) and not files.on_disk({**mnist, "root": str(tmp_path / "nowhere")})
+    cifar = {"name": "cifar10", "root": str(cifar_root), "fallback_dirs": []}
+    assert files.on_disk(cifar)
+    damaged = cifar_root / files.CIFAR_FOLDER / "data_batch_3"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # cut short, as by an interrupted copy
+    with pytest.raises(DataError, match=f"{damaged} is damaged"):
+        files.on_disk(cifar)

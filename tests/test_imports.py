@@ -1,5 +1,6 @@
-"""Every module imports on its own; the import graph, function-level imports included, has no cycle;
-only the entry point uses hydra.main, and nothing imports it."""
+"""The import graph: every module imports on its own; no cycle, function-level imports included; the layers
+import downward (sherlocked/__init__.py); the report and a sweep's checks import no torch; only the Hydra
+adapter reaches into Hydra's internals; only the entry point uses hydra.main, and nothing imports it."""
 
 import ast
 import subprocess
@@ -9,6 +10,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 PACKAGES = (ROOT / "sherlocked", ROOT / "hydra_plugins" / "sherlocked_launcher")
+TORCH = {"torch", "lightning", "torchvision", "torchmetrics"}  # what a torch-free module may not reach
+INTERNALS = ("hydra._internal", "omegaconf._utils")
+# The layers (sherlocked/__init__.py) and the layers each may import from.
+MAY_IMPORT = {
+    "base": {"base"},
+    "training": {"base", "training"},
+    "report": {"base", "report"},
+    "sweep": {"base", "sweep", "training"},  # training: only inside functions (test below)
+    "plugins": {"base", "sweep", "plugins"},
+    "entry": {"base", "training"},
+    "bench": {"base", "training", "sweep", "bench"},
+}
 
 
 def modules() -> dict[str, Path]:
@@ -23,29 +36,71 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(path: Path, known: set[str]) -> set[str]:
-    """The project modules a file imports anywhere in it (inside functions too), with their parent packages."""
+def layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "hydra_plugins":
+        return "plugins"
+    if module == "sherlocked.train":
+        return "entry"
+    return parts[1] if len(parts) > 2 or parts[1:] in (["training"], ["sweep"], ["report"], ["bench"]) else "base"
+
+
+def imported_names(path: Path, functions: bool = True) -> set[str]:
+    """Every module name a file imports (inside functions too, unless `functions` is false)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    nodes = ast.walk(ast.parse(path.read_text())) if functions else module_level(ast.parse(path.read_text()))
+    for node in nodes:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def module_level(tree: ast.AST):
+    """The nodes a module runs when it is imported: everything but the bodies of its functions."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        yield node
+        yield from module_level(node)
+
+
+def imports(path: Path, known: set[str], functions: bool = True) -> set[str]:
+    """The project modules a file imports (inside functions too, unless not asked), with their parent packages."""
     edges = set()
-    for name in names:
+    for name in imported_names(path, functions):
         parts = name.split(".")
         edges |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & known
     return edges
 
 
-def graph() -> dict[str, set[str]]:
+def graph(functions: bool = True) -> dict[str, set[str]]:
     found = modules()
-    return {name: imports(path, set(found)) - {name} for name, path in found.items()}
+    return {name: imports(path, set(found), functions) - {name} for name, path in found.items()}
+
+
+def reach(start: set[str], edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), list(start)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += edges.get(name, ())
+    return seen
+
+
+def torch_users(functions: bool = True) -> set[str]:
+    return {
+        name for name, path in modules().items() if {n.split(".")[0] for n in imported_names(path, functions)} & TORCH
+    }
 
 
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     found = sorted(modules())
-    assert {"sherlocked.engine", "sherlocked.config", "sherlocked.report.runs", "sherlocked.train"} <= set(found)
+    assert {"sherlocked.training.engine", "sherlocked.config", "sherlocked.report.runs", "sherlocked.train"} <= set(
+        found
+    )
     started = {
         name: subprocess.Popen([sys.executable, "-c", f"import {name}"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
         for name in found
@@ -76,8 +131,81 @@ def test_a_cycle_would_be_found(tmp_path):
     raise AssertionError("the cycle a -> b -> a was not found")
 
 
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    """Every import of a layer its layer may not import from."""
+    return [f"{a} -> {b}" for a, targets in edges.items() for b in targets if layer(b) not in MAY_IMPORT[layer(a)]]
+
+
+def test_the_layers_import_downward():
+    edges = graph()
+    assert {layer(name) for name in edges} == set(MAY_IMPORT)
+    assert [layer(m) for m in ("sherlocked.config", "sherlocked.training.engine", "sherlocked.sweep.plan")] == [
+        "base",
+        "training",
+        "sweep",
+    ]
+    assert upward(edges) == []
+    wrong = {"sherlocked.training.engine": {"sherlocked.sweep.plan"}, "sherlocked.report.runs": {"sherlocked.job"}}
+    assert upward(wrong) == ["sherlocked.training.engine -> sherlocked.sweep.plan"]  # the check can fail
+
+
+def test_the_report_and_a_sweeps_checks_import_no_torch():
+    """Not even inside a function: a report on a laptop or a login node never waits for torch."""
+    edges, users = graph(), torch_users()
+    assert "sherlocked.training.module" in users and "sherlocked.config" not in users  # the check can tell
+    report = {name for name in edges if layer(name) == "report"}
+    assert reach(report, edges) & users == set()
+    checks = {"sherlocked.checks", "sherlocked.datasets", "sherlocked.activations"}
+    assert reach(checks, edges) & users == set()
+
+
+def test_a_sweeps_driver_imports_torch_only_inside_the_functions_that_train():
+    """What a sweep's driver imports (its callback, plan, run, backends; the plugins Hydra scans) reaches no torch
+    at import time: training is imported where a population trains, the device queried where it is asked."""
+    edges, users = graph(functions=False), torch_users(functions=False)
+    driver = {name for name in edges if layer(name) in ("sweep", "plugins")}
+    assert reach(driver, edges) & users == set()
+    code = (
+        "import sys, sherlocked.report.cli, sherlocked.sweep.callback, sherlocked.sweep.run, "
+        "hydra_plugins.sherlocked_launcher.population_launcher, hydra_plugins.sherlocked_launcher.sherlocked_sweeper\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from sherlocked.checks import validate\n"
+        "from sherlocked.datasets import on_disk\n"
+        "from sherlocked.sweep.callback import each_swept_value, parsed_overrides\n"
+        "from omegaconf import open_dict\n"
+        "with initialize_config_dir(config_dir=str(sherlocked.config.CONFIG_DIR), version_base='1.3'):\n"
+        "    config = compose('train', ['dataset=mnist_5k'], return_hydra_config=True)\n"
+        "    with open_dict(config):\n"
+        "        config.hydra.overrides.task = ['act2=relu,sigmoid', 'seed=0,1', 'dataset=mnist_5k']\n"
+        "    checked = [validate(c) for c in each_swept_value(config, parsed_overrides(config))]\n"
+        "assert len(checked) == 3 and on_disk(config.dataset)\n"
+        f"assert not {{m.split('.')[0] for m in sys.modules}} & {TORCH!r}, sorted(sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_only_the_hydra_adapter_reaches_into_hydras_internals(tmp_path):
+    found = modules()
+    reaching = {name for name, path in found.items() if any(n.startswith(INTERNALS) for n in imported_names(path))}
+    assert reaching == {"sherlocked.hydra_adapter"}
+    (tmp_path / "bad.py").write_text("def f():\n    from omegaconf._utils import get_omega_conf_dumper\n")
+    assert any(n.startswith(INTERNALS) for n in imported_names(tmp_path / "bad.py"))  # the check can fail
+
+
 def test_only_the_entry_point_uses_hydra_main_and_nothing_imports_it():
     found = modules()
     users = {name for name, path in found.items() if "hydra.main" in path.read_text()}
     assert users == {"sherlocked.train"}
     assert [name for name, targets in graph().items() if "sherlocked.train" in targets] == []
+
+
+def test_no_function_is_longer_than_fifty_lines():
+    """A function that does one thing fits on a screen: longer ones get split where they change subject."""
+    long = [
+        f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in (ROOT / "sherlocked").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 50
+    ]
+    assert long == []

@@ -160,6 +160,27 @@ def test_population_members_match_their_solo_runs(make_cfg, tmp_path):
             assert together[i].history[key] == pytest.approx(alone.history[key], abs=1e-5)
 
 
+def test_a_population_whose_members_differ_beyond_member_keys_fails_each_member_with_one_line(make_cfg, tmp_path):
+    """The engine trains the first member's data, widths and epochs for all: it refuses members that differ there."""
+    jobs = [
+        Job.of(make_cfg("seed=0"), tmp_path / "a"),
+        Job.of(make_cfg("seed=1", "trainer.max_epochs=3"), tmp_path / "b"),
+    ]
+    results = train(jobs)
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert results[0].error == (
+        "ConfigError: members of one population must agree on everything but member keys: trainer.max_epochs is 2 "
+        "in member 1 and 3 in member 2"
+    )
+    assert all(json.loads((job.job_dir / "result.json").read_text())["status"] == "failed" for job in jobs)
+    assert [
+        r.status for r in train([Job.of(make_cfg(f"seed={s}", "act2=tanh"), tmp_path / f"ok{s}") for s in (0, 1)])
+    ] == [
+        "ok",
+        "ok",
+    ]
+
+
 def cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "sherlocked.train", *args], capture_output=True, text=True, cwd=cwd)
 

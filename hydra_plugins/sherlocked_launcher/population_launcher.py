@@ -16,8 +16,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-# Registers the resolver conf/train.yaml names job dirs with, for every way Hydra composes it (light: no torch).
+# Register the resolvers conf/train.yaml names job dirs and --help with, for every way Hydra composes it (no torch).
 import sherlocked.config  # noqa: F401
+import sherlocked.usage  # noqa: F401
 from sherlocked import layout
 
 

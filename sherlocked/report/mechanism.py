@@ -108,15 +108,17 @@ def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, column
             f"(other runs: {mean(rest, 'grad_w_layer1'):.3g}). "
         )
     text += f"Over all runs{others}, accuracy and the fraction of such output units correlate at r = {r:.2f}. "
-    dead = family(pair[1]) == "relu"
-    if a_out >= 0.5 and (np.isnan(a_sat) or a_out > a_sat):
-        cause = "dead output ReLUs" if dead else f"flat {pair[1]} output units"
-        text += f"The data support {cause}, not saturation, as the mechanism."
-    elif not np.isnan(a_sat) and a_sat >= 0.5:
-        text += f"The data support saturation of {layer} (vanishing gradients), not the output units."
-    else:
-        text += "Neither the output units nor saturation covers most of these runs' probe images or units."
-    return text + "\n"
+    return text + conclusion(pair, a_out, a_sat, layer) + "\n"
+
+
+def conclusion(pair: tuple[str, str], output: float, saturated: float, layer: str) -> str:
+    """Which mechanism covers most of the pair's runs: output units that pass no gradient, or saturation."""
+    if output >= 0.5 and (np.isnan(saturated) or output > saturated):
+        cause = "dead output ReLUs" if family(pair[1]) == "relu" else f"flat {pair[1]} output units"
+        return f"The data support {cause}, not saturation, as the mechanism."
+    if not np.isnan(saturated) and saturated >= 0.5:
+        return f"The data support saturation of {layer} (vanishing gradients), not the output units."
+    return "Neither the output units nor saturation covers most of these runs' probe images or units."
 
 
 def mechanism_text(runs: pd.DataFrame, pair: tuple[str, str]) -> str:

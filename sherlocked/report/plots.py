@@ -3,6 +3,7 @@
 python -m sherlocked.report outputs/sweeps/demo   # writes heatmap.png, curves.png, diagnostics.png
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -25,19 +26,30 @@ def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return parts[1:] if len(parts) > 1 else parts
 
 
-def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
-    """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
-    the activations before them (act1 for the study) and per value of any other swept key; each cell says its
-    mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's (tables.table) numbers."""
+@dataclass
+class HeatmapLayout:
+    """What the heatmap shows where: a panel per value of the activations before the last two (act1 for the study)
+    and of any other swept key, each a grid of (second-last activation) x (last activation)."""
+
+    panels: list[tuple[str, dict]]  # (title, the values every cell of the panel shares)
+    rows_key: str
+    cols_key: str | None
+    order: dict[str, list]  # each activation's values, in the study's order
+    cells: pd.DataFrame  # the study's table's mean, std and n, by its keys
+    same_n: bool  # every cell has as many runs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.order[self.rows_key]), len(self.order[self.cols_key]) if self.cols_key else 1
+
+
+def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
     acts = act_keys(runs)
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (acts[0], None)
     outer = acts[:-2]
     _, varied = group_keys(runs)
     cells = table.set_index([*acts, *varied])[["mean", "std", "n"]]
-    counts = cells["n"][cells["n"] > 0]
-    same_n = counts.nunique() == 1
-    order = {key: _ordered(runs, key) for key in acts}
-    panels = []  # (title, the values every cell of the panel shares: outer activations, other swept keys)
+    panels = []
     for title, stratum in _panels(runs):
         fixed = stratum[varied].iloc[0].to_dict() if varied else {}
         firsts = sort_rows(stratum[outer].drop_duplicates(), outer) if outer else pd.DataFrame([{}])
@@ -46,42 +58,58 @@ def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
             panels.append(
                 (" | ".join(t for t in (named, title if title != "all runs" else "") if t), {**values, **fixed})
             )
-    columns = min(4, len(panels))
-    lines = -(-len(panels) // columns)
-    n_rows, n_cols = len(order[rows_key]), len(order[cols_key]) if cols_key else 1
+    same_n = cells["n"][cells["n"] > 0].nunique() == 1
+    return HeatmapLayout(panels, rows_key, cols_key, {key: _ordered(runs, key) for key in acts}, cells, same_n)
+
+
+def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
+    """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
+    the activations before them (act1 for the study) and per value of any other swept key; each cell says its
+    mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's (tables.table) numbers."""
+    layout = heatmap_layout(runs, table)
+    columns = min(4, len(layout.panels))
+    lines = -(-len(layout.panels) // columns)
+    n_rows, n_cols = layout.shape
     fig, axes = plt.subplots(
         lines, columns, figsize=(columns * (1.1 * n_cols + 1.4), lines * (0.8 * n_rows + 1.2)), squeeze=False
     )
     image = None
-    for ax, (title, fixed) in zip(axes.flat, panels):
-        grid = np.full((n_rows, n_cols), np.nan)
-        for i, row in enumerate(order[rows_key]):
-            for j, col in enumerate(order[cols_key] if cols_key else [None]):
-                named = {**fixed, rows_key: row, **({cols_key: col} if cols_key else {})}
-                key = tuple(named[k] for k in cells.index.names)
-                key = key if len(key) > 1 else key[0]
-                if key in cells.index and cells.loc[key, "n"] > 0:
-                    mean, std, n = cells.loc[key]
-                    grid[i, j] = mean
-                    text = f"{mean:.1f}\n±{std:.1f}" + ("" if same_n else f"\nn={int(n)}")
-                    color = "white" if mean < 60 else "black"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
-        ax.set_xticks(range(n_cols), order[cols_key] if cols_key else [""], fontsize=8)
-        ax.set_yticks(range(n_rows), order[rows_key], fontsize=8)
-        ax.set_xlabel(cols_key or "")
-        ax.set_ylabel(rows_key)
+    for ax, (title, fixed) in zip(axes.flat, layout.panels):
+        image = heatmap_panel(ax, layout, fixed)
         ax.set_title(title or "all runs", fontsize=9)
-    for ax in list(axes.flat)[len(panels) :]:
+    for ax in list(axes.flat)[len(layout.panels) :]:
         ax.axis("off")
-    n_text = f"n = {int(counts.iloc[0])} runs a cell" if same_n else "n runs a cell as marked"
+    counts = layout.cells["n"][layout.cells["n"] > 0]
+    n_text = f"n = {int(counts.iloc[0])} runs a cell" if layout.same_n else "n runs a cell as marked"
     fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panels
     if image is not None:
         fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [title for title, _ in panels]
+    return [title for title, _ in layout.panels]
+
+
+def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict):
+    """One panel: its grid of means, each cell with its numbers written in."""
+    rows, cols = layout.order[layout.rows_key], layout.order[layout.cols_key] if layout.cols_key else [None]
+    grid = np.full(layout.shape, np.nan)
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            named = {**fixed, layout.rows_key: row, **({layout.cols_key: col} if layout.cols_key else {})}
+            key = tuple(named[k] for k in layout.cells.index.names)
+            key = key if len(key) > 1 else key[0]
+            if key in layout.cells.index and layout.cells.loc[key, "n"] > 0:
+                mean, std, n = layout.cells.loc[key]
+                grid[i, j] = mean
+                text = f"{mean:.1f}\n±{std:.1f}" + ("" if layout.same_n else f"\nn={int(n)}")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if mean < 60 else "black")
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(range(len(cols)), cols if layout.cols_key else [""], fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(layout.cols_key or "")
+    ax.set_ylabel(layout.rows_key)
+    return image
 
 
 def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
@@ -95,6 +123,12 @@ def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
     colour_key, style_key = (acts[1], acts[-1]) if len(acts) >= 2 else (None, None)
     colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
     styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
+
+    def look(labels: pd.Series) -> tuple:
+        colour = colours.get(labels.get(colour_key)) if colour_key else None
+        style = styles.get(labels.get(style_key), "-") if style_key and style_key != colour_key else "-"
+        return colour, style
+
     fig, axes = plt.subplots(
         len(panels), len(firsts), figsize=(4 * len(firsts), 3.2 * len(panels)), squeeze=False, sharey=True
     )
@@ -104,23 +138,7 @@ def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
             ax = axes[row, col]
             ax.set_title(f"{acts[0]}={first}" + (f" | {title}" if varied else ""), fontsize=9)
             subset = part[(part[acts[0]] == first) & (part["status"] != "failed")]
-            groups = sort_rows(subset[acts[1:]].drop_duplicates(), acts[1:]) if acts[1:] else pd.DataFrame([{}])
-            for _, labels in groups.iterrows():
-                match = np.ones(len(subset), dtype=bool)
-                for key, value in labels.items():
-                    match &= (subset[key] == value).to_numpy()
-                lengths = {len(c) for c in subset.loc[match, "curve"]}
-                if len(lengths) != 1 or 0 in lengths:
-                    continue
-                stack = np.array(subset.loc[match, "curve"].tolist())
-                epochs = np.arange(1, stack.shape[1] + 1)
-                label = ", ".join(map(str, labels.values))
-                colour = colours.get(labels.get(colour_key)) if colour_key else None
-                style = styles.get(labels.get(style_key), "-") if style_key and style_key != colour_key else "-"
-                marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
-                (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.3, color=colour, ls=style, marker=marker)
-                ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
-                drawn.append((ax.get_title(), label, line.get_color(), line.get_linestyle()))
+            drawn += curve_lines(ax, subset, acts[1:], look)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylim(0, 100)
@@ -135,6 +153,29 @@ def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
         fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return drawn
+
+
+def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[str, str, str, str]]:
+    """One line per combination of `keys` in the panel's runs: the mean over seeds, with its min-max band;
+    look(labels) gives its (colour, line style)."""
+    drawn = []
+    groups = sort_rows(subset[keys].drop_duplicates(), keys) if keys else pd.DataFrame([{}])
+    for _, labels in groups.iterrows():
+        match = np.ones(len(subset), dtype=bool)
+        for key, value in labels.items():
+            match &= (subset[key] == value).to_numpy()
+        lengths = {len(c) for c in subset.loc[match, "curve"]}
+        if len(lengths) != 1 or 0 in lengths:
+            continue
+        stack = np.array(subset.loc[match, "curve"].tolist())
+        epochs = np.arange(1, stack.shape[1] + 1)
+        label = ", ".join(map(str, labels.values))
+        colour, style = look(labels)
+        marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
+        (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.3, color=colour, ls=style, marker=marker)
+        ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
+        drawn.append((ax.get_title(), label, line.get_color(), line.get_linestyle()))
     return drawn
 
 

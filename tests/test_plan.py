@@ -1,0 +1,78 @@
+"""A sweep's plan alone, without training: jobs composed once per group, finished jobs, populations, backend."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import HydraContext
+
+from sherlocked.config import ConfigError
+from sherlocked.results import Result
+from sherlocked.sweep import plan
+from tests.conftest import CONF
+
+GRID = [  # 2 groups (batch sizes) x 2 activations x 3 seeds: in Hydra's order
+    [f"dataset.batch_size={b}", f"act2={a}", f"seed={s}", "dataset=mnist_5k", "trainer=cpu"]
+    for b in (16, 32)
+    for a in ("relu", "sigmoid")
+    for s in range(3)
+]
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    """planned(max_members, backend, workers): the plan of GRID in tmp_path/sweep, and how often Hydra composed."""
+    composed = []
+
+    def make(max_members=None, backend="local", workers=0):
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            load = loader.load_sweep_config
+            monkeypatch.setattr(loader, "load_sweep_config", lambda *a: composed.append(a[1]) or load(*a))
+            master = compose("train", [f"hydra.sweep.dir={tmp_path / 'sweep'}"], return_hydra_config=True)
+            jobs = plan.jobs_of(HydraContext(config_loader=loader, callbacks=None), master, GRID, 10)
+        plan.read_finished(jobs)
+        return plan.make(jobs, backend, max_members, workers)
+
+    make.composed = composed
+    return make
+
+
+def test_a_plan_composes_each_group_once_and_splits_its_jobs_into_populations(planned, tmp_path):
+    the_plan = planned(max_members=4)
+    assert len(planned.composed) == 2  # one composition per group: the rest derived
+    assert [job.index for job in the_plan.jobs] == list(range(10, 22))
+    assert [job.overrides for job in the_plan.jobs] == GRID
+    assert {job.sweep_dir for job in the_plan.jobs} == {tmp_path / "sweep"}
+    assert (the_plan.device, the_plan.workers, the_plan.max_members) == ("cpu", 0, 4)
+    sizes = [[job.config["dataset"]["batch_size"] for job in population] for population in the_plan.populations]
+    assert sizes == [[16] * 3, [16] * 3, [32] * 3, [32] * 3]  # balanced, and no population mixes the groups
+    described = "12 jobs, 0 finished before; 12 to train in populations (4 of 3) on this process, cpu"
+    assert the_plan.describe().endswith(described)
+    assert not (tmp_path / "sweep").exists()  # planned: nothing written, nothing trained
+
+
+def test_finished_jobs_are_left_out_of_the_populations(planned):
+    first = planned(max_members=0)
+    assert [len(population) for population in first.populations] == [6, 6]
+    for job in first.jobs[:6]:  # the first group finished by an earlier run, with the same config
+        job.job_dir.mkdir(parents=True)
+        Result(status="ok", config=job.config, final_test_acc=0.9).write(job.job_dir)
+    stale = first.jobs[6]  # one of the second group's, with another config: not finished
+    stale.job_dir.mkdir(parents=True)
+    Result(status="ok", config={**stale.config, "seed": 99}).write(stale.job_dir)
+    again = planned(max_members=0)
+    assert [job.finished is not None for job in again.jobs] == [True] * 6 + [False] * 6
+    assert again.jobs[0].finished.skipped and again.jobs[0].finished.final_test_acc == 0.9
+    assert [[job.index for job in population] for population in again.populations] == [list(range(16, 22))]
+    assert "12 jobs, 6 finished before; 6 to train in populations (1 of 6)" in again.describe()
+    assert json.loads((stale.job_dir / "result.json").read_text())["config"]["seed"] == 99  # read, not touched
+
+
+def test_a_plan_names_its_backend_and_spreads_over_the_workers(planned):
+    assert planned(backend="ray").where == "ray" and planned(backend="ray").workers == 0
+    spread = planned(max_members=0, workers=4)
+    assert spread.where == "4 worker processes" and [len(p) for p in spread.populations] == [3, 3, 3, 3]
+    with pytest.raises(ConfigError, match="hydra.launcher.backend='slurm'; choose from local, ray, submitit"):
+        planned(backend="slurm")
