@@ -6,8 +6,8 @@
 The layers, each importing only from those below it (tests/test_imports.py holds them to it):
 - the entry points: train.py (Hydra's) and bench/ (the benchmark); nothing imports them;
 - sweep/: plan a sweep, write its job dirs, lock, run populations on a backend, show progress,
-  check a sweep's values; it hands populations to training/ only inside the process that
-  trains them, so a sweep's driver imports no torch until it trains;
+  check a sweep's values; it imports training/ only inside the functions that train a
+  population (in whichever process trains it), so none of its modules imports torch;
 - training/ (torch): the engine, the Lightning module, the population of stacked MLPs, the
   optimisers, the data as tensors, the diagnostics; it never imports sweep/;
 - report/: a sweep's results turned into the study's page; no torch, no training, no sweep;

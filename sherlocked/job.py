@@ -4,7 +4,7 @@ engine, and handed back to Hydra's callbacks with its result.
     python -c "from sherlocked.job import Job; help(Job)"
 
 Torch-free and small: what a worker process needs travels with it (config, dirs, overrides);
-what only the driver needs (the job's Hydra config and .hydra/ files, sherlocked.sweep.hydra_adapter)
+what only the driver needs (the job's Hydra config and .hydra/ files, sherlocked.hydra_adapter)
 stays with the driver.
 """
 
@@ -27,7 +27,7 @@ class Job:
     sweep_dir: Path | None = None  # where its population keeps what members share (sherlocked.layout); None: none
     events_dir: Path | None = None  # its TensorBoard run; None: <job dir>/<the logger's name>
     finished: Result | None = None  # its result, where an earlier run finished it (so it is not trained again)
-    # The driver's: the job's Hydra config and how its dir is written (sherlocked.sweep.hydra_adapter).
+    # The driver's: the job's Hydra config and how its dir is written (sherlocked.hydra_adapter).
     hydra: Any = field(default=None, repr=False, compare=False)
 
     @classmethod

@@ -38,7 +38,7 @@ Activations for act1, act2, ... ('a|b' splits a layer's units in halves between 
 Examples:
 {examples}
 
-README.md has the full study, sweeps on every GPU or a cluster, TensorBoard and the report;
+README.md and docs/ have the full study, sweeps on every GPU or a cluster, TensorBoard and the report;
 Hydra's own flags: --hydra-help.
 """
 

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sherlocked import layout
 from sherlocked.phases import PHASES
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")  # the study's, for every path of the benchmark
@@ -55,7 +56,7 @@ def multirun(overrides: list[str], device: str) -> dict:
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         phases = json.loads(Path(f"{tmp}/phases.json").read_text())
-        results = len(list(Path(f"{tmp}/sweep").rglob("result.json")))
+        results = len(list(Path(f"{tmp}/sweep").rglob(layout.RESULT)))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"jobs": phases["jobs"], "results": results, "wall_s": wall, "cpu_s": cpu, "phases_cpu_s": phases["cpu_s"]}
 

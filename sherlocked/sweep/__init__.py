@@ -7,6 +7,7 @@ plan.py (jobs -> finished or not -> populations -> backend, printable: Plan.desc
 memory cap), backends.py (here, Ray, SLURM), locks.py, progress.py (the live line),
 callback.py (the sweep's checks, progress and summary: Hydra's callback).
 May import the base (sherlocked.config, checks, job, layout, results, hydra_adapter, ...);
-sherlocked.training only inside the functions of the process that trains (torch is imported
-there, not by a sweep's driver); never sherlocked.report.
+sherlocked.training only inside the functions that train a population, and torch only inside
+those that ask this machine about its GPUs (devices.py), so no module here imports torch;
+never sherlocked.report.
 """

@@ -3,7 +3,7 @@
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1 &  # twice, at once
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1
 
-The lock is an fcntl.flock on `<job dir>/.lock`, held by the driver while the job trains; the
+The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.layout), held by the driver while the job trains; the
 kernel releases it when the driver exits, however it exits (kill -9 included), so a lock is
 never left stale. A sweep trains the jobs it could lock, then waits for the others and reads
 their results, or trains them itself if their holder stopped without one.
@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK = ".lock"
+from sherlocked import layout
 
 
 class JobLocks:
@@ -33,7 +33,7 @@ class JobLocks:
     def _lock(self, job_dir: Path, mode: int) -> bool:
         if job_dir in self.held:
             return True
-        fd = os.open(job_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(layout.lock(job_dir), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, mode)
         except BlockingIOError:
