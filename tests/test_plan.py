@@ -1,6 +1,7 @@
 """A sweep's plan alone, without training: jobs composed once per group, finished jobs, populations, backend."""
 
 import json
+import pickle
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -48,9 +49,11 @@ def test_a_plan_composes_each_group_once_and_splits_its_jobs_into_populations(pl
     assert (the_plan.device, the_plan.workers, the_plan.max_members) == ("cpu", 0, 4)
     sizes = [[job.config["dataset"]["batch_size"] for job in population] for population in the_plan.populations]
     assert sizes == [[16] * 3, [16] * 3, [32] * 3, [32] * 3]  # balanced, and no population mixes the groups
-    described = "12 jobs, 0 finished before; 12 to train in populations (4 of 3) on this process, cpu"
+    described = "12 jobs, 0 finished before; 12 to train in 4 populations (4 x 3 members) on this process, cpu"
     assert the_plan.describe().endswith(described)
     assert not (tmp_path / "sweep").exists()  # planned: nothing written, nothing trained
+    worker = pickle.loads(pickle.dumps(the_plan.jobs[0]))  # what a worker process, Ray or SLURM gets
+    assert worker.hydra is None and worker == the_plan.jobs[0] and the_plan.jobs[0].hydra is not None
 
 
 def test_finished_jobs_are_left_out_of_the_populations(planned):
@@ -66,7 +69,7 @@ def test_finished_jobs_are_left_out_of_the_populations(planned):
     assert [job.finished is not None for job in again.jobs] == [True] * 6 + [False] * 6
     assert again.jobs[0].finished.skipped and again.jobs[0].finished.final_test_acc == 0.9
     assert [[job.index for job in population] for population in again.populations] == [list(range(16, 22))]
-    assert "12 jobs, 6 finished before; 6 to train in populations (1 of 6)" in again.describe()
+    assert "12 jobs, 6 finished before; 6 to train in 1 population (1 x 6 members)" in again.describe()
     assert json.loads((stale.job_dir / "result.json").read_text())["config"]["seed"] == 99  # read, not touched
 
 

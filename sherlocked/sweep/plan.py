@@ -89,11 +89,13 @@ class Plan:
         return f"{self.workers} worker processes" if self.workers else "this process"
 
     def describe(self) -> str:
+        """One line: how many jobs, how many finished before, the populations the rest train in, and where."""
         sizes = Counter(len(population) for population in self.populations)
-        shapes = ", ".join(f"{n} of {size}" for size, n in sorted(sizes.items(), reverse=True)) or "none"
+        shapes = ", ".join(f"{n} x {size} members" for size, n in sorted(sizes.items(), reverse=True))
+        populations = f"{len(self.populations)} population{'' if len(self.populations) == 1 else 's'}"
         return (
-            f"plan: {len(self.jobs)} jobs, {len(self.jobs) - len(self.todo)} finished before; "
-            f"{len(self.todo)} to train in populations ({shapes}) on {self.where}, {self.device}"
+            f"plan: {len(self.jobs)} jobs, {len(self.jobs) - len(self.todo)} finished before; {len(self.todo)} to "
+            f"train in {populations} ({shapes or 'none'}) on {self.where}, {self.device}"
         )
 
 

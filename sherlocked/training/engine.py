@@ -44,7 +44,7 @@ def run(
     overrides: Sequence[list[str]] | None = None,
     quiet: bool = False,
 ) -> list[Result]:
-    """Every job's result: a finished one (same config) is read back, the others are trained as one population."""
+    """Composed configs trained in the given dirs (as resume does): the benchmark's and the tests' way in."""
     overrides = overrides or [[] for _ in cfgs]
     return resume([Job.of(cfg, d, o) for cfg, d, o in zip(cfgs, job_dirs, overrides)], quiet)
 
