@@ -91,45 +91,86 @@ def start(config: DictConfig) -> Path:
     return sweep_dir
 
 
-@dataclass
 class HydraJob:
-    """A job's Hydra config, plain and unresolved: what .hydra/ holds and Hydra's callbacks receive."""
+    """A job's Hydra side, kept by the driver: its .hydra/ files, the config Hydra's callbacks receive, its JobReturn.
 
-    task: dict  # .hydra/config.yaml
-    hydra: dict  # {"hydra": node}: .hydra/hydra.yaml
-    composed: DictConfig | None = None  # where Hydra composed this job: its run_job writes the dir
-    context: HydraContext | None = None
+    Made when needed, not kept for the whole sweep: a derived job's files are derived again from its group's
+    template (8 KB of hydra node and 2 KB of task config a job: most of what a sweep held per job).
+    """
+
+    name: str  # Hydra's job name (hydra.job.name)
+
+    def files(self, job: Job) -> tuple[dict, dict]:
+        """The task config and {"hydra": node}, plain and unresolved: .hydra/config.yaml and hydra.yaml."""
+        raise NotImplementedError
 
     def write(self, job: Job) -> None:
         """The job dir and its .hydra/ files, as run_job leaves them."""
-        if self.composed is not None:
-            quiet = HydraContext(config_loader=self.context.config_loader, callbacks=_NoCallbacks())
-            run_job(_nothing, self.composed, "hydra.sweep.dir", "hydra.sweep.subdir", quiet, configure_logging=False)
-            return
-        subdir = self.hydra["hydra"]["output_subdir"]
+        task, hydra = self.files(job)
+        subdir = hydra["hydra"]["output_subdir"]
         job.job_dir.mkdir(parents=True, exist_ok=True)
         if subdir is None:
             return
         folder = job.job_dir / subdir
         folder.mkdir(parents=True, exist_ok=True)
-        for name, container in (("config", self.task), ("hydra", self.hydra), ("overrides", job.overrides)):
+        for name, container in (("config", task), ("hydra", hydra), ("overrides", job.overrides)):
             (folder / f"{name}.yaml").write_text(to_yaml(container), encoding="utf-8")
 
-    def config(self) -> DictConfig:
+    def config(self, job: Job) -> DictConfig:
         """The job's whole config, as Hydra's callbacks receive it."""
-        return self.composed if self.composed is not None else OmegaConf.create({**self.task, **self.hydra})
+        task, hydra = self.files(job)
+        return OmegaConf.create({**task, **hydra})
 
     def job_return(self, job: Job, result: Result, with_configs: bool) -> JobReturn:
         """What a launcher hands back to Hydra; the configs only where a callback may read them."""
+        task, hydra = self.files(job) if with_configs else (None, None)
         return JobReturn(
             overrides=job.overrides,
-            cfg=OmegaConf.create(self.task) if with_configs else None,
-            hydra_cfg=OmegaConf.create(self.hydra) if with_configs else None,
+            cfg=OmegaConf.create(task) if with_configs else None,
+            hydra_cfg=OmegaConf.create(hydra) if with_configs else None,
             working_dir=os.getcwd(),
-            task_name=self.hydra["hydra"]["job"]["name"],
+            task_name=self.name,
             status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
             _return_value=result,
         )
+
+
+@dataclass
+class DerivedJob(HydraJob):
+    """A job whose configs follow from its group's one composition (Template) and its member values."""
+
+    template: "Template"
+    parsed: list[Override]
+
+    @property
+    def name(self) -> str:
+        return self.template.hydra["hydra"]["job"]["name"]
+
+    def files(self, job: Job) -> tuple[dict, dict]:
+        return self.template.files(self.parsed, job)
+
+
+@dataclass
+class ComposedJob(HydraJob):
+    """A job Hydra composed on its own: its config kept, its dir written by Hydra's run_job."""
+
+    composed: DictConfig
+    context: HydraContext
+
+    @property
+    def name(self) -> str:
+        return self.composed.hydra.job.name
+
+    def files(self, job: Job) -> tuple[dict, dict]:
+        plain = OmegaConf.to_container(self.composed, resolve=False, enum_to_str=True)
+        return {k: v for k, v in plain.items() if k != "hydra"}, {"hydra": plain["hydra"]}
+
+    def write(self, job: Job) -> None:
+        quiet = HydraContext(config_loader=self.context.config_loader, callbacks=_NoCallbacks())
+        run_job(_nothing, self.composed, "hydra.sweep.dir", "hydra.sweep.subdir", quiet, configure_logging=False)
+
+    def config(self, job: Job) -> DictConfig:
+        return self.composed
 
 
 class _NoCallbacks:
@@ -180,22 +221,31 @@ class Template:
         return True
 
     def derive(self, overrides: Sequence[Override], index: int, sweep_dir: Path | None = None) -> Job:
-        """Job `index`: the template's configs with this job's member values and Hydra's per-job fields."""
-        task, resolved, hydra = copy.deepcopy(self.task), copy.deepcopy(self.resolved), copy.deepcopy(self.hydra)
+        """Job `index`: its dir and resolved config, the template's with this job's member values."""
+        resolved = copy.deepcopy(self.resolved)
         for override in overrides:
             if is_member(override):
-                value = override.value()
-                _set(task, override.key_or_group, value)
-                _set(resolved, override.key_or_group, copy.deepcopy(value))
+                _set(resolved, override.key_or_group, copy.deepcopy(override.value()))
+        job_dir = Path(os.path.abspath(os.path.join(self.sweep_dir, self.dirname(overrides))))
+        lines = [o.input_line for o in overrides]
+        return Job(resolved, job_dir, lines, index, sweep_dir, hydra=DerivedJob(self, list(overrides)))
+
+    def dirname(self, overrides: Sequence[Override]) -> str:
         exclude_keys, item_sep, kv_sep = self.naming
-        dirname = get_overrides_dirname(list(overrides), exclude_keys, item_sep, kv_sep)
-        job_dir = Path(os.path.abspath(os.path.join(self.sweep_dir, dirname)))
+        return get_overrides_dirname(list(overrides), exclude_keys, item_sep, kv_sep)
+
+    def files(self, overrides: Sequence[Override], job: Job) -> tuple[dict, dict]:
+        """A derived job's task config and hydra node, plain and unresolved: the template's, with the job's member
+        values and the fields Hydra sets per job (overrides, override_dirname, id, num, output_dir)."""
+        task, hydra = copy.deepcopy(self.task), copy.deepcopy(self.hydra)
+        for override in overrides:
+            if is_member(override):
+                _set(task, override.key_or_group, override.value())
         node = hydra["hydra"]
-        node["overrides"]["task"] = [o.input_line for o in overrides]
-        node["job"].update(override_dirname=dirname, id=str(index), num=index)  # id is a str in Hydra's schema
-        node["runtime"]["output_dir"] = str(job_dir)
-        lines = list(node["overrides"]["task"])
-        return Job(resolved, job_dir, lines, index, sweep_dir, hydra=HydraJob(task, hydra))
+        node["overrides"]["task"] = list(job.overrides)
+        node["job"].update(override_dirname=self.dirname(overrides), id=str(job.index), num=job.index)  # id: a str
+        node["runtime"]["output_dir"] = str(job.job_dir)
+        return task, hydra
 
 
 def group_jobs(
@@ -229,9 +279,8 @@ def _composed_job(config: DictConfig, overrides: list[str], index: int, sweep_di
         config.hydra.runtime.output_dir = str(job_dir)
     HydraConfig.instance().set_config(config)
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    plain = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
-    hydra = HydraJob({k: v for k, v in plain.items() if k != "hydra"}, {"hydra": plain["hydra"]}, config, context)
-    return Job(OmegaConf.to_container(task, resolve=True), job_dir, overrides, index, sweep_dir, hydra=hydra)
+    resolved = OmegaConf.to_container(task, resolve=True)
+    return Job(resolved, job_dir, overrides, index, sweep_dir, hydra=ComposedJob(config, context))
 
 
 def is_member(override: Override) -> bool:

@@ -9,6 +9,7 @@ events in its own directory. Reading top to bottom: run/resume (skip what is fin
 collect), build, collect. Hydra's entry point is sherlocked/train.py; train_job is what it calls.
 """
 
+import gc
 import logging
 import sys
 import time
@@ -64,6 +65,7 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
     """
     if not jobs:
         return []
+    gc.freeze()  # what the process held before the population outlives it: the collection below skips it
     try:
         return fit(jobs, quiet)
     except Exception as error:
@@ -77,6 +79,14 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
             result.exception = error
             results.append(result)
         return results
+    finally:
+        # The population's trainer, module, loops and loggers refer to one another, so only Python's cyclic
+        # collector frees them, and with them its weights, gradients and optimiser state (100 MB for 16 members
+        # of the study's MLP). Left to itself it ran a full collection rarely, the rarer the more objects a
+        # process held: a sweep's driver grew by 1.1 MB a job (2.3 GB at 1,024 one-step jobs, 1.1 GB when
+        # collected). Collected here, walking only what the population made (the rest is frozen), then thawed.
+        gc.collect()
+        gc.unfreeze()
 
 
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
