@@ -21,9 +21,9 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from sherlocked import layout
+from sherlocked import layout, table
 from sherlocked.config import ACT
-from sherlocked.results import read_result
+from sherlocked.table import HPARAMS
 
 METRICS = {  # scalar tag: what the HParams tab calls it, in this order
     "hp/test_acc": "final test accuracy",
@@ -57,14 +57,14 @@ def column_order(name: str, differs: bool) -> tuple:
 
 
 def write_experiment(sweep_dir: Path) -> int:
-    """The sweep's experiment summary, from every readable result.json under it; returns the runs counted."""
+    """The sweep's experiment summary, from its results table's trained runs; returns the runs counted."""
     sweep_dir = Path(sweep_dir)
-    found = sweep_dir.rglob(layout.RESULT)
-    sessions = [r.hparams for p in found if (r := read_result(p.parent)) is not None and r.final]
-    if not sessions:
+    rows = table.read(sweep_dir, ["status"], prefixes=(HPARAMS,))
+    rows = rows[rows["status"] != "failed"]
+    if rows.empty:
         return 0
-    names = {name for session in sessions for name in session}
-    infos = [hparam_info(name, [shown(s[name]) for s in sessions if name in s]) for name in names]
+    names = [c for c in rows if c.startswith(HPARAMS)]
+    infos = [hparam_info(n[len(HPARAMS) :], [shown(v) for v in rows[n].dropna().tolist()]) for n in names]
     infos.sort(key=lambda info: column_order(info.name, info.differs))
     metrics = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()
@@ -76,7 +76,7 @@ def write_experiment(sweep_dir: Path) -> int:
     writer = EventFileWriter(str(folder))
     writer.add_event(Event(wall_time=time.time(), summary=experiment_summary(experiment)))
     writer.close()
-    return len(sessions)
+    return len(rows)
 
 
 def experiment_summary(experiment: api_pb2.Experiment) -> Summary:

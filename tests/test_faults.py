@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sherlocked import table
 from tests.conftest import SMALL
 
 
@@ -67,7 +68,7 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
     assert rerun.wait(timeout=300) == 0
 
 
-def test_an_unreadable_result_is_not_finished_the_job_reruns_and_the_file_is_replaced(sweep, tmp_path):
+def test_unreadable_results_and_table_are_not_finished_the_jobs_rerun_and_the_files_are_replaced(sweep, tmp_path):
     grid = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population"]
     with sweep(tmp_path / "sweep", *grid):
         paths = sorted((tmp_path / "sweep").rglob("result.json"))
@@ -75,11 +76,15 @@ def test_an_unreadable_result_is_not_finished_the_job_reruns_and_the_file_is_rep
         paths[0].write_bytes(os.urandom(300))  # random bytes
         paths[1].write_text("[]")  # valid JSON, not a result
         paths[2].write_text(paths[2].read_text()[:50])  # truncated
+        (part,) = table.parts(tmp_path / "sweep")
+        part.write_bytes(os.urandom(3000))  # the results table too: each job is looked up in its own result.json
         with sweep(tmp_path / "sweep", *grid) as again:
             statuses = sorted((r.return_value.skipped, r.return_value.status) for r in again.returns[0])
             assert statuses == [(False, "ok")] * 3 + [(True, "ok")]
             assert all(json.loads(p.read_text())["status"] == "ok" for p in paths)
             assert paths[3].read_bytes() == good
+            rows = table.read(tmp_path / "sweep")  # every job's row there again, the unreadable file left as it was
+            assert sorted(rows["status"]) == ["ok"] * 4 and part.is_file() and len(table.parts(tmp_path / "sweep")) == 2
 
 
 def test_two_sweeps_into_one_directory_share_the_work_and_keep_every_result(tmp_path, data_root):

@@ -3,10 +3,12 @@
     python -m sherlocked.report outputs/sweeps/demo
     python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
     python -m sherlocked.report /archive/sweeps/mnist --out reports/mnist  # a sweep on read-only storage
+    python -m sherlocked.report outputs/sweeps/demo --rebuild  # its results table made again from its result.json files
 
-Writes into the sweep dir (or --out): index.md (the one page: question, setup, answer, figures, table,
-mechanism, published figures), table.md/.csv, heatmap.png, curves.png, stats.md, with diagnostics
-diagnostics.md/.png and, when the sweep has the published study's architecture, comparison.md/.csv.
+Reads the sweep's results table (sherlocked.table); writes into the sweep dir (or --out): index.md
+(the one page: question, setup, answer, figures, table, mechanism, published figures), table.md/.csv,
+heatmap.png, curves.png, stats.md, with diagnostics diagnostics.md/.png and, when the sweep has the
+published study's architecture, comparison.md/.csv.
 Columns adapt to what the sweep varied; failed and diverged runs are counted, never silently dropped.
 """
 
@@ -18,12 +20,14 @@ from typing import NamedTuple
 import pandas as pd
 
 from sherlocked.activations import ACTIVATIONS
+from sherlocked.layout import results_table
 from sherlocked.report import plots
 from sherlocked.report.mechanism import diagnostics_markdown, mechanism_text
 from sherlocked.report.page import index_markdown
 from sherlocked.report.runs import DIAG, group_keys, read_runs
 from sherlocked.report.significance import stats_markdown
 from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
+from sherlocked.table import rebuild
 
 
 class Report(NamedTuple):
@@ -86,12 +90,18 @@ def main(argv: list[str] | None = None) -> None:
         help="a last pair of activations to test against the rest (repeatable; default sigmoid,relu)",
     )
     parser.add_argument("--out", type=Path, help="where the report's files go (default: the sweep dir)")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="make the sweep's results table again from its result.json files first"
+    )
     args = parser.parse_args(argv)
     pairs = [tuple(p.split(",")) for p in args.pair or ["sigmoid,relu"]]
     for pair in pairs:
         if len(pair) != 2 or any(a not in ACTIVATIONS for a in pair):
             parser.error(f"--pair {','.join(pair)}: give two activations from {', '.join(ACTIVATIONS)}")
     try:
+        if args.rebuild:
+            rows = rebuild(args.sweep_dir)
+            print(f"results table rebuilt from {rows} result.json files: {results_table(args.sweep_dir)}")
         runs, ours, written = report(args.sweep_dir, pairs, args.out)
     except OSError as error:  # e.g. a finished sweep kept on read-only storage
         where = args.out or args.sweep_dir

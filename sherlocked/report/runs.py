@@ -1,26 +1,28 @@
-"""A sweep's runs as one table: one row per result.json, read once, for every part of the report.
+"""A sweep's runs as one table: one row per job, read once from the sweep's results table, for every part of the report.
 
     python -c "from sherlocked.report.runs import read_runs; print(read_runs('outputs/sweeps/demo'))"
 
-A row's columns are the job's HParams as result.json stores them (act1..., dataset, lr, seed,
-the short names declared in sherlocked/config.py), any other config key under its dotted path,
-then job, status, acc (final test accuracy, %), curve (% per epoch) and diag.* (last epoch).
+A row's columns are any config key sherlocked/config.py does not declare, under its dotted path,
+the job's HParams (act1..., dataset, lr, seed: the short names declared there), then job,
+status, acc (final test accuracy, %), curve (% per epoch) and diag.* (last epoch). A sweep
+written before it had a table is read from its result.json files, as its table would hold them.
 """
 
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from sherlocked import table
 from sherlocked.activations import ACTIVATIONS
-from sherlocked.config import ACT, undeclared
+from sherlocked.config import ACT
 from sherlocked.layout import RESULT
 from sherlocked.results import read_result
+from sherlocked.table import DIAG, HPARAMS
 
-DIAG = "diag."  # prefix of the diagnostics columns
 OUTCOME = ("job", "status", "acc", "curve")
+COLUMNS = ("status", "final.test_acc", "curve.test_acc", "undeclared")  # what the report reads of the table
 
 
 def cell(value):
@@ -31,27 +33,44 @@ def cell(value):
 
 
 def read_runs(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job under sweep_dir; an unreadable result.json is left out with a warning."""
+    """One row per job of the sweep (see the module's docstring)."""
+    rows = table.read(sweep_dir, COLUMNS, prefixes=(HPARAMS, DIAG))
+    if rows.empty:
+        rows = rows_of_results(sweep_dir)
+    if rows.empty:
+        raise SystemExit(f"sherlocked: no {RESULT} under {sweep_dir}; run a sweep first")
+    return runs_of(rows.sort_values("job").reset_index(drop=True))
+
+
+def rows_of_results(sweep_dir: Path) -> pd.DataFrame:
+    """The table's rows made from the sweep's result.json files; an unreadable one is left out with a warning."""
     rows = []
     for path in sorted(Path(sweep_dir).rglob(RESULT)):
         result = read_result(path.parent)
         if result is None:
             print(f"sherlocked: {path} is unreadable; left out of the report", file=sys.stderr)
             continue
-        row = {name: cell(value) for name, value in {**undeclared(result.config), **result.hparams}.items()}
-        acc = result.final_test_acc
-        row.update(
-            job=str(path.parent.relative_to(sweep_dir)),
-            status=result.status,
-            acc=np.nan if acc is None else 100 * acc,
-            curve=[100 * a for a in result.history.get("test_acc", [])],
-        )
-        # the last epoch's diagnostics, when the run measured them
-        row.update({f"{DIAG}{name}": values[-1] for name, values in result.diagnostics.items() if values})
-        rows.append(row)
-    if not rows:
-        raise SystemExit(f"sherlocked: no {RESULT} under {sweep_dir}; run a sweep first")
+        rows.append(table.row(str(path.parent.relative_to(sweep_dir)), result, written=0.0))
     return pd.DataFrame(rows)
+
+
+def runs_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """The report's columns from the table's: undeclared keys, HParams, the outcome, the diagnostics."""
+    # Most rows share their undeclared keys' values: each distinct text is parsed once.
+    codes, texts = pd.factorize(rows["undeclared"])
+    distinct = pd.DataFrame([{k: cell(v) for k, v in json.loads(text).items()} for text in texts])
+    other = distinct.iloc[codes].reset_index(drop=True) if len(distinct.columns) else pd.DataFrame(index=rows.index)
+    hparams = rows[[c for c in rows if c.startswith(HPARAMS)]].rename(columns=lambda c: c[len(HPARAMS) :])
+    outcome = pd.DataFrame(
+        {
+            "job": rows["job"],
+            "status": rows["status"],
+            "acc": 100 * rows["final.test_acc"].astype(float),
+            "curve": [[100 * float(a) for a in curve] for curve in rows["curve.test_acc"]],
+        }
+    )
+    diagnostics = rows[[c for c in rows if c.startswith(DIAG)]].astype(float)
+    return pd.concat([other.drop(columns=[c for c in hparams if c in other]), hparams, outcome, diagnostics], axis=1)
 
 
 def act_keys(runs: pd.DataFrame) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import hydra_adapter
+from sherlocked import hydra_adapter, table
 from sherlocked.checks import validate
 from sherlocked.config import ConfigError, is_member_key
 from sherlocked.dashboard import write_experiment
@@ -205,10 +205,11 @@ class StudyCallback(Callback):
             return
         self.watch.stop()
         failed = self.progress.counts["failed"]
-        try:  # TensorBoard's HParams tab: one experiment for the sweep, the values its runs took
+        try:  # the results table in one file; TensorBoard's HParams tab: one experiment, the values its runs took
+            table.compact(config.hydra.sweep.dir)
             write_experiment(config.hydra.sweep.dir)
         except OSError as error:  # a finished sweep read back from read-only storage keeps its own
-            console.print(f"TensorBoard's HParams experiment left as it is ({error.strerror})")
+            console.print(f"the results table and TensorBoard's HParams experiment left as they are ({error.strerror})")
         console.print(f"sweep finished in {config.hydra.sweep.dir}: {self.progress.summary()}")
         if failed:
             sys.exit(1)

@@ -6,7 +6,9 @@
 The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.layout), held by the driver while the job trains; the
 kernel releases it when the driver exits, however it exits (kill -9 included), so a lock is
 never left stale. A sweep trains the jobs it could lock, then waits for the others and reads
-their results, or trains them itself if their holder stopped without one.
+their results, or trains them itself if their holder stopped without one. A job whose result
+is finished needs no lock any more: its holder removes the file (a process still waiting on it
+gets the lock, finds the result and trains nothing; later sweeps find the job finished).
 """
 
 import fcntl
@@ -41,6 +43,13 @@ class JobLocks:
             return False
         self.held[job_dir] = fd
         return True
+
+    def finished(self, job_dir: Path) -> None:
+        """The job's result is finished: its lock file goes, and the lock with it."""
+        fd = self.held.pop(job_dir, None)
+        if fd is not None:
+            layout.lock(job_dir).unlink(missing_ok=True)
+            os.close(fd)
 
     def release(self) -> None:
         for fd in self.held.values():

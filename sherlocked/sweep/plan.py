@@ -6,12 +6,14 @@ finished, which train together in which populations, on which backend.
 1. Jobs that may share a population (the same overrides once member keys are removed, see
    sherlocked.config: same data, widths, optimiser, batch size, epochs) form a group; each group
    is composed once and its jobs derived (sherlocked.hydra_adapter), so every job is checked.
-2. Each job's result.json is read once: a finished job is not trained again.
+2. The sweep's results table is read once (sherlocked.table): a job it holds finished, with the
+   same identity, is not trained again; a job it lacks is looked up in its own result.json.
 3. The unfinished jobs of each group are split into populations of balanced sizes, at
    max_members and the device's memory, at least one per local worker (one per GPU).
 sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +21,13 @@ from dataclasses import dataclass, field
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
-from sherlocked import hydra_adapter
+from sherlocked import hydra_adapter, table
 from sherlocked.config import is_member_key
 from sherlocked.job import Job
-from sherlocked.results import finished_result
+from sherlocked.results import FINISHED, finished_result
 from sherlocked.sweep import backends, devices
+
+log = logging.getLogger(__name__)
 
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -45,9 +49,27 @@ def jobs_of(context: HydraContext, master: DictConfig, job_overrides: Sequence[S
 
 
 def read_finished(jobs: Sequence[Job]) -> None:
-    """Each job's result, where an earlier run finished it with the same config (one read a job)."""
+    """Each job's result, where an earlier run finished it with the same identity: from the sweep's table, read
+    once for all; for a job it lacks (a sweep from before the table, or one killed between a job's result.json
+    and its row) from the job's own result.json, and then its row is added to the table."""
+    rows = {}
+    for sweep_dir in {job.sweep_dir for job in jobs if job.sweep_dir is not None}:
+        found = table.read(sweep_dir, ["identity", "status", "result"])
+        rows.update({sweep_dir / job: row for job, row in zip(found["job"], found.itertuples())})
+    healed = []
     for job in jobs:
-        job.finished = finished_result(job.job_dir, job.config)
+        row = rows.get(job.job_dir)
+        if row is None:
+            job.finished = finished_result(job.job_dir, job.config)
+            if job.finished is not None and job.sweep_dir is not None:
+                healed.append(job)
+        elif row.status in FINISHED and row.identity == table.identity_key(job.config):
+            job.finished = table.result_of(row.result)
+            job.finished.skipped = True
+    try:
+        table.record(healed, [job.finished for job in healed])
+    except OSError as error:  # a finished sweep read back from read-only storage: its table stays as it is
+        log.warning(f"the results table was left as it is ({error.strerror})")
 
 
 def split(jobs: Sequence[Job], max_members: int, device: str, workers: int = 0) -> list[list[Job]]:

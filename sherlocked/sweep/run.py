@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from sherlocked import hydra_adapter, layout, phases
+from sherlocked import hydra_adapter, layout, phases, table
 from sherlocked.job import Job
 from sherlocked.results import Result, finished_result, read_result
 from sherlocked.sweep import backends, plan
@@ -91,9 +91,14 @@ class Run:
         finished = backends.dispatch(populations, self.plan.backend, self.plan.workers, self.plan.device, self.settings)
         for number, outcome, where in finished:
             log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
-            for result, job in zip(outcome, populations[number]):
-                if result.status == "failed" and read_result(job.job_dir) is None:  # a worker could not write it
-                    result.write(job.job_dir)
+            unwritten = [
+                (job, result)
+                for job, result in zip(populations[number], outcome)
+                if result.status == "failed" and read_result(job.job_dir) is None  # a worker could not write it
+            ]
+            for job, result in unwritten:
+                result.write(job.job_dir)
+            table.record([job for job, _ in unwritten], [result for _, result in unwritten])
             self.finish(populations[number], outcome)
 
     def wait_for(self, busy: list[Job]) -> list[Job]:
@@ -111,6 +116,8 @@ class Run:
     def finish(self, jobs: list[Job], outcome: list[Result]) -> None:
         for job, result in zip(jobs, outcome):
             self.results[job.index] = result
+            if result.finished:
+                self.locks.finished(job.job_dir)
             job_return = job.hydra.job_return(job, result, self.with_configs)
             self.callbacks.on_job_end(config=self.config(job), job_return=job_return)
 

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import layout, phases
+from sherlocked import layout, phases, table
 from sherlocked.checks import compile_mode, validate
 from sherlocked.config import ConfigError, activations, disagreement, hparams
 from sherlocked.datasets import DataError
@@ -69,15 +69,17 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
     try:
         return fit(jobs, quiet)
     except Exception as error:
-        results = []
+        results, written = [], []
         for job in jobs:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             result = failure(error, job.config, job.overrides)
             stored = read_result(job.job_dir)
             if stored is None or not stored.finished:  # a finished result (another sweep's) is never replaced
                 result.write(job.job_dir)
+                written.append((job, result))
             result.exception = error
             results.append(result)
+        table.record([job for job, _ in written], [result for _, result in written])
         return results
     finally:
         # The population's trainer, module, loops and loggers refer to one another, so only Python's cyclic
@@ -179,6 +181,7 @@ def collect(
         )
         result.write(job.job_dir)
         results.append(result)
+    table.record(jobs, results)  # after every result.json: the table never holds what a job's own record lacks
     return results
 
 

@@ -1,0 +1,117 @@
+"""A sweep's results table: equal to its result.json files, read by resume and the report, every writer's rows
+kept, never half a row, rebuilt from the files alike."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow as pa
+
+from sherlocked import table
+from sherlocked.report.runs import read_runs
+from sherlocked.results import Result, read_result
+
+GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=3"]
+
+
+def result_files(sweep_dir) -> dict[str, dict]:
+    return {str(p.parent.relative_to(sweep_dir)): json.loads(p.read_text()) for p in sweep_dir.rglob("result.json")}
+
+
+def test_the_table_holds_each_jobs_result_and_the_report_reads_it_as_it_reads_the_files(sweep, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    with sweep(sweep_dir, *GRID):  # 8 jobs in populations of 3, 3 and 2: three files, compacted at the end
+        rows = table.read(sweep_dir)
+        assert len(table.parts(sweep_dir)) == 1 and len(rows) == 8
+        assert {job: json.loads(result) for job, result in zip(rows["job"], rows["result"])} == result_files(sweep_dir)
+        assert not list(sweep_dir.rglob(".lock"))  # a finished job needs its lock no more
+        from_table = read_runs(sweep_dir)
+        assert sorted(from_table["act2"]) == ["relu"] * 4 + ["sigmoid"] * 4 and from_table["acc"].notna().all()
+        rows.to_parquet(tmp_path / "before.parquet")
+        for part in table.parts(sweep_dir):
+            part.unlink()
+        pd.testing.assert_frame_equal(read_runs(sweep_dir), from_table)  # no table: the files, as it would hold them
+        assert table.rebuild(sweep_dir) == 8  # python -m sherlocked.report DIR --rebuild
+        rebuilt = table.read(sweep_dir).sort_values("job").reset_index(drop=True)
+        before = pd.read_parquet(tmp_path / "before.parquet").sort_values("job").reset_index(drop=True)
+        assert rebuilt.drop(columns="written").to_json() == before.drop(columns="written").to_json()
+        pd.testing.assert_frame_equal(read_runs(sweep_dir), from_table)
+
+
+def test_resume_reads_the_table_and_adds_the_rows_it_lacks(sweep, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    with sweep(sweep_dir, *GRID):
+        first, *others = sorted(p.parent for p in sweep_dir.rglob("result.json"))
+        for job in others:  # their own records gone: the table still holds their results
+            (job / "result.json").unlink()
+        rows = table.read(sweep_dir)
+        for part in table.parts(sweep_dir):
+            part.unlink()
+        kept = rows[rows["job"] != str(first.relative_to(sweep_dir))]
+        table.write(sweep_dir, pa.Table.from_pandas(kept, preserve_index=False))
+        with sweep(sweep_dir, *GRID) as again:  # the first job from its result.json, the others from the table
+            assert [r.return_value.skipped for r in again.returns[0]] == [True] * 8
+            assert sorted(table.read(sweep_dir)["job"]) == sorted(rows["job"])  # the first job's row added back
+            assert not any((job / "result.json").exists() for job in others)  # nothing trained again
+
+
+def append_populations(sweep_dir, first: int, count: int) -> None:
+    result = Result(status="ok", config={"seed": 0}, final_test_acc=0.5)
+    for p in range(first, first + count):
+        table.append(sweep_dir, [f"p{p}/job{k}" for k in range(4)], [result] * 4)
+
+
+def compact_while(sweep_dir, times: int) -> None:
+    for _ in range(times):
+        table.compact(sweep_dir)
+
+
+def test_two_writers_and_a_compaction_at_once_lose_no_row(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=append_populations, args=(tmp_path, first, 60)) for first in (0, 60)]
+    workers.append(context.Process(target=compact_while, args=(tmp_path, 20)))
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    rows = table.read(tmp_path)
+    assert len(rows) == 120 * 4 and rows["job"].is_unique
+
+
+KILLED = """
+import os, signal, sys
+import pyarrow.parquet as pq
+from sherlocked import table
+from sherlocked.results import Result
+
+def half_then_killed(data, where, **options):  # the writer dies half way through its file
+    write(data, where, **options)
+    with open(where, "r+b") as f:
+        f.truncate(os.path.getsize(where) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+write, pq.write_table = pq.write_table, half_then_killed
+table.append(sys.argv[1], ["killed/a", "killed/b"], [Result(status="ok", config={})] * 2)
+"""
+
+
+def test_a_writer_killed_while_it_writes_leaves_no_half_row(tmp_path):
+    table.append(tmp_path, ["kept/a"], [Result(status="ok", config={"seed": 1}, final_test_acc=0.9)])
+    killed = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], capture_output=True)
+    assert killed.returncode == -9
+    assert list(table.read(tmp_path)["job"]) == ["kept/a"]  # its population: all rows or none
+    assert len(table.parts(tmp_path)) == 1 and len(list((tmp_path / "results").glob(".*.tmp"))) == 1
+
+
+def test_a_row_keeps_the_whole_result(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    result = Result(status="diverged", config={"act1": "relu", "seed": 3}, final_test_acc=0.1, resumed_epochs=2)
+    result.write(job)
+    table.append(tmp_path, ["job"], [result])
+    (row,) = table.read(tmp_path).itertuples()
+    assert table.result_of(row.result) == read_result(job) and row.status == "diverged"
+    assert row.identity == table.identity_key({"act1": "relu", "seed": 3, "study": "elsewhere"})  # not identity
