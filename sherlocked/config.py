@@ -81,9 +81,11 @@ KEYS = (
     Key("dataset.root", identity=False, dir_name=False),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
     Key("checkpoint_every_s", identity=False, dir_name=False),
-    Key(
-        "compile", identity=False, dir_name=False
-    ),  # the same numbers, compiled or eager (sherlocked/training/compiled.py)
+    # The same numbers, compiled or eager (sherlocked/training/compiled.py).
+    Key("compile", identity=False, dir_name=False),
+    # Each job's own TensorBoard run (conf/logger): logger=off for big studies, whose mean runs per configuration
+    # the sweep writes anyway (sherlocked/dashboard.py).
+    Key("logger", identity=False, dir_name=False),
 )
 _BY_PATH = {key.path: key for key in KEYS}
 

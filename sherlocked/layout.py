@@ -10,6 +10,7 @@
       .progress/<population>.json         where a population in training stands (the sweep's live line)
       tensorboard/<run>/                  each job's TensorBoard run, named by what the sweep varies
         .job                              the job dir whose events the run holds
+      tensorboard/mean/<configuration>/   mean and spread over seeds of each configuration's runs
       hparams/                            TensorBoard's HParams experiment: every key, the values they took
       results/                            the sweep's results table (one table for all its jobs)
       .submitit/                          submitit's logs and pickles (hydra.launcher.backend=submitit)
@@ -34,6 +35,7 @@ CHECKPOINTS = ".checkpoints"
 PROGRESS = ".progress"
 TENSORBOARD = "tensorboard"
 OWNER = ".job"
+MEAN = "mean"
 HPARAMS = "hparams"
 RESULTS_TABLE = "results"
 SUBMITIT = ".submitit"
@@ -71,6 +73,11 @@ def progress(jobs: Sequence) -> Path:
 def progress_files(sweep_dir: Path) -> list[Path]:
     """The progress files of the populations in training in a sweep."""
     return list((Path(sweep_dir) / PROGRESS).glob("*.json"))
+
+
+def mean_run(sweep_dir: Path, configuration: str) -> Path:
+    """The TensorBoard run of a configuration's mean over seeds (named by the overrides that make it one)."""
+    return Path(sweep_dir) / TENSORBOARD / MEAN / configuration
 
 
 def experiment(sweep_dir: Path) -> Path:

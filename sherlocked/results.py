@@ -159,7 +159,11 @@ def git_commit() -> str | None:
 
 def finished_result(job_dir: Path, config: dict) -> Result | None:
     """The job's stored result if it finished with this same config (so it can be skipped), else None."""
-    result = read_result(job_dir)
+    return finished_as(read_result(job_dir), config)
+
+
+def finished_as(result: Result | None, config: dict) -> Result | None:
+    """`result`, marked skipped, if it finished with this same config (the same identity); else None."""
     if result is None or not result.finished or identity(result.config) != identity(config):
         return None
     result.skipped = True

@@ -11,13 +11,12 @@ failure retried) appends a newer row, and readers keep each job's latest. result
 record: the table keeps it whole (column `result`) beside the columns the report reads, and can be rebuilt
 from the result.json files.
 
-Columns: job (its dir, relative to the sweep dir), written (time), identity (a hash of its identity),
-status, final.<metric>, curve.<metric> (per epoch), hp.<name> (its HParams), diag.<name> (the last epoch's
-diagnostics), undeclared (JSON: the config keys sherlocked.config does not declare), population_size,
+Columns: job (its dir, relative to the sweep dir), written (time), status, overrides, final.<metric>,
+curve.<metric> (per epoch), hp.<name> (its HParams), diag.<name> (the last epoch's diagnostics),
+undeclared (JSON: the config keys sherlocked.config does not declare), population_size,
 resumed_epochs, wall_time_s, result (the whole result.json).
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -32,18 +31,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sherlocked import layout
-from sherlocked.config import identity, undeclared
+from sherlocked.config import undeclared
 from sherlocked.results import Result, read_result, replacing
 
 log = logging.getLogger(__name__)
 METRICS = ("test_acc", "test_loss", "train_loss")
 HPARAMS, DIAG = "hp.", "diag."  # the prefixes of the HParams' and the diagnostics' columns
 PART = "*.parquet"
-
-
-def identity_key(config: dict) -> str:
-    """A job's identity (sherlocked.config.identity) as a short hash: equal keys, the same job."""
-    return hashlib.sha256(json.dumps(identity(config), sort_keys=True).encode()).hexdigest()[:24]
 
 
 def scalar(value):
@@ -57,8 +51,8 @@ def row(job: str, result: Result, written: float) -> dict:
     return {
         "job": job,
         "written": written,
-        "identity": identity_key(result.config),
         "status": result.status,
+        "overrides": list(result.overrides),
         "final.test_acc": result.final_test_acc,  # the headline; final.* the last epoch's others
         **{f"final.{m}": result.final.get(m) for m in METRICS if m != "test_acc"},
         **{f"curve.{m}": [float(v) for v in result.history.get(m, [])] for m in METRICS},

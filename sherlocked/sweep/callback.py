@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sherlocked import hydra_adapter, table
 from sherlocked.checks import validate
 from sherlocked.config import ConfigError, is_member_key
-from sherlocked.dashboard import write_experiment
+from sherlocked.dashboard import write_experiment, write_means
 from sherlocked.datasets import DataError, data_key, on_disk
 from sherlocked.results import Result
 from sherlocked.sweep.backends import check
@@ -205,8 +205,9 @@ class StudyCallback(Callback):
             return
         self.watch.stop()
         failed = self.progress.counts["failed"]
-        try:  # the results table in one file; TensorBoard's HParams tab: one experiment, the values its runs took
+        try:  # the results table in one file; TensorBoard: a mean run per configuration, one HParams experiment
             table.compact(config.hydra.sweep.dir)
+            write_means(config.hydra.sweep.dir)
             write_experiment(config.hydra.sweep.dir)
         except OSError as error:  # a finished sweep read back from read-only storage keeps its own
             console.print(f"the results table and TensorBoard's HParams experiment left as they are ({error.strerror})")

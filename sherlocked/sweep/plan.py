@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from sherlocked import hydra_adapter, table
 from sherlocked.config import is_member_key
 from sherlocked.job import Job
-from sherlocked.results import FINISHED, finished_result
+from sherlocked.results import FINISHED, finished_as, finished_result
 from sherlocked.sweep import backends, devices
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def read_finished(jobs: Sequence[Job]) -> None:
     and its row) from the job's own result.json, and then its row is added to the table."""
     rows = {}
     for sweep_dir in {job.sweep_dir for job in jobs if job.sweep_dir is not None}:
-        found = table.read(sweep_dir, ["identity", "status", "result"])
+        found = table.read(sweep_dir, ["status", "result"])
         rows.update({sweep_dir / job: row for job, row in zip(found["job"], found.itertuples())})
     healed = []
     for job in jobs:
@@ -63,9 +63,8 @@ def read_finished(jobs: Sequence[Job]) -> None:
             job.finished = finished_result(job.job_dir, job.config)
             if job.finished is not None and job.sweep_dir is not None:
                 healed.append(job)
-        elif row.status in FINISHED and row.identity == table.identity_key(job.config):
-            job.finished = table.result_of(row.result)
-            job.finished.skipped = True
+        elif row.status in FINISHED:  # (a failed row's result is not read: it trains again)
+            job.finished = finished_as(table.result_of(row.result), job.config)
     try:
         table.record(healed, [job.finished for job in healed])
     except OSError as error:  # a finished sweep read back from read-only storage: its table stays as it is

@@ -81,7 +81,7 @@ class Run:
         with phases.timed("dirs"):
             for job in todo:
                 job.hydra.write(job)
-        layout.name_runs(self.plan.jobs, self.sweep_dir, todo)
+        layout.name_runs(self.plan.jobs, self.sweep_dir, [job for job in todo if job.config.get("logger")])
         return [job for job in todo if not self.locks.try_lock(job.job_dir)]
 
     def train(self, populations: list[list[Job]]) -> None:

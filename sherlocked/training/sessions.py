@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from sherlocked.dashboard import shown
+from sherlocked.dashboard import session_summaries, shown
 from sherlocked.hydra_adapter import to_yaml
 
 
@@ -24,7 +23,7 @@ def log_session(logger: TensorBoardLogger, hparams: Mapping, final: Mapping[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_yaml(dict(logger.hparams)), encoding="utf-8")
     logger.log_metrics({f"hp/{name}": value for name, value in final.items()})
-    _, session_start, session_end = hparams_summaries(values, {})  # not its experiment: the sweep writes that
+    session_start, session_end = session_summaries(values)  # not its experiment: the sweep writes that
     writer = logger.experiment._get_file_writer()
     writer.add_summary(session_start)
     writer.add_summary(session_end)
