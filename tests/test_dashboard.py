@@ -8,10 +8,13 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked.layout import HPARAMS as EXPERIMENT
+from sherlocked.layout import MEAN
 
 
 def hparams_data(folder) -> list[HParamsPluginData]:
@@ -56,7 +59,7 @@ def test_a_sweep_has_one_hparams_experiment_with_its_swept_values_first(sweep, t
 
 def check_experiment(tmp_path):
     assert len(list((tmp_path / "sweep").rglob("result.json"))) == 8
-    runs = sorted(p.name for p in (tmp_path / "sweep" / "tensorboard").iterdir())
+    runs = sorted(p.name for p in (tmp_path / "sweep" / "tensorboard").iterdir() if p.name != MEAN)
     assert runs[:2] == ["act1=relu,act3=relu,seed=0", "act1=relu,act3=relu,seed=1"]  # named by what varies
     for run in runs:  # a run holds its session, and no experiment of its own
         kinds = {d.WhichOneof("data") for d in hparams_data(tmp_path / "sweep" / "tensorboard" / run)}
@@ -75,7 +78,8 @@ def check_experiment(tmp_path):
     assert columns[:4] == [("act1", True), ("act3", True), ("seed", True), ("act2", False)], columns
     act1 = next(info for info in served["hparamInfos"] if info["name"] == "act1")
     assert act1["type"] == "DATA_TYPE_STRING" and act1["domainDiscrete"] == ["relu", "tanh"]
-    assert [m["name"]["tag"] for m in served["metricInfos"]] == ["hp/test_acc", "hp/test_loss", "hp/train_loss"]
+    tags = ["hp/test_acc", "hp/test_loss", "hp/train_loss", "hp/test_acc_std", "hp/runs"]  # the last two: mean runs'
+    assert [m["name"]["tag"] for m in served["metricInfos"]] == tags
     assert served["metricInfos"][0]["displayName"] == "final test accuracy"
 
 
@@ -93,3 +97,33 @@ def test_a_runs_hparams_yaml_is_what_lightning_writes(tmp_path):
     logger.finalize("success")
     save_hparams_to_yaml(tmp_path / "lightning.yaml", dict(shown))
     assert (tmp_path / "run" / "hparams.yaml").read_text() == (tmp_path / "lightning.yaml").read_text()
+
+
+def scalars(folder, tag: str) -> tuple[list[int], list[float]]:
+    """The steps and values of a scalar tag in a run."""
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)], [event.value for event in events.Scalars(tag)]
+
+
+def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep, tmp_path):
+    grid = ["act3=relu,tanh", "seed=0,1,2", "hydra/launcher=population", "logger=off"]  # no run per job
+    with sweep(tmp_path / "sweep", *grid):
+        runs = tmp_path / "sweep" / "tensorboard"
+        assert sorted(p.name for p in runs.iterdir()) == [MEAN] and not list(runs.rglob(".job"))
+        assert sorted(p.name for p in (runs / MEAN).iterdir()) == ["act3=relu", "act3=tanh"]
+        for act in ("relu", "tanh"):
+            found = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob(f"act3={act},*/result.json")]
+            curves = np.array([r["history"]["test_acc"] for r in found])  # 3 seeds x 2 epochs
+            mean = runs / MEAN / f"act3={act}"
+            for tag, expected in (("accuracy/test", curves.mean(0)), ("accuracy/test_std", curves.std(0))):
+                steps, values = scalars(mean, tag)
+                assert steps == [1, 2] and values == pytest.approx(expected.tolist(), abs=1e-6)
+            finals = np.array([r["final_test_acc"] for r in found])
+            assert scalars(mean, "hp/test_acc") == ([2], pytest.approx([finals.mean()], abs=1e-6))
+            assert scalars(mean, "hp/test_acc_std") == ([2], pytest.approx([finals.std()], abs=1e-6))
+            assert scalars(mean, "hp/runs") == ([2], [3.0])
+            (start,) = [d.session_start_info for d in hparams_data(mean) if d.HasField("session_start_info")]
+            assert start.hparams["act3"].string_value == act and "seed" not in start.hparams
+        with sweep(tmp_path / "sweep", *grid[:-1]) as again:  # per-job runs back on: still the same jobs
+            assert all(r.return_value.skipped for r in again.returns[0])
