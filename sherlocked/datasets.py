@@ -20,6 +20,7 @@ from sherlocked.results import replacing
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "mnist_5k")
 TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
+TEST_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000, "mnist_5k": 1_000}
 # Where torchvision's classes find their files under dataset.root (a test holds these to torchvision's own).
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # <root>/<folder>/raw/
 IDX_FILES = (

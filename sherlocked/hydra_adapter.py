@@ -82,12 +82,13 @@ def parse(lines: Sequence[str], config_loader=None) -> list[Override]:
     return overrides
 
 
-def start(config: DictConfig) -> Path:
-    """What Hydra's launchers do first: its globals, its logging, the sweep dir (returned, absolute)."""
+def start(config: DictConfig, create: bool = True) -> Path:
+    """What Hydra's launchers do first: its globals, its logging, the sweep dir (returned, absolute; made if asked)."""
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
     return sweep_dir
 
 

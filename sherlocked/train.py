@@ -4,6 +4,7 @@
     python -m sherlocked.train act1=relu act2=sigmoid act3=relu dataset=fashion_mnist trainer.max_epochs=2
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act2=relu,sigmoid seed=0,1
     python -m sherlocked.train experiment=cifar10_4layer act4=tanh
+    python -m sherlocked.train --plan act1=relu,tanh,sigmoid,selu 'seed=range(9)'   # the sweep's plan and cost
 
 The work is in sherlocked.training.engine (a sweep's: sherlocked.sweep); nothing imports this module.
 """
@@ -23,7 +24,18 @@ def main(cfg: DictConfig) -> Result:
     return train_job(cfg)
 
 
+def plan_flag(argv: list[str]) -> list[str]:
+    """--plan: the sweep's plan and what it will cost, then exit (the population launcher's hydra.launcher.plan)."""
+    if "--plan" not in argv:
+        return argv
+    argv = [arg for arg in argv if arg != "--plan"]
+    multirun = [] if {"-m", "--multirun"} & set(argv) else ["-m"]
+    launcher = [] if any(arg.startswith("hydra/launcher=") for arg in argv) else ["hydra/launcher=population"]
+    return [argv[0], *multirun, *argv[1:], *launcher, "hydra.launcher.plan=true"]  # options before overrides
+
+
 if __name__ == "__main__":
+    sys.argv = plan_flag(sys.argv)
     try:
         main()
     except KeyboardInterrupt:  # results are written whole or not at all (the population launcher says more)

@@ -2,6 +2,9 @@
 
 import json
 import pickle
+import subprocess
+import sys
+from datetime import timedelta
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -10,7 +13,7 @@ from hydra.types import HydraContext
 
 from sherlocked.config import ConfigError
 from sherlocked.results import Result
-from sherlocked.sweep import plan
+from sherlocked.sweep import devices, plan
 from tests.conftest import CONF
 
 GRID = [  # 2 groups (batch sizes) x 2 activations x 3 seeds: in Hydra's order
@@ -79,3 +82,48 @@ def test_a_plan_names_its_backend_and_spreads_over_the_workers(planned):
     assert spread.where == "4 worker processes" and [len(p) for p in spread.populations] == [3, 3, 3, 3]
     with pytest.raises(ConfigError, match="hydra.launcher.backend='slurm'; choose from local, ray, submitit"):
         planned(backend="slurm")
+
+
+STUDY = ["act1=relu,tanh,sigmoid,selu", "act2=relu,tanh,sigmoid,selu", "act3=relu,tanh,sigmoid,selu", "seed=range(9)"]
+
+
+def plan_command(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sherlocked.train", "--plan", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_nothing(tmp_path):
+    bench = tmp_path / "outputs" / "bench"  # what python -m sherlocked.bench measured on this device kind
+    bench.mkdir(parents=True)
+    figures = {
+        "device": "cpu (2 threads)",
+        "population_gflops": 50.0,
+        "sweep_overhead": {"framework_overhead_s_per_job": 0.02},
+    }
+    (bench / "bench_cpu.json").write_text(json.dumps(figures))
+    done = plan_command(tmp_path, *STUDY, "dataset=mnist_5k", "trainer=cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()[-4:]
+    assert (
+        lines[0]
+        == "plan: 576 jobs, 0 finished before; 576 to train in 36 populations (36 x 16 members) on this process, cpu"
+    )
+    per_member = devices.member_bytes(
+        {"model": {"widths": [784, 500, 256, 10]}, "dataset": {"batch_size": 32, "test_batch_size": 1000}}
+    )
+    assert lines[1].startswith(f"  memory: about {(16 * per_member + 4 * 5000 * 784) / 2**30:.2f} GiB a device")
+    seconds = 576 * (devices.flops_per_member_epoch([784, 500, 256, 10], 32, 125, 1000) * 10 / 50e9 + 0.02)
+    assert lines[2].startswith(f"  time: about {timedelta(seconds=round(seconds))} on this machine (cpu (2 threads)")
+    assert lines[3].startswith("  disk: about ") and "a job: result.json" in lines[3]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_plan_sizes_a_study_of_100000_jobs(tmp_path):
+    acts = "relu,tanh,sigmoid,selu,gelu,silu,elu,leaky_relu,softplus,mish,identity"
+    grid = [f"act1={acts}", f"act2={acts}", f"act3={acts}", "seed=range(25)", "model.batch_norm=none,all,last"]
+    done = plan_command(tmp_path, *grid, "dataset=mnist_5k", "trainer=cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan, memory, time, disk = done.stdout.strip().splitlines()[-4:]
+    assert plan.startswith("plan: 99825 jobs, 0 finished before; 99825 to train in 6240 populations")
+    assert time.startswith("  time: no estimate: the benchmark has not run on this cpu")
+    assert not (tmp_path / "sweep").exists()

@@ -55,6 +55,9 @@ class PopulationLauncherConf:
     gpus_per_population: float | None = None  # ray and submitit; null: 1 when training on GPUs, else 0
     cpus_per_population: int = 1
     max_retries: int = 3  # ray: attempts after a worker or node dies; submitit: requeues after preemption
+    # Print the plan (populations, memory per device, time, disk) and exit, writing and training nothing;
+    # python -m sherlocked.train -m --plan ... sets it.
+    plan: bool = False
     ray: RayConf = field(default_factory=RayConf)
     submitit: SubmititConf = field(default_factory=SubmititConf)
 
@@ -75,10 +78,11 @@ class PopulationLauncher(Launcher):
         workers: int = 0,
         backend: str = "local",
         gpus_per_population: float | None = None,
+        plan: bool = False,
         **engine_settings: Any,  # cpus_per_population, max_retries, ray, submitit: read from the config
     ) -> None:
         self.max_members, self.workers, self.backend = max_members, workers, backend
-        self.gpus_per_population = gpus_per_population
+        self.gpus_per_population, self.plan = gpus_per_population, plan
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None

@@ -49,14 +49,8 @@ class SherlockedSweeper(BasicSweeper):
         """BasicSweeper.sweep, but an existing multirun.yaml that cannot be written is kept."""
         overrides = parse([*self._parse_config(), *arguments], self.hydra_context.config_loader)
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
-        saved = Path(self.config.hydra.sweep.dir) / "multirun.yaml"
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            OmegaConf.save(self.config, saved)
-        except OSError as error:
-            if not saved.is_file():
-                raise
-            log.warning(f"{saved} left as it is ({error.strerror})")
+        if not getattr(self.launcher, "plan", False):  # a plan writes nothing (hydra.launcher.plan=true)
+            self.save_config()
         returns, first_index = [], 0
         while not self.is_done():
             batch = self.get_job_batch()
@@ -67,3 +61,14 @@ class SherlockedSweeper(BasicSweeper):
             returns.append(results)
             first_index += len(batch)
         return returns
+
+    def save_config(self) -> None:
+        """multirun.yaml, as Hydra's sweeper writes it; one that exists and cannot be written is kept."""
+        saved = Path(self.config.hydra.sweep.dir) / "multirun.yaml"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            OmegaConf.save(self.config, saved)
+        except OSError as error:
+            if not saved.is_file():
+                raise
+            log.warning(f"{saved} left as it is ({error.strerror})")

@@ -160,11 +160,3 @@ def step_matmul_gflops(widths, batch: int, members: int, device: str, repeats: i
 def matmul_flops(pairs) -> int:
     """FLOPs of torch.bmm over each (left [K, m, k], right [K, k, n]) pair: 2*K*m*k*n."""
     return sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] for a, b in pairs)
-
-
-def flops_per_member_epoch(widths, batch: int, train_steps: int, test_size: int) -> float:
-    """Matmul FLOPs actually computed: forward 2*B*in*out per layer, the weight gradient as much again,
-    and the input gradient as much again for every layer but the first."""
-    forward = [2 * i * o for i, o in zip(widths[:-1], widths[1:])]
-    train = 2 * sum(forward) + sum(forward[1:])
-    return train * batch * train_steps + sum(forward) * test_size

@@ -1,4 +1,5 @@
-"""Where a sweep's populations train and how big they may be: the device, the workers, the memory cap.
+"""Where a sweep's populations train and how big they may be: the device, the workers, the memory cap; what a
+member costs (memory, FLOPs).
 
     python -c "from sherlocked.sweep.devices import default_max_members; print(default_max_members('cpu'))"
 
@@ -42,6 +43,14 @@ def member_bytes(config: Mapping) -> int:
     params = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
     activations = 4 * sum(widths[1:]) * (data["batch_size"] + data["test_batch_size"])  # a few copies each
     return 4 * (4 * params + activations)
+
+
+def flops_per_member_epoch(widths, batch: int, train_steps: int, test_size: int) -> float:
+    """Matmul FLOPs actually computed: forward 2*B*in*out per layer, the weight gradient as much again,
+    and the input gradient as much again for every layer but the first."""
+    forward = [2 * i * o for i, o in zip(widths[:-1], widths[1:])]
+    train = 2 * sum(forward) + sum(forward[1:])
+    return train * batch * train_steps + sum(forward) * test_size
 
 
 def memory_cap(config: Mapping, device: str) -> int:

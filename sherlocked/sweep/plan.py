@@ -13,7 +13,6 @@ finished, which train together in which populations, on which backend.
 sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from sherlocked.config import is_member_key
 from sherlocked.job import Job
 from sherlocked.results import FINISHED, finished_as, finished_result
 from sherlocked.sweep import backends, devices
-
-log = logging.getLogger(__name__)
 
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -48,27 +45,24 @@ def jobs_of(context: HydraContext, master: DictConfig, job_overrides: Sequence[S
     return sorted(jobs, key=lambda job: job.index)
 
 
-def read_finished(jobs: Sequence[Job]) -> None:
+def read_finished(jobs: Sequence[Job]) -> list[Job]:
     """Each job's result, where an earlier run finished it with the same identity: from the sweep's table, read
     once for all; for a job it lacks (a sweep from before the table, or one killed between a job's result.json
-    and its row) from the job's own result.json, and then its row is added to the table."""
+    and its row) from the job's own result.json. Returns the jobs found so, whose rows the table lacks."""
     rows = {}
     for sweep_dir in {job.sweep_dir for job in jobs if job.sweep_dir is not None}:
         found = table.read(sweep_dir, ["status", "result"])
         rows.update({sweep_dir / job: row for job, row in zip(found["job"], found.itertuples())})
-    healed = []
+    lacking = []
     for job in jobs:
         row = rows.get(job.job_dir)
         if row is None:
             job.finished = finished_result(job.job_dir, job.config)
             if job.finished is not None and job.sweep_dir is not None:
-                healed.append(job)
+                lacking.append(job)
         elif row.status in FINISHED:  # (a failed row's result is not read: it trains again)
             job.finished = finished_as(table.result_of(row.result), job.config)
-    try:
-        table.record(healed, [job.finished for job in healed])
-    except OSError as error:  # a finished sweep read back from read-only storage: its table stays as it is
-        log.warning(f"the results table was left as it is ({error.strerror})")
+    return lacking
 
 
 def split(jobs: Sequence[Job], max_members: int, device: str, workers: int = 0) -> list[list[Job]]:

@@ -29,18 +29,32 @@ log = logging.getLogger(__name__)
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's Launcher.launch for hydra/launcher=population: plan the batch, then run the plan."""
-    sweep_dir = hydra_adapter.start(launcher.config)
+    sweep_dir = hydra_adapter.start(launcher.config, create=not launcher.plan)
     phases.cpu.clear()  # this sweep's own
     with phases.timed("compose"):  # every job composed or derived, so checked, before any is written
         jobs = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)
     with phases.timed("dirs"):
-        plan.read_finished(jobs)
+        lacking = plan.read_finished(jobs)
     the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers)
+    if launcher.plan:  # hydra.launcher.plan=true (--plan): the plan and its cost, nothing written or trained
+        from sherlocked.sweep.estimate import lines
+
+        print("\n".join(lines(the_plan)))
+        sys.exit(0)
     log.info(the_plan.describe())
+    add_rows(lacking)
     returns = Run(launcher, the_plan, sweep_dir).carry_out()
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return returns
+
+
+def add_rows(jobs: list[Job]) -> None:
+    """The rows the sweep's table lacks of jobs finished before (found in their result.json)."""
+    try:
+        table.record(jobs, [job.finished for job in jobs])
+    except OSError as error:  # a finished sweep read back from read-only storage: its table stays as it is
+        log.warning(f"the results table was left as it is ({error.strerror})")
 
 
 class Run:

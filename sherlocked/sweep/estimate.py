@@ -1,0 +1,119 @@
+"""What a plan will cost, before it runs: memory per device, time, disk (hydra.launcher.plan=true, or --plan).
+
+    python -m sherlocked.train -m --plan hydra/launcher=population act1=relu,tanh,sigmoid,selu 'seed=range(9)'
+
+- memory: the largest population's members (sherlocked.sweep.devices.member_bytes) and the data;
+- time: the sweep's training FLOPs at the speed `python -m sherlocked.bench` measured for populations
+  on this device kind (its figures in outputs/bench/bench_<device>.json), plus the framework's
+  measured overhead per job; no estimate where the benchmark has not run here;
+- disk: per job, its .hydra/ files (their real size), result.json and, where per-job TensorBoard
+  runs are on, its events (their scalars and histograms counted), plus its row in the results table.
+"""
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from sherlocked.datasets import TEST_SIZES, TRAIN_SIZES
+from sherlocked.hydra_adapter import to_yaml
+from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
+from sherlocked.sweep.plan import Plan
+
+BENCH = Path("outputs/bench")  # where python -m sherlocked.bench writes its figures (its --out)
+# Measured bytes: a scalar event in a TensorBoard file; a 64-bin histogram event; a row of the results table
+# (zstd-compressed Parquet, with the whole result.json).
+SCALAR_EVENT, HISTOGRAM_EVENT, TABLE_ROW = 60, 1_600, 1_500
+DIAGNOSTICS_PER_LAYER, DIAGNOSTICS_OUTPUT = 11, 3  # values sherlocked.training.diagnostics measures
+
+
+def lines(plan: Plan) -> list[str]:
+    """The plan, and what it will cost."""
+    return [plan.describe(), memory_line(plan), time_line(plan), disk_line(plan)]
+
+
+def memory_line(plan: Plan) -> str:
+    if not plan.populations:
+        return "  memory: nothing to train"
+    largest = max(plan.populations, key=len)
+    config = largest[0].config
+    each = member_bytes(config)
+    data = config["dataset"]
+    images = TRAIN_SIZES.get(data["name"], 0) + TEST_SIZES.get(data["name"], 0)
+    data_bytes = 4 * images * data["input_dim"]
+    total = len(largest) * each + data_bytes
+    return (
+        f"  memory: about {total / 2**30:.2f} GiB a device (the largest population: {len(largest)} members x "
+        f"{each / 2**20:.1f} MiB, and the data {data_bytes / 2**20:.0f} MiB)"
+    )
+
+
+def flops(config: Mapping) -> float:
+    """Matmul FLOPs one job computes: every epoch's training steps and test pass."""
+    data = config["dataset"]
+    train_size = TRAIN_SIZES.get(data["name"], 0)
+    limit = config["trainer"].get("limit_train_batches")
+    steps = math.ceil(train_size / data["batch_size"])
+    steps = min(steps, limit) if isinstance(limit, int) and limit > 0 else steps
+    per_epoch = flops_per_member_epoch(
+        config["model"]["widths"], data["batch_size"], steps, TEST_SIZES.get(data["name"], 0)
+    )
+    return per_epoch * config["trainer"]["max_epochs"]
+
+
+def time_line(plan: Plan) -> str:
+    figures = BENCH / f"bench_{plan.device}.json"
+    if not figures.is_file():
+        return f"  time: no estimate: the benchmark has not run on this {plan.device} (make bench writes {figures})"
+    measured = json.loads(figures.read_text())
+    speed = measured["population_gflops"] * 1e9  # FLOP/s of populations on this device kind
+    overhead = measured.get("sweep_overhead", {}).get("framework_overhead_s_per_job", 0.0)
+    parallel = max(1, plan.workers) if plan.backend == "local" else 1
+    seconds = (sum(flops(job.config) for job in plan.todo) / speed + overhead * len(plan.todo)) / parallel
+    where = f"{parallel} devices" if parallel > 1 else "one device" if plan.backend != "local" else "this machine"
+    return (
+        f"  time: about {timedelta(seconds=round(seconds))} on {where} ({measured['device']}: "
+        f"{measured['population_gflops']:.1f} GFLOP/s for populations and {1e3 * overhead:.0f} ms a job besides, "
+        f"measured by the benchmark: {figures})"
+    )
+
+
+def disk_line(plan: Plan) -> str:
+    if not plan.todo:
+        return "  disk: nothing to write"
+    job = plan.todo[0]
+    task, hydra = job.hydra.files(job)
+    hydra_files = sum(len(to_yaml(part).encode()) for part in (task, hydra, job.overrides))
+    result, events = result_bytes(job.config), events_bytes(job.config)
+    per_job = hydra_files + result + events + TABLE_ROW
+    parts = f"result.json {kib(result)}, .hydra/ {kib(hydra_files)}, TensorBoard run {kib(events)}"
+    return f"  disk: about {per_job * len(plan.todo) / 2**30:.2f} GiB ({kib(per_job)} a job: {parts})"
+
+
+def result_bytes(config: Mapping) -> int:
+    """result.json's size: its config, 4 curves of one number an epoch and, with diagnostics, theirs."""
+    epochs, layers = config["trainer"]["max_epochs"], len(config["model"]["widths"]) - 1
+    diagnostics = config.get("diagnostics") or {}
+    measures = DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT if diagnostics.get("enabled") else 0
+    return 2 * len(json.dumps(config)) + 2_000 + 25 * epochs * (4 + measures)
+
+
+def events_bytes(config: Mapping) -> int:
+    """A job's TensorBoard run: its scalars (per epoch, every log_every_n_steps, the diagnostics every interval)
+    and, with diagnostics' histograms, two a layer an epoch."""
+    if not config.get("logger"):
+        return 0
+    data, trainer = config["dataset"], config["trainer"]
+    steps = math.ceil(TRAIN_SIZES.get(data["name"], 0) / data["batch_size"]) * trainer["max_epochs"]
+    scalars = steps // trainer.get("log_every_n_steps", 50) + 4 * trainer["max_epochs"] + 4
+    histograms, layers = 0, len(config["model"]["widths"]) - 1
+    diagnostics = config.get("diagnostics") or {}
+    if diagnostics.get("enabled"):
+        scalars += (DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT) * (steps // diagnostics["interval"])
+        histograms = 2 * layers * trainer["max_epochs"] if diagnostics.get("histograms") else 0
+    return SCALAR_EVENT * scalars + HISTOGRAM_EVENT * histograms
+
+
+def kib(size: float) -> str:
+    return f"{size / 2**10:.0f} KiB" if size < 2**20 else f"{size / 2**20:.1f} MiB"
