@@ -12,7 +12,7 @@ GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,si
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
 
-.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu tensorboard test lint clean
+.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale tensorboard test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: install ## speed on this machine: plain loop vs solo runs vs populations 
 
 bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epochs, on Fashion-MNIST's 60,000 images
 	$(PYTHON) -m sherlocked.bench --device cuda --dataset fashion_mnist --members 576 --epochs 10 --baseline-members 4 --baseline-epochs 1 --compile default,reduce-overhead --compile-epochs 2 $(ARGS)
+
+bench-scale: install ## the report of a study of 100,000 runs (a synthetic results table), timed whole
+	$(PYTHON) -m sherlocked.bench --scale 100000 $(ARGS)
 
 tensorboard: install ## TensorBoard over every run and sweep under outputs/
 	$(PYTHON) -m tensorboard.main --logdir outputs

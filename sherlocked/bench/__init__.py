@@ -19,7 +19,8 @@ Then (sweeps.py) the framework's overhead per job from one-step sweeps of two si
 (--sweep-small and --sweep-jobs jobs, default 64 and 576: the `make sweep` shape), split into
 phases, and the end-to-end time of one real multirun of the benchmark's shape.
 
-Its modules: paths.py (the training paths, timed, and their FLOPs), sweeps.py (real multiruns of
-the command line), cli.py (the rounds and the figures), show.py (the tables). It measures every
+Its modules: paths.py (the training paths, timed), sweeps.py (real multiruns of the command line),
+scale.py (the report of a study of --scale runs), cli.py (the rounds and the figures), show.py
+(the tables). It measures every
 layer, so it may import any of them; nothing imports it.
 """

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from sherlocked.bench import paths, sweeps
+from sherlocked.bench import paths, scale, sweeps
 from sherlocked.bench.show import console, show
 from sherlocked.checks import compile_mode
 from sherlocked.sweep.devices import default_max_members, flops_per_member_epoch
+from sherlocked.sweep.estimate import BENCH
 from sherlocked.training import compiled
 from sherlocked.training.data import load
 
@@ -41,7 +42,10 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-epochs", type=int, default=0, help="epochs of the compiled runs (0 = --epochs)")
     parser.add_argument("--sweep-jobs", type=int, default=576, help="one-step jobs of the larger overhead sweep")
     parser.add_argument("--sweep-small", type=int, default=64, help="one-step jobs of the smaller overhead sweep")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument(
+        "--scale", type=int, default=0, help="only the report of this many runs (a synthetic results table), timed"
+    )
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
     if args.compile is None:
@@ -202,6 +206,8 @@ def compile_figures(args, timing: Timing, member_epochs: dict) -> dict:
 
 def main(argv=None) -> dict:
     args = arguments(argv)
+    if args.scale:
+        return at_scale(args)
     work = work_of(args)
     also = "".join(f", (c) compile={mode}" for mode in args.compile)
     doing(f"warm-up, then {work.rounds} rounds of (a), (b), (c), (c) with diagnostics{also}")
@@ -217,4 +223,15 @@ def main(argv=None) -> dict:
     path = args.out / f"bench_{args.device}.json"
     path.write_text(json.dumps(figures, indent=2))
     show(figures, path)
+    return figures
+
+
+def at_scale(args) -> dict:
+    """--scale N: the report of a study of N runs, timed whole (sherlocked.bench.scale)."""
+    doing(f"a synthetic results table of {args.scale:,} runs, then python -m sherlocked.report on it")
+    figures = scale.report_at_scale(args.scale)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"report_{args.scale}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    console.print(f"{scale.show(figures)}\nfigures: {path}")
     return figures

@@ -18,6 +18,8 @@ from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
 from sherlocked.report.runs import act_keys, group_keys, last_pair, sort_rows, strata  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")
+MAX_CELL_TEXTS = 64  # a heatmap panel's cells say their numbers up to an 8 x 8 grid
+MAX_BANDS = 16  # a curves panel shades each line's min-max band up to this many lines
 
 
 def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -35,7 +37,8 @@ class HeatmapLayout:
     rows_key: str
     cols_key: str | None
     order: dict[str, list]  # each activation's values, in the study's order
-    cells: pd.DataFrame  # the study's table's mean, std and n, by its keys
+    keys: list[str]  # what names a cell: the study's table's keys
+    cells: dict[tuple, tuple]  # (mean, std, n) of the study's table, by its keys, where n > 0
     same_n: bool  # every cell has as many runs
 
     @property
@@ -48,7 +51,9 @@ def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (acts[0], None)
     outer = acts[:-2]
     _, varied = group_keys(runs)
-    cells = table.set_index([*acts, *varied])[["mean", "std", "n"]]
+    keys = [*acts, *varied]
+    filled = table[table["n"] > 0]
+    cells = dict(zip(filled[keys].itertuples(index=False, name=None), filled[["mean", "std", "n"]].to_numpy()))
     panels = []
     for title, stratum in _panels(runs):
         fixed = stratum[varied].iloc[0].to_dict() if varied else {}
@@ -58,8 +63,8 @@ def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
             panels.append(
                 (" | ".join(t for t in (named, title if title != "all runs" else "") if t), {**values, **fixed})
             )
-    same_n = cells["n"][cells["n"] > 0].nunique() == 1
-    return HeatmapLayout(panels, rows_key, cols_key, {key: _ordered(runs, key) for key in acts}, cells, same_n)
+    same_n = filled["n"].nunique() == 1
+    return HeatmapLayout(panels, rows_key, cols_key, {key: _ordered(runs, key) for key in acts}, keys, cells, same_n)
 
 
 def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
@@ -79,8 +84,8 @@ def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
         ax.set_title(title or "all runs", fontsize=9)
     for ax in list(axes.flat)[len(layout.panels) :]:
         ax.axis("off")
-    counts = layout.cells["n"][layout.cells["n"] > 0]
-    n_text = f"n = {int(counts.iloc[0])} runs a cell" if layout.same_n else "n runs a cell as marked"
+    counts = [int(n) for _, _, n in layout.cells.values()]
+    n_text = f"n = {counts[0]} runs a cell" if layout.same_n else "n runs a cell as marked"
     fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panels
     if image is not None:
@@ -91,17 +96,19 @@ def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
 
 
 def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict):
-    """One panel: its grid of means, each cell with its numbers written in."""
+    """One panel: its grid of means, each cell with its numbers written in (where a grid is small enough to
+    read them: a study of 11 activations has 121 cells a panel, coloured only)."""
     rows, cols = layout.order[layout.rows_key], layout.order[layout.cols_key] if layout.cols_key else [None]
     grid = np.full(layout.shape, np.nan)
     for i, row in enumerate(rows):
         for j, col in enumerate(cols):
             named = {**fixed, layout.rows_key: row, **({layout.cols_key: col} if layout.cols_key else {})}
-            key = tuple(named[k] for k in layout.cells.index.names)
-            key = key if len(key) > 1 else key[0]
-            if key in layout.cells.index and layout.cells.loc[key, "n"] > 0:
-                mean, std, n = layout.cells.loc[key]
-                grid[i, j] = mean
+            cell = layout.cells.get(tuple(named[k] for k in layout.keys))
+            if cell is None:
+                continue
+            mean, std, n = cell
+            grid[i, j] = mean
+            if grid.size <= MAX_CELL_TEXTS:
                 text = f"{mean:.1f}\n±{std:.1f}" + ("" if layout.same_n else f"\nn={int(n)}")
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if mean < 60 else "black")
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
@@ -157,24 +164,24 @@ def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
 
 
 def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[str, str, str, str]]:
-    """One line per combination of `keys` in the panel's runs: the mean over seeds, with its min-max band;
-    look(labels) gives its (colour, line style)."""
+    """One line per combination of `keys` in the panel's runs: the mean over seeds, with its min-max band (up to
+    MAX_BANDS lines: more bands only hide one another); look(labels) gives its (colour, line style)."""
     drawn = []
     groups = sort_rows(subset[keys].drop_duplicates(), keys) if keys else pd.DataFrame([{}])
+    curves = subset.groupby(keys, sort=False)["curve"] if keys else None
     for _, labels in groups.iterrows():
-        match = np.ones(len(subset), dtype=bool)
-        for key, value in labels.items():
-            match &= (subset[key] == value).to_numpy()
-        lengths = {len(c) for c in subset.loc[match, "curve"]}
+        found = curves.get_group(tuple(labels.values)) if keys else subset["curve"]
+        lengths = {len(c) for c in found}
         if len(lengths) != 1 or 0 in lengths:
             continue
-        stack = np.array(subset.loc[match, "curve"].tolist())
+        stack = np.array(found.tolist())
         epochs = np.arange(1, stack.shape[1] + 1)
         label = ", ".join(map(str, labels.values))
         colour, style = look(labels)
         marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
         (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.3, color=colour, ls=style, marker=marker)
-        ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
+        if len(groups) <= MAX_BANDS:
+            ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
         drawn.append((ax.get_title(), label, line.get_color(), line.get_linestyle()))
     return drawn
 
