@@ -106,7 +106,7 @@ def test_the_report_at_scale_reads_a_synthetic_table_of_as_many_runs(tmp_path, c
     scale.synthetic_sweep(tmp_path / "sweep", 2 * scale.CHUNK + 7)  # three files, as populations leave them
     rows = table.read(tmp_path / "sweep")
     assert len(rows) == 2 * scale.CHUNK + 7 and rows["job"].is_unique and len(table.parts(tmp_path / "sweep")) == 3
-    assert set(rows["hp.batch_norm"]) == {"none", "all", "last"} and rows["hp.act1"].nunique() == 11  # 1331 triples each
+    assert set(rows["hp.batch_norm"]) == {"none", "all", "last"} and rows["hp.act1"].nunique() == 11  # 1331 triples
     figures = cli.main(["--scale", "300", "--out", str(tmp_path)])
     assert figures["runs"] == 300 and figures["report_wall_s"] > 0
     assert json.loads((tmp_path / "report_300.json").read_text()) == figures
