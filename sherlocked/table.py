@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 METRICS = ("test_acc", "test_loss", "train_loss")
 HPARAMS, DIAG = "hp.", "diag."  # the prefixes of the HParams' and the diagnostics' columns
 PART = "*.parquet"
+BATCH = 4096  # rows a row group (and a batch of a compaction)
 
 
 def scalar(value):
@@ -77,13 +79,18 @@ def append(sweep_dir: Path, jobs: Sequence[str], results: Sequence[Result]) -> P
 
 
 def write(sweep_dir: Path, table: pa.Table) -> Path:
-    """A new file of the table, whole or not at all (see the module's docstring): a name no other writer uses."""
+    """A new file of the table, whole or not at all (see the module's docstring)."""
+    path = new_part(sweep_dir)
+    with replacing(path) as temporary:
+        pq.write_table(table, temporary, compression="zstd", row_group_size=BATCH)
+    return path
+
+
+def new_part(sweep_dir: Path) -> Path:
+    """A name for a new file of the table that no other writer uses (its time first: files sort as written)."""
     folder = layout.results_table(sweep_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{int(time.time() * 1e3)}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    with replacing(path) as temporary:
-        pq.write_table(table, temporary, compression="zstd")
-    return path
+    return folder / f"{int(time.time() * 1e3)}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
 
 
 def record(jobs: Sequence, results: Sequence[Result]) -> None:
@@ -131,14 +138,53 @@ def latest(found: Iterable[pd.DataFrame], columns: Iterable[str] | None = None) 
 
 def compact(sweep_dir: Path) -> Path | None:
     """The table's files merged into one (each job's latest row), then the merged ones removed; a writer that
-    appends meanwhile adds a file of its own, which the next compaction merges. A file it cannot read stays."""
-    found = frames(sweep_dir)
+    appends meanwhile adds a file of its own, which the next compaction merges. A file it cannot read stays.
+    Streamed a batch of rows at a time, so a table of 100,000 rows merges in the memory of a few thousand."""
+    found = frames(sweep_dir, columns=["job", "written"])
     if len(found) < 2:
         return None
-    merged = write(sweep_dir, pa.Table.from_pandas(latest(found.values()), preserve_index=False))
+    keep = kept_rows(found)
+    try:
+        schema = pa.unify_schemas([pq.read_schema(path) for path in found], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as error:  # a column of two kinds: the files stay as they are
+        log.warning(f"the results table's files were not merged ({error})")
+        return None
+    merged = new_part(sweep_dir)
+    with replacing(merged) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        for path in found:
+            start = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
+                rows = pa.Table.from_batches([batch]).filter(keep[path][start : start + len(batch)])
+                start += len(batch)
+                writer.write_table(conformed(rows, schema), row_group_size=BATCH)
     for path in found:
         path.unlink(missing_ok=True)
     return merged
+
+
+def kept_rows(found: dict[Path, pd.DataFrame]) -> dict[Path, np.ndarray]:
+    """Per file, which of its rows are their job's latest (a later row of a job wins; files in name order, which
+    is the order they were written in)."""
+    frame = pd.concat(
+        [f.assign(file=i, row=np.arange(len(f))) for i, f in enumerate(found.values())], ignore_index=True
+    )
+    latest_rows = frame.sort_values(["written", "file", "row"], kind="stable").drop_duplicates("job", keep="last")
+    keep = {path: np.zeros(len(f), dtype=bool) for path, f in found.items()}
+    paths = list(found)
+    for i, row in zip(latest_rows["file"], latest_rows["row"]):
+        keep[paths[i]][row] = True
+    return keep
+
+
+def conformed(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows in the merged file's schema: a column they lack is null, a column they hold is cast to its type."""
+    columns = {
+        field.name: rows[field.name].cast(field.type)
+        if field.name in rows.column_names
+        else pa.nulls(len(rows), field.type)
+        for field in schema
+    }
+    return pa.table(columns, schema=schema)
 
 
 def rebuild(sweep_dir: Path) -> int:

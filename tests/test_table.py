@@ -114,3 +114,17 @@ def test_a_row_keeps_the_whole_result(tmp_path):
     table.append(tmp_path, ["job"], [result])
     (row,) = table.read(tmp_path).itertuples()
     assert table.result_of(row.result) == read_result(job) and row.status == "diverged"
+
+
+def test_compaction_keeps_each_jobs_latest_row_and_every_column(tmp_path):
+    def result(status: str, **acts) -> Result:
+        return Result(status=status, config={"seed": 0, **acts}, hparams={"seed": 0, **acts}, final_test_acc=0.5)
+
+    table.append(tmp_path, ["x", "z"], [result("failed", act1="relu"), result("ok", act1="tanh")])
+    table.append(tmp_path, ["x", "y"], [result("ok", act1="relu"), result("ok", act1="selu", act5="gelu")])  # deeper
+    merged = table.compact(tmp_path)
+    assert table.parts(tmp_path) == [merged]
+    rows = table.read(tmp_path).set_index("job")
+    assert rows["status"].to_dict() == {"x": "ok", "y": "ok", "z": "ok"}  # x trained again after failing
+    assert rows["hp.act5"].fillna("-").to_dict() == {"x": "-", "y": "gelu", "z": "-"}
+    assert {json.loads(r)["status"] for r in rows["result"]} == {"ok"}
