@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
+from sherlocked.config import hparams
 from sherlocked.datasets import TEST_SIZES, TRAIN_SIZES
 from sherlocked.hydra_adapter import to_yaml
+from sherlocked.results import Result, versions
 from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
 from sherlocked.sweep.plan import Plan
 
@@ -25,7 +27,8 @@ BENCH = Path("outputs/bench")  # where python -m sherlocked.bench writes its fig
 # Measured bytes: a scalar event in a TensorBoard file; a 64-bin histogram event; a row of the results table
 # (zstd-compressed Parquet, with the whole result.json).
 SCALAR_EVENT, HISTOGRAM_EVENT, TABLE_ROW = 60, 1_600, 1_500
-DIAGNOSTICS_PER_LAYER, DIAGNOSTICS_OUTPUT = 11, 3  # values sherlocked.training.diagnostics measures
+HPARAMS_YAML, OWNER, BLOCK = 400, 100, 4096  # a run's hparams.yaml, its .job file; a file system block
+DIAGNOSTICS_PER_LAYER, DIAGNOSTICS_OUTPUT = 9, 3  # values sherlocked.training.diagnostics measures
 
 
 def lines(plan: Plan) -> list[str]:
@@ -84,19 +87,48 @@ def disk_line(plan: Plan) -> str:
         return "  disk: nothing to write"
     job = plan.todo[0]
     task, hydra = job.hydra.files(job)
-    hydra_files = sum(len(to_yaml(part).encode()) for part in (task, hydra, job.overrides))
-    result, events = result_bytes(job.config), events_bytes(job.config)
-    per_job = hydra_files + result + events + TABLE_ROW
-    parts = f"result.json {kib(result)}, .hydra/ {kib(hydra_files)}, TensorBoard run {kib(events)}"
-    return f"  disk: about {per_job * len(plan.todo) / 2**30:.2f} GiB ({kib(per_job)} a job: {parts})"
+    written = hydra["hydra"]["output_subdir"] is not None  # Hydra's .hydra/ files (hydra.output_subdir=null: none)
+    files = {".hydra/": [len(to_yaml(part).encode()) for part in (task, hydra, job.overrides)] if written else []}
+    files["result.json"] = [result_bytes(job.config)]
+    files["TensorBoard run"] = [events_bytes(job.config), HPARAMS_YAML, OWNER] if job.config.get("logger") else []
+    folders = 1 + written + bool(files["TensorBoard run"])
+    per_job = sum(on_disk(f) for sizes in files.values() for f in sizes) + BLOCK * folders + TABLE_ROW
+    parts = ", ".join(f"{name} {size(sum(on_disk(f) for f in sizes))}" for name, sizes in files.items() if sizes)
+    count = sum(len(sizes) for sizes in files.values())
+    return (
+        f"  disk: about {size(per_job * len(plan.todo))} ({size(per_job)} a job in {count} files and {folders} "
+        f"folders: {parts}; file systems give each its own blocks)"
+    )
+
+
+def on_disk(nbytes: int) -> int:
+    """What a file of this size takes: whole blocks."""
+    return max(1, math.ceil(nbytes / BLOCK)) * BLOCK
 
 
 def result_bytes(config: Mapping) -> int:
-    """result.json's size: its config, 4 curves of one number an epoch and, with diagnostics, theirs."""
+    """result.json's size: one written for this config, with full-length numbers for its curves (one an epoch)
+    and, with diagnostics, for every measure."""
     epochs, layers = config["trainer"]["max_epochs"], len(config["model"]["widths"]) - 1
-    diagnostics = config.get("diagnostics") or {}
-    measures = DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT if diagnostics.get("enabled") else 0
-    return 2 * len(json.dumps(config)) + 2_000 + 25 * epochs * (4 + measures)
+    curve = [0.12345678901234567] * epochs
+    measures = DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT if diagnosed(config) else 0
+    result = Result(
+        status="ok",
+        config=dict(config),
+        hparams=hparams(config),
+        final_test_acc=curve[0],
+        final=dict.fromkeys(("test_acc", "test_loss", "train_loss"), curve[0]),
+        history={"epoch": list(range(1, epochs + 1)), "test_acc": curve, "test_loss": curve, "train_loss": curve},
+        diagnostics={f"measure{k}": curve for k in range(measures)},
+        wall_time_s=curve[0],
+        versions=versions(),
+        git_commit="0" * 40,
+    )
+    return len(json.dumps(result.to_json(), indent=2))
+
+
+def diagnosed(config: Mapping) -> bool:
+    return bool((config.get("diagnostics") or {}).get("enabled"))
 
 
 def events_bytes(config: Mapping) -> int:
@@ -115,5 +147,8 @@ def events_bytes(config: Mapping) -> int:
     return SCALAR_EVENT * scalars + HISTOGRAM_EVENT * histograms
 
 
-def kib(size: float) -> str:
-    return f"{size / 2**10:.0f} KiB" if size < 2**20 else f"{size / 2**20:.1f} MiB"
+def size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
