@@ -1,6 +1,7 @@
 """A sweep's plan alone, without training: jobs composed once per group, finished jobs, populations, backend."""
 
 import json
+import re
 import pickle
 import subprocess
 import sys
@@ -114,7 +115,9 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
     assert lines[1].startswith(f"  memory: about {(16 * per_member + 4 * 5000 * 784) / 2**30:.2f} GiB a device")
     seconds = 576 * (devices.flops_per_member_epoch([784, 500, 256, 10], 32, 125, 1000) * 10 / 50e9 + 0.02)
     assert lines[2].startswith(f"  time: about {timedelta(seconds=round(seconds))} on this machine (cpu (2 threads)")
-    assert lines[3].startswith("  disk: about ") and "a job: result.json" in lines[3]
+    assert re.match(r"  disk: about [\d.]+ MiB \([\d.]+ KiB a job in 7 files and 3 folders: \.hydra/ ", lines[3]), (
+        lines[3]
+    )
     assert not (tmp_path / "sweep").exists()
 
 
