@@ -1,8 +1,8 @@
 """A sweep's plan alone, without training: jobs composed once per group, finished jobs, populations, backend."""
 
 import json
-import re
 import pickle
+import re
 import subprocess
 import sys
 from datetime import timedelta
