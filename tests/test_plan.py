@@ -102,7 +102,7 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
         "sweep_overhead": {"framework_overhead_s_per_job": 0.02},
     }
     (bench / "bench_cpu.json").write_text(json.dumps(figures))
-    done = plan_command(tmp_path, *STUDY, "dataset=mnist_5k", "trainer=cpu")
+    done = plan_command(tmp_path, *STUDY, "dataset=mnist_5k", "trainer=cpu", "diagnostics=off")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()[-4:]
     assert (
@@ -114,7 +114,10 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
     )
     assert lines[1].startswith(f"  memory: about {(16 * per_member + 4 * 5000 * 784) / 2**30:.2f} GiB a device")
     seconds = 576 * (devices.flops_per_member_epoch([784, 500, 256, 10], 32, 125, 1000) * 10 / 50e9 + 0.02)
-    assert lines[2].startswith(f"  time: about {timedelta(seconds=round(seconds))} on this machine (cpu (2 threads)")
+    assert lines[2].startswith(
+        f"  time: about {timedelta(seconds=round(seconds))} on this machine, the command's start"
+    )
+    assert "(cpu (2 threads): 50.0 GFLOP/s for populations, 20 ms a job besides" in lines[2]
     assert re.match(r"  disk: about [\d.]+ MiB \([\d.]+ KiB a job in 7 files and 3 folders: \.hydra/ ", lines[3]), (
         lines[3]
     )

@@ -72,13 +72,15 @@ def time_line(plan: Plan) -> str:
     measured = json.loads(figures.read_text())
     speed = measured["population_gflops"] * 1e9  # FLOP/s of populations on this device kind
     overhead = measured.get("sweep_overhead", {}).get("framework_overhead_s_per_job", 0.0)
+    diagnostics = 1 + measured.get("diagnostics_overhead", 0.0)  # what measuring them costs, measured too
+    training = sum(flops(job.config) * (diagnostics if diagnosed(job.config) else 1) for job in plan.todo) / speed
     parallel = max(1, plan.workers) if plan.backend == "local" else 1
-    seconds = (sum(flops(job.config) for job in plan.todo) / speed + overhead * len(plan.todo)) / parallel
+    seconds = (training + overhead * len(plan.todo)) / parallel
     where = f"{parallel} devices" if parallel > 1 else "one device" if plan.backend != "local" else "this machine"
     return (
-        f"  time: about {timedelta(seconds=round(seconds))} on {where} ({measured['device']}: "
-        f"{measured['population_gflops']:.1f} GFLOP/s for populations and {1e3 * overhead:.0f} ms a job besides, "
-        f"measured by the benchmark: {figures})"
+        f"  time: about {timedelta(seconds=round(seconds))} on {where}, the command's start aside "
+        f"({measured['device']}: {measured['population_gflops']:.1f} GFLOP/s for populations, "
+        f"{1e3 * overhead:.0f} ms a job besides, diagnostics +{100 * (diagnostics - 1):.0f} %: {figures})"
     )
 
 

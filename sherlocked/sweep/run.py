@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from sherlocked import hydra_adapter, layout, phases, table
 from sherlocked.job import Job
 from sherlocked.results import Result, finished_result, read_result
-from sherlocked.sweep import backends, plan
+from sherlocked.sweep import backends, estimate, plan
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         lacking = plan.read_finished(jobs)
     the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers)
     if launcher.plan:  # hydra.launcher.plan=true (--plan): the plan and its cost, nothing written or trained
-        from sherlocked.sweep.estimate import lines
-
-        print("\n".join(lines(the_plan)))
+        print("\n".join(estimate.lines(the_plan)))
         sys.exit(0)
     log.info(the_plan.describe())
     add_rows(lacking)
