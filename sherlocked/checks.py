@@ -19,6 +19,7 @@ from sherlocked.datasets import SOURCES, TRAIN_SIZES
 
 INITS = ("default", "kaiming", "xavier", "lecun")
 BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
+NO_MOMENTUM = ("torch.optim.Adam", "torch.optim.AdamW")  # optimisers without a momentum setting
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -141,7 +142,18 @@ def validate(cfg: Mapping) -> MemberSpec:
             raise ConfigError(f"{key}={value!r} must be {meaning}")
     compile_mode(cfg.get("compile"))
     _check_batches(spec, cfg)
+    _check_optimizer(cfg["model"]["optimizer"])
     return spec
+
+
+def _check_optimizer(optimizer: Mapping) -> None:
+    """A setting the optimiser does not take: alone it would fail, in a population it would be silently ignored."""
+    target = optimizer.get("_target_")
+    if target in NO_MOMENTUM and "momentum" in optimizer:
+        raise ConfigError(
+            f"model.optimizer.momentum={optimizer['momentum']!r}: {target} has no momentum (its betas play that part); "
+            "drop it, or use model/optimizer=sgd"
+        )
 
 
 def _check_batches(spec: MemberSpec, cfg: Mapping) -> None:

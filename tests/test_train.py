@@ -67,6 +67,8 @@ def test_the_cifar_experiments_set_the_studys_cifar_setup(make_cfg):
         ("model.batch_norm=last dataset=mnist_5k dataset.batch_size=3", "leaves a batch"),  # 4000 = 3 * 1333 + 1
         ("model.widths=[784,abc,10]", r"model.widths=\[784, 'abc', 10\] must be whole numbers"),
         ("compile=fast", "compile='fast' must be false, true or one of torch.compile's modes: default, reduce-over"),
+        ("model/optimizer=adam +model.optimizer.momentum=0.9", r"momentum=0.9: torch.optim.Adam has no momentum"),
+        ("model/optimizer=adamw +model.optimizer.momentum=0.5", r"momentum=0.5: torch.optim.AdamW has no momentum"),
     ],
 )
 def test_each_bad_input_is_one_line_naming_the_value(make_cfg, override, message):
@@ -229,6 +231,10 @@ def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mod
         (["seed=0,abc"], "sherlocked: seed='abc' must be a whole number"),
         (["seed=1.5"], "sherlocked: seed=1.5 must be a whole number"),
         (["hydra/launcher=population", "hydra.launcher.max_members=-3"], "sherlocked: hydra.launcher.max_members=-3"),
+        (  # a population of Adam members would train as if the momentum were not there
+            ["hydra/launcher=population", "model/optimizer=adam", "+model.optimizer.momentum=0.9,0.5"],
+            "sherlocked: model.optimizer.momentum=0.9: torch.optim.Adam has no momentum",
+        ),
     ],
 )
 def test_a_sweep_with_a_value_of_the_wrong_type_stops_before_anything_is_written(tmp_path, values, message):
