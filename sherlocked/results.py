@@ -145,8 +145,13 @@ def versions() -> dict[str, str]:
 
 @functools.cache
 def git_commit() -> str | None:
-    """The commit of the sherlocked checkout, with '+dirty' for uncommitted changes; None outside git."""
+    """The commit of the sherlocked checkout this package runs from, with '+dirty' for uncommitted changes; None
+    where it is no such checkout (a wheel installed anywhere, a user's own repository around its venv included:
+    versions() names the release)."""
     here = Path(__file__).parent
+    project = here.parent / "pyproject.toml"
+    if not (here.parent / ".git").exists() or not project.is_file() or 'name = "sherlocked"' not in project.read_text():
+        return None
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
