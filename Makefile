@@ -7,6 +7,8 @@ MANAGED := $(shell $(SYSTEM_PYTHON) -c "import os, sys, sysconfig; print(int(sys
 	os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))))" 2>/dev/null)
 PYTHON ?= $(if $(or $(wildcard $(VENV)/bin/python),$(filter 1,$(MANAGED))),$(VENV)/bin/python,$(SYSTEM_PYTHON))
 ARGS ?=
+# What make installs: the tools and every optional engine, so that make test runs every test CI runs (.ci/run).
+EXTRAS = dev,ray,slurm,optuna
 STUDY ?= mnist
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train
@@ -21,12 +23,12 @@ venv: ## a virtual environment in .venv, used by every target from then on (made
 	$(SYSTEM_PYTHON) -m venv $(VENV)
 
 # Installs when pyproject.toml changed or the Python lacks sherlocked (checked from /, not from here).
-install: ## install sherlocked and its tools into the active Python, or .venv (editable)
+install: ## install sherlocked, its tools and its optional engines (Ray, submitit, Optuna) into the active Python, or .venv (editable)
 	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ] && [ ! -x "$(PYTHON)" ]; then \
 		echo "$(SYSTEM_PYTHON) refuses pip installs (PEP 668): installing into a virtual environment, $(VENV)"; \
 		$(SYSTEM_PYTHON) -m venv $(VENV); fi
 	@if [ .installed -nt pyproject.toml ] && (cd / && $(PYTHON) -c 'import sherlocked') 2>/dev/null; then :; \
-	else $(PYTHON) -m pip install -e '.[dev]' && touch .installed; fi
+	else $(PYTHON) -m pip install -e '.[$(EXTRAS)]' && touch .installed; fi
 
 demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
 	$(SWEEP) study=demo dataset=mnist_5k $(GRID) 'seed=range(5)' trainer.max_epochs=5 $(ARGS)

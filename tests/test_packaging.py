@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,10 @@ def test_make_installs_into_a_virtual_environment_where_python3_refuses_pip(tmp_
     assert f"/usr/bin/python3 -m venv {venv}" in managed and f"{venv}/bin/python -m pip install -e" in managed
     assert not externally_managed(sys.executable)  # this one installs as it is, into itself
     assert f"{sys.executable} -m pip install -e" in install_commands(tmp_path, sys.executable)
+
+
+def test_make_test_installs_what_ci_tests_with(tmp_path):
+    """The README's make test runs every test CI runs: the Ray, submitit and Optuna ones too."""
+    (extras,) = re.findall(r"pip install -e '\.\[([^\]]+)\]'", (ROOT / ".ci" / "run").read_text())
+    assert set(extras.split(",")) >= {"dev", "ray", "slurm", "optuna"}
+    assert f"{sys.executable} -m pip install -e '.[{extras}]'" in install_commands(tmp_path, sys.executable)
