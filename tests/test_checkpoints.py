@@ -1,5 +1,6 @@
 """Population checkpoints: where they live, when they are saved, and what a damaged one does."""
 
+import errno
 from types import SimpleNamespace
 
 from omegaconf import OmegaConf
@@ -58,4 +59,25 @@ def test_an_unreadable_checkpoint_is_removed_and_the_population_trains_from_the_
     path.write_bytes(b"PK\x03\x04 not a whole checkpoint")
     (result,) = run([cfg], [tmp_path / "job"])
     assert result.status == "ok" and result.resumed_epochs == 0 and len(result.history["test_acc"]) == 2
-    assert "unreadable" in caplog.text and not path.parent.exists()
+    assert "damaged" in caplog.text and not path.parent.exists()
+
+
+def test_a_checkpoint_the_storage_cannot_read_is_kept_and_its_population_stops_with_one_line(
+    make_cfg, tmp_path, monkeypatch
+):
+    cfg = make_cfg("checkpoint_every_s=0")
+    path = path_of([tmp_path / "job"], [plain(cfg)])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"a checkpoint the disk fails to read back")
+
+    def read_error(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(checkpoints.torch, "load", read_error)
+    (result,) = run([cfg], [tmp_path / "job"])
+    assert result.status == "failed" and "\n" not in result.error
+    assert result.error == (
+        f"CheckpointUnreadable: checkpoint {path} could not be read (Input/output error); it is kept: run the same "
+        "command again once the storage reads it"
+    )
+    assert path.read_bytes() == b"a checkpoint the disk fails to read back"  # not a byte lost

@@ -24,14 +24,24 @@ from sherlocked.results import discard, replacing
 log = logging.getLogger(__name__)
 
 
+class CheckpointUnreadable(RuntimeError):
+    """The storage could not read a checkpoint, which may well be whole: it is kept; the message is one line."""
+
+
 def saved_epochs(path: Path) -> int:
-    """Epochs the checkpoint at `path` holds (0: none). One that cannot be read is removed, with a warning."""
+    """Epochs the checkpoint at `path` holds (0: none). One proven damaged (read whole, and no checkpoint) is
+    removed, with a warning; one the storage could not read stops the population, and is kept."""
     if not path.is_file():
         return 0
     try:  # mmap: the counters are read, the weights are not
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
-    except Exception as error:
-        log.warning(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); training from the start")
+    except OSError as error:  # EIO, EACCES, a stale NFS handle...: nothing says the checkpoint is damaged
+        raise CheckpointUnreadable(
+            f"checkpoint {path} could not be read ({error.strerror or error}); it is kept: run the same command "
+            "again once the storage reads it"
+        ) from None
+    except Exception as error:  # read, and not a checkpoint: cut short or damaged
+        log.warning(f"checkpoint {path} is damaged ({type(error).__name__}: {error}); training from the start")
         discard(path)
         return 0
 

@@ -199,7 +199,7 @@ def train_job(cfg: DictConfig) -> Result:
         if multirun:  # recorded in result.json; the sweep goes on and counts it
             print(f"job failed: {result.error}", file=sys.stderr)
             return result
-        if isinstance(result.exception, ConfigError | DataError):
+        if isinstance(result.exception, ConfigError | DataError | checkpoints.CheckpointUnreadable):
             print(f"sherlocked: {result.exception}", file=sys.stderr)
             sys.exit(1)
         raise result.exception
