@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -13,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import HydraContext
 
 from sherlocked.config import ConfigError
+from sherlocked.job import Job
 from sherlocked.results import Result
 from sherlocked.sweep import devices, plan
 from tests.conftest import CONF
@@ -133,3 +135,19 @@ def test_plan_sizes_a_study_of_100000_jobs(tmp_path):
     assert plan.startswith("plan: 99825 jobs, 0 finished before; 99825 to train in 6240 populations")
     assert time.startswith("  time: no estimate: the benchmark has not run on this cpu")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_same_command_forms_the_same_populations_whatever_finished(monkeypatch):
+    """make sweep on a 4-GPU machine: 576 jobs, 4 x 144; one population finished and a tenth of another, the
+    rest resume as the populations they were (and find their checkpoints), not regrouped into 4 x 108."""
+    monkeypatch.setattr(devices, "memory_cap", lambda config, device: 10**6)
+    jobs = [Job({"trainer": {"accelerator": "cpu"}}, Path(f"seed={i}"), [f"seed={i}"], index=i) for i in range(576)]
+    first = plan.make(jobs, "local", max_members=0, workers=4)
+    assert [len(p) for p in first.populations] == [144] * 4
+    for job in first.populations[0] + first.populations[1][:14]:
+        job.finished = Result(status="ok", config={})
+    again = plan.make(jobs, "local", max_members=0, workers=4)
+    assert [[job.index for job in p] for p in again.populations] == [
+        [job.index for job in first.populations[1][14:]],
+        *([job.index for job in p] for p in first.populations[2:]),
+    ]

@@ -8,8 +8,10 @@ finished, which train together in which populations, on which backend.
    is composed once and its jobs derived (sherlocked.hydra_adapter), so every job is checked.
 2. The sweep's results table is read once (sherlocked.table): a job it holds finished, with the
    same identity, is not trained again; a job it lacks is looked up in its own result.json.
-3. The unfinished jobs of each group are split into populations of balanced sizes, at
-   max_members and the device's memory, at least one per local worker (one per GPU).
+3. Each group is split into populations of balanced sizes, at max_members and the device's
+   memory, at least one per local worker (one per GPU); a population trains its members that
+   are not finished. The split counts every job, finished or not, so the same command forms
+   the same populations whatever finished: an interrupted one finds its checkpoint.
 sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
@@ -120,5 +122,7 @@ def make(jobs: list[Job], backend: str, max_members: int | None, workers: int) -
     device = devices.device_of(jobs[0].config) if jobs else "cpu"
     cap = devices.default_max_members(device) if max_members is None else max_members
     plan = Plan(jobs, backend, device, cap, devices.worker_count(workers) if backend == "local" else 0)
-    plan.populations = plan.split(plan.todo)
+    # Split with the finished jobs in: the unfinished ones then form what they formed before (and their checkpoint
+    # is found), where splitting the unfinished alone would regroup them once any population finished.
+    plan.populations = [todo for p in plan.split(jobs) if (todo := [job for job in p if job.finished is None])]
     return plan
