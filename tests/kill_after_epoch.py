@@ -1,5 +1,8 @@
-"""`python tests/kill_after_epoch.py N ARGS...`: `python -m sherlocked.train ARGS...`, killed with SIGKILL right
-after the population's checkpoint of epoch N is saved (a kill at a known point, nothing in sherlocked changed)."""
+"""`python tests/kill_after_epoch.py N[:M] ARGS...`: `python -m sherlocked.train ARGS...`, killed with SIGKILL right
+after epoch N ends (a kill at a known point, nothing in sherlocked changed). N alone: right after the population's
+checkpoint of epoch N is saved; N:M: checkpoints are saved only up to epoch M, and the events written after it are
+flushed to disk before the kill (as a full queue or TensorBoard's flush timer would have), the case a resumed run
+must cut."""
 
 import os
 import runpy
@@ -8,13 +11,17 @@ import sys
 
 from sherlocked.training import checkpoints
 
-KILL_AFTER = int(sys.argv.pop(1))
+KILL_AFTER, _, SAVE_UP_TO = sys.argv.pop(1).partition(":")
 save = checkpoints.EpochCheckpoint.on_train_epoch_end
 
 
 def save_then_die(self, trainer, module) -> None:
-    save(self, trainer, module)
-    if trainer.current_epoch + 1 == KILL_AFTER:
+    epoch = trainer.current_epoch + 1
+    if not SAVE_UP_TO or epoch <= int(SAVE_UP_TO):
+        save(self, trainer, module)
+    if epoch == int(KILL_AFTER):
+        for logger in module.member_loggers:
+            logger.experiment.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
 

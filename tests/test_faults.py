@@ -156,6 +156,32 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
         assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events
 
 
+def test_a_resumed_population_writes_each_event_once_whenever_it_was_killed(tmp_path, data_root):
+    """Checkpointed after epoch 1, killed after epoch 3 with epochs 2-3's events on disk: the resumed run cuts them
+    and writes them again, once; its TensorBoard curves equal an uninterrupted run's, epoch and step tags alike."""
+    grid = ["hydra/launcher=population", "act3=relu,tanh", *SMALL, "trainer.max_epochs=4", "checkpoint_every_s=0"]
+    grid += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.log_every_n_steps=4"]
+    killed = [sys.executable, str(Path(__file__).parent / "kill_after_epoch.py"), "3:1", "-m", *grid]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
+    sweep = tmp_path / "sweep"
+    first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert len(scalars(sweep / "tensorboard" / "act3=relu", "accuracy/test")) == 3  # epochs 2-3 past the checkpoint
+    subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
+    for run in ("act3=relu", "act3=tanh"):
+        for tag in ("accuracy/test", "loss/train"):
+            resumed, whole = (steps_and_values(d / "tensorboard" / run, tag) for d in (sweep, tmp_path / "whole"))
+            assert resumed == whole, (run, tag)
+    assert steps_and_values(sweep / "tensorboard" / "act3=relu", "accuracy/test")[0] == [1, 2, 3, 4]
+
+
+def steps_and_values(folder: Path, tag: str) -> tuple[list[int], list[float]]:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)], [event.value for event in events.Scalars(tag)]
+
+
 def scalars(folder: Path, tag: str) -> list[float]:
     events = EventAccumulator(str(folder))
     events.Reload()

@@ -12,6 +12,7 @@ whole. It is deleted once every member's result.json is written.
 """
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from sherlocked.results import discard, replacing
 
 log = logging.getLogger(__name__)
+EVENT_FILES = "events.out.tfevents.*"
 
 
 class CheckpointUnreadable(RuntimeError):
@@ -44,6 +46,20 @@ def saved_epochs(path: Path) -> int:
         log.warning(f"checkpoint {path} is damaged ({type(error).__name__}: {error}); training from the start")
         discard(path)
         return 0
+
+
+def rewind_events(path: Path) -> None:
+    """The members' TensorBoard event files as they stood when the checkpoint at `path` was saved: what a killed
+    run wrote after it is cut (its event files truncated to their sizes then, files begun after it removed), so
+    the resumed run's events equal an uninterrupted run's. (TensorBoard's purge_step cannot: a run's epoch
+    curves count epochs and its step curves steps, and a purge drops every tag from one step on.)"""
+    events = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["population"].get("events", {})
+    for folder in {Path(name).parent for name in events}:
+        for file in folder.glob(EVENT_FILES):
+            if str(file) not in events:
+                file.unlink()
+            elif file.stat().st_size > events[str(file)]:
+                os.truncate(file, events[str(file)])  # events are appended whole: the size then ends one
 
 
 class EpochCheckpoint(Checkpoint):

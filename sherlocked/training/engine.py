@@ -99,6 +99,7 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     resumed = checkpoints.saved_epochs(checkpoint) if checkpoint else 0
     if resumed:
         log.info(f"population of {len(jobs)} resumes after epoch {resumed} from {checkpoint}")
+        checkpoints.rewind_events(checkpoint)
     # In a sweep, the population says where it stands (sherlocked.sweep.progress); a single run has its progress bar.
     report = layout.progress(jobs) if quiet else None
     try:

@@ -7,6 +7,7 @@ A member whose loss turns NaN/inf is marked diverged and drops out of the sum.
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -18,6 +19,7 @@ from torchmetrics import Metric
 from sherlocked import phases
 from sherlocked.checks import MemberSpec
 from sherlocked.training import compiled
+from sherlocked.training.checkpoints import EVENT_FILES
 from sherlocked.training.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.training.population import Population
 
@@ -189,13 +191,19 @@ class PopulationModule(L.LightningModule):
         self._write_logs()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """What a resumed run needs besides the weights: the curves so far, who diverged; events on disk."""
+        """What a resumed run needs besides the weights: the curves so far, who diverged; events on disk, and how
+        far each event file reached (a resumed run cuts what a killed one wrote after: checkpoints.rewind_events)."""
         for logger in self.member_loggers:  # the checkpoint must not hold epochs whose events a kill would lose
             logger.experiment.flush()
         checkpoint["population"] = {
             "alive": self.alive.cpu(),
             "history": self.history,
             "diagnostics_history": self.diagnostics_history,
+            "events": {
+                str(path): path.stat().st_size
+                for logger in self.member_loggers
+                for path in Path(logger.log_dir).glob(EVENT_FILES)
+            },
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
