@@ -116,6 +116,23 @@ def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, 
     assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in capsys.readouterr().out
 
 
+def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sweep, tmp_path, capsys, monkeypatch):
+    def broken(sweep_dir):
+        raise RuntimeError("the mean runs failed\nwith a second line")
+
+    monkeypatch.setattr("sherlocked.sweep.callback.write_means", broken)
+    optimizers = "model.optimizer._target_=torch.optim.SGD,nope.Nope"
+    with (
+        pytest.raises(SystemExit) as stopped,
+        sweep(tmp_path, "act3=relu,tanh", optimizers, "hydra/launcher=population"),
+    ):
+        pass
+    assert stopped.value.code == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-2] == "the results table and TensorBoard's runs were not finished: RuntimeError: the mean runs failed"
+    assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in out[-1]
+
+
 def test_worker_processes_give_the_same_results_as_in_process(sweep, tmp_path):
     grid = ["act3=relu,tanh", "seed=0,1"]
     workers = ["hydra/launcher=population", "hydra.launcher.max_members=2", "hydra.launcher.workers=2"]

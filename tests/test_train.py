@@ -231,6 +231,10 @@ def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mod
         (["seed=0,abc"], "sherlocked: seed='abc' must be a whole number"),
         (["seed=1.5"], "sherlocked: seed=1.5 must be a whole number"),
         (["hydra/launcher=population", "hydra.launcher.max_members=-3"], "sherlocked: hydra.launcher.max_members=-3"),
+        (  # a check that fails unforeseen still stops the sweep (Hydra would make it a warning, and the sweep rc 0)
+            ["hydra/launcher=population", "~dataset.download", "model.optimizer._target_=torch.optim.SGD,nope.Nope"],
+            "sherlocked: invalid configuration: ConfigKeyError: Key 'download' is not in struct",
+        ),
         (  # a population of Adam members would train as if the momentum were not there
             ["hydra/launcher=population", "model/optimizer=adam", "+model.optimizer.momentum=0.9,0.5"],
             "sherlocked: model.optimizer.momentum=0.9: torch.optim.Adam has no momentum",

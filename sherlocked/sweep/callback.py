@@ -106,7 +106,8 @@ def data_or_exit(configs: list) -> None:
 
 
 def stop(message: str) -> None:
-    print(f"sherlocked: {message}", file=sys.stderr)
+    """One line (an error's first, where it has several: OmegaConf adds the key and its type) and exit code 2."""
+    print(f"sherlocked: {message.strip().splitlines()[0]}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -180,6 +181,13 @@ class StudyCallback(Callback):
         data_or_exit([config])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            self.check_and_watch(config)
+        except Exception as error:  # Hydra would turn it into a warning, and the sweep run unchecked and uncounted
+            stop(f"invalid configuration: {type(error).__name__}: {error}")
+
+    def check_and_watch(self, config: DictConfig) -> None:
+        """Every swept value and dataset checked (one line and exit code 2 if bad), then the sweep's live view."""
         launcher_or_exit(config)
         choices = parsed_overrides(config)
         size = sweep_size(config, choices)
@@ -211,6 +219,9 @@ class StudyCallback(Callback):
             write_experiment(config.hydra.sweep.dir)
         except OSError as error:  # a finished sweep read back from read-only storage keeps its own
             console.print(f"the results table and TensorBoard's HParams experiment left as they are ({error.strerror})")
+        except Exception as error:  # said, but never in place of the summary and the exit code (Hydra: a warning)
+            why = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            console.print(f"the results table and TensorBoard's runs were not finished: {type(error).__name__}: {why}")
         console.print(f"sweep finished in {config.hydra.sweep.dir}: {self.progress.summary()}")
         if failed:
             sys.exit(1)
