@@ -57,6 +57,14 @@ def to_yaml(container) -> str:
     return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_Dumper)
 
 
+def basic_launcher():
+    """Hydra's BasicLauncher (as its plugin scan leaves it, see basic_sweeper): the population launcher runs any
+    task but sherlocked's with it."""
+    from hydra._internal.core_plugins import basic_launcher as module
+
+    return module.BasicLauncher()
+
+
 def basic_sweeper() -> tuple[type, type]:
     """Hydra's BasicSweeper and its config dataclass (the sherlocked sweeper's bases), as Hydra's plugin scan leaves
     them: the scan executes its core plugins' modules again, so a class taken from there earlier is another class
@@ -122,6 +130,17 @@ class HydraJob:
         task, hydra = self.files(job)
         return OmegaConf.create({**task, **hydra})
 
+    def callback_config(self, job: Job) -> DictConfig:
+        """The job's whole config, with HydraConfig set to it as run_job sets it around Hydra's callbacks (a user's
+        callback may call HydraConfig.get())."""
+        config = self.config(job)
+        HydraConfig.instance().set_config(config)
+        return config
+
+    def working_dir(self, job: Job) -> str:
+        """Where the job ran, as Hydra's JobReturn says: the launch directory (see ComposedJob for chdir)."""
+        return os.getcwd()
+
     def job_return(self, job: Job, result: Result, with_configs: bool) -> JobReturn:
         """What a launcher hands back to Hydra; the configs only where a callback may read them."""
         task, hydra = self.files(job) if with_configs else (None, None)
@@ -129,7 +148,7 @@ class HydraJob:
             overrides=job.overrides,
             cfg=OmegaConf.create(task) if with_configs else None,
             hydra_cfg=OmegaConf.create(hydra) if with_configs else None,
-            working_dir=os.getcwd(),
+            working_dir=self.working_dir(job),
             task_name=self.name,
             status=JobStatus.COMPLETED,  # a failed job's result records the failure; the sweep goes on
             _return_value=result,
@@ -173,6 +192,11 @@ class ComposedJob(HydraJob):
     def config(self, job: Job) -> DictConfig:
         return self.composed
 
+    def working_dir(self, job: Job) -> str:
+        """hydra.job.chdir=true: the job dir, as for Hydra (a population's jobs share a process, and paths in
+        sherlocked's configs are absolute or the launch directory's; run_job changes into it while writing it)."""
+        return str(job.job_dir) if self.composed.hydra.job.chdir else os.getcwd()
+
 
 class _NoCallbacks:
     """Stands in for Hydra's callbacks while run_job writes a job's dir: they fire later, with the real result."""
@@ -195,8 +219,7 @@ class Template:
         full = OmegaConf.to_container(sweep_config, resolve=False, enum_to_str=True)
         self.hydra = {"hydra": full.pop("hydra")}
         self.task = full
-        task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
-        self.resolved = OmegaConf.to_container(task, resolve=True)
+        self.composed = sweep_config
         self.sweep_dir = str(sweep_config.hydra.sweep.dir)
         naming = sweep_config.hydra.job.config.override_dirname
         self.naming = (list(naming.exclude_keys), naming.item_sep, naming.kv_sep)
@@ -207,6 +230,8 @@ class Template:
         if self.hydra["hydra"]["sweep"]["subdir"] != SUBDIR or job.get("chdir"):
             return False
         refs = [ref for text in _strings(self.task) for ref in INTERPOLATION.findall(text)]
+        if any(ref.startswith("hydra:") for ref in refs):  # ${hydra:job.num} and the like: a value per job
+            return False
         shape = [(o.key_or_group, o.type) for o in jobs[0] if is_member(o)]
         for overrides in jobs:
             members = [o for o in overrides if is_member(o)]
@@ -220,6 +245,12 @@ class Template:
                 if any(leaf in ref or ref.startswith(".") for ref in refs):
                     return False
         return True
+
+    @functools.cached_property
+    def resolved(self) -> dict:
+        """The task config, resolved (on first use: a group that cannot be derived needs it never)."""
+        task = OmegaConf.masked_copy(self.composed, [k for k in self.composed if k != "hydra"])
+        return OmegaConf.to_container(task, resolve=True)
 
     def derive(self, overrides: Sequence[Override], index: int, sweep_dir: Path | None = None) -> Job:
         """Job `index`: its dir and resolved config, the template's with this job's member values."""

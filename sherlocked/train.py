@@ -16,10 +16,11 @@ from omegaconf import DictConfig
 
 from sherlocked.config import CONFIG_DIR
 from sherlocked.results import Result
-from sherlocked.training.engine import train_job
+from sherlocked.training.engine import population_task, train_job
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@population_task
 def main(cfg: DictConfig) -> Result:
     return train_job(cfg)
 

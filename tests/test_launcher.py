@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 
 from sherlocked import hydra_adapter
@@ -206,3 +208,49 @@ def test_jobs_that_differ_in_learning_rate_momentum_or_weight_decay_train_as_one
         assert len(results) == 8 and all(r.status == "ok" and r.population_size == 8 for r in results)
         settings = {(r.hparams["lr"], r.hparams["momentum"], r.hparams["weight_decay"]) for r in results}
         assert settings == set(itertools.product((0.1, 0.01), (0.5, 0.9), (0.0, 0.001)))
+
+
+def test_hydra_interpolations_resolve_per_job(sweep, tmp_path):
+    """${hydra:...} in the task config: each job its own value, as Hydra's basic launcher gives it."""
+    tags = ["+tag=n${hydra:job.num}", "+out=${hydra:runtime.output_dir}", "+name=${hydra:job.override_dirname}"]
+    with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population", *tags) as done:
+        returns = done.returns[0]
+        assert [r.return_value.status for r in returns] == ["ok", "ok"]
+        for number, r in enumerate(returns):
+            config, job_dir = r.return_value.config, tmp_path / "sweep" / r.hydra_cfg.hydra.job.override_dirname
+            assert (config["tag"], config["out"], config["name"]) == (f"n{number}", str(job_dir), job_dir.name)
+            assert json.loads((job_dir / "result.json").read_text())["config"]["tag"] == f"n{number}"
+
+
+class Probe(Callback):
+    """A user's Hydra callback that reads HydraConfig, as callbacks under Hydra's basic launcher can."""
+
+    def __init__(self, record: str):
+        self.record = Path(record)
+
+    def on_job_start(self, config, **kwargs) -> None:
+        self.write(["start", HydraConfig.get().job.num, config.hydra.job.num])
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        self.write(["end", HydraConfig.get().job.num, job_return.return_value.status])
+
+    def write(self, seen: list) -> None:
+        with open(self.record, "a") as f:
+            f.write(json.dumps(seen) + "\n")
+
+
+def test_a_users_callback_reads_each_jobs_hydra_config(sweep, tmp_path):
+    probe = [
+        "+hydra.callbacks.probe._target_=tests.test_launcher.Probe",
+        f"+hydra.callbacks.probe.record={tmp_path}/seen",
+    ]
+    with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population", *probe):
+        seen = sorted(json.loads(line) for line in (tmp_path / "seen").read_text().splitlines())
+        assert seen == [["end", 0, "ok"], ["end", 1, "ok"], ["start", 0, 0], ["start", 1, 1]]
+
+
+def test_a_job_that_changes_into_its_dir_says_so(sweep, tmp_path):
+    with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population", "hydra.job.chdir=true") as done:
+        for r in done.returns[0]:
+            assert r.return_value.status == "ok"
+            assert r.working_dir == str(tmp_path / "sweep" / r.hydra_cfg.hydra.job.override_dirname)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 import sherlocked.config  # noqa: F401
 import sherlocked.usage  # noqa: F401
 from sherlocked import layout
+from sherlocked.hydra_adapter import basic_launcher
 
 
 @dataclass
@@ -68,9 +69,8 @@ ConfigStore.instance().store(
 
 
 class PopulationLauncher(Launcher):
-    # Every job is composed or derived, and checked, before any job dir is written: the sherlocked
-    # sweeper need not compose each job beforehand (see sherlocked_sweeper.py).
-    checks_every_job = True
+    """Batches sherlocked's own task (a task function marked sherlocked.training.engine.population_task) into
+    populations; runs any other task function exactly as Hydra's basic launcher, so it can be a user's default."""
 
     def __init__(
         self,
@@ -90,7 +90,17 @@ class PopulationLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
+    @property
+    def checks_every_job(self) -> bool:
+        """Every job of sherlocked's task is composed or derived, and checked, before any job dir is written: the
+        sherlocked sweeper need not compose each job beforehand (see sherlocked_sweeper.py)."""
+        return getattr(self.task_function, "trains_populations", False)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if not self.checks_every_job:  # any other task: Hydra's basic launcher, its job dirs, logs and callbacks
+            basic = basic_launcher()
+            basic.setup(hydra_context=self.hydra_context, task_function=self.task_function, config=self.config)
+            return basic.launch(job_overrides, initial_job_idx)
         from sherlocked.sweep.run import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -25,9 +25,12 @@ from sherlocked.sweep.progress import Watch, clock, console, eta_s, steps_per_jo
 
 
 def sweep_lines(config: DictConfig) -> list[str]:
-    """The sweep's overrides as the sweeper reads them: hydra.sweeper.params first, then the command line."""
+    """The sweep's overrides as the sweeper reads them: hydra.sweeper.params first, then the command line; as typed
+    (an override's ${hydra:...} resolves per job, not here)."""
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    return [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    params = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_config(params) else params
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    return [f"{key}={value}" for key, value in params.items()] + task
 
 
 def parsed_overrides(config: DictConfig) -> list[list[str] | None]:

@@ -86,7 +86,7 @@ class Run:
         return [job.hydra.job_return(job, self.results[job.index], self.with_configs) for job in jobs]
 
     def config(self, job: Job):
-        return job.hydra.config(job) if self.with_configs else None
+        return job.hydra.callback_config(job) if self.with_configs else None
 
     def prepare(self, todo: list[Job]) -> list[Job]:
         """The dirs of the jobs to train, their TensorBoard runs, their locks; returns those another sweep holds."""

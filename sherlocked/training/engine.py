@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -186,6 +186,14 @@ def collect(
     return results
 
 
+def population_task(task: Callable) -> Callable:
+    """Marks a Hydra task function as sherlocked's (it trains the job its config describes, and nothing else), so
+    the population launcher may train its jobs together instead of calling it once a job."""
+    task.trains_populations = True
+    return task
+
+
+@population_task
 def train_job(cfg: DictConfig) -> Result:
     """One Hydra job (the task function of sherlocked/train.py): train it, or find it finished; say where it is."""
     hydra_cfg = HydraConfig.get()
