@@ -109,12 +109,17 @@ def is_member_path(path: str) -> bool:
     return key is not None and key.member
 
 
+def shared(config: Mapping) -> dict[str, Any]:
+    """What members of one population must share: a resolved config's leaves but its member keys."""
+    return {path: value for path, value in leaves(config) if not is_member_path(path)}
+
+
 def disagreement(configs: Sequence[Mapping]) -> str | None:
     """None if resolved configs agree on everything but member keys (so they can train as one population),
     else the first key on which one differs from the first config, in one line."""
-    first = {path: value for path, value in leaves(configs[0]) if not is_member_path(path)}
+    first = shared(configs[0])
     for number, config in enumerate(configs[1:], start=2):
-        other = {path: value for path, value in leaves(config) if not is_member_path(path)}
+        other = shared(config)
         for path in sorted(first.keys() | other.keys()):
             if first.get(path, "(unset)") != other.get(path, "(unset)"):
                 return (

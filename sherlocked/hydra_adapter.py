@@ -169,6 +169,20 @@ class DerivedJob(HydraJob):
     def files(self, job: Job) -> tuple[dict, dict]:
         return self.template.files(self.parsed, job)
 
+    def config(self, job: Job) -> DictConfig:
+        """The group's composition with this job's member values and per-job fields: typed as Hydra's, so that
+        HydraConfig takes it (callback_config)."""
+        config = copy.deepcopy(self.template.composed)
+        with read_write(config), open_dict(config):
+            for override in self.parsed:
+                if is_member(override):
+                    OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
+            config.hydra.overrides.task = list(job.overrides)
+            config.hydra.job.override_dirname = self.template.dirname(self.parsed)
+            config.hydra.job.id, config.hydra.job.num = str(job.index), job.index
+            config.hydra.runtime.output_dir = str(job.job_dir)
+        return config
+
 
 @dataclass
 class ComposedJob(HydraJob):

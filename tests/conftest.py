@@ -99,10 +99,10 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sweep(hydra_sweep_runner, data_root):
     """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
-    from sherlocked.training.engine import train_job
+    from sherlocked.training.engine import population_task, train_job
 
     def start(directory: Path, *overrides: str):
-        return hydra_sweep_runner(  # as python -m sherlocked.train -m runs it
+        runner = hydra_sweep_runner(  # as python -m sherlocked.train -m runs it
             calling_file=None,
             calling_module="sherlocked.train",
             task_function=train_job,
@@ -111,6 +111,8 @@ def sweep(hydra_sweep_runner, data_root):
             overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
             temp_dir=directory,
         )
+        # Hydra gets the runner as its task function (it calls train_job): sherlocked's task, like the CLI's main.
+        return population_task(runner)
 
     return start
 

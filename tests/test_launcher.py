@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,8 +219,9 @@ def test_hydra_interpolations_resolve_per_job(sweep, tmp_path):
         returns = done.returns[0]
         assert [r.return_value.status for r in returns] == ["ok", "ok"]
         for number, r in enumerate(returns):
-            config, job_dir = r.return_value.config, tmp_path / "sweep" / r.hydra_cfg.hydra.job.override_dirname
-            assert (config["tag"], config["out"], config["name"]) == (f"n{number}", str(job_dir), job_dir.name)
+            config = r.return_value.config
+            job_dir = Path(config["out"])
+            assert (config["tag"], job_dir.parent, job_dir.name) == (f"n{number}", tmp_path / "sweep", config["name"])
             assert json.loads((job_dir / "result.json").read_text())["config"]["tag"] == f"n{number}"
 
 
@@ -252,5 +255,19 @@ def test_a_users_callback_reads_each_jobs_hydra_config(sweep, tmp_path):
 def test_a_job_that_changes_into_its_dir_says_so(sweep, tmp_path):
     with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population", "hydra.job.chdir=true") as done:
         for r in done.returns[0]:
-            assert r.return_value.status == "ok"
-            assert r.working_dir == str(tmp_path / "sweep" / r.hydra_cfg.hydra.job.override_dirname)
+            assert r.return_value.status == "ok" and r.return_value.population_size == 2
+            ran = json.loads((Path(r.working_dir) / "result.json").read_text())  # its job dir
+            assert Path(r.working_dir).parent == tmp_path / "sweep" and ran["overrides"] == r.overrides
+
+
+def test_the_population_launcher_trains_sherlockeds_task_only(sweep, tmp_path, capsys):
+    """The CLI's task and the tests' are sherlocked's: trained as populations, not one by one."""
+    with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population") as done:
+        assert [r.return_value.population_size for r in done.returns[0]] == [2, 2]
+        assert "plan: 2 jobs" in capsys.readouterr().out
+    out = subprocess.run(
+        [sys.executable, "-c", "import sherlocked.train as t; print(t.main.__wrapped__.trains_populations)"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "True", out.stderr[-2000:]

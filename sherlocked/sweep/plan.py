@@ -15,6 +15,7 @@ finished, which train together in which populations, on which backend.
 sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig
 
 from sherlocked import hydra_adapter, table
-from sherlocked.config import is_member_key
+from sherlocked.config import is_member_key, shared
 from sherlocked.job import Job
 from sherlocked.results import FINISHED, finished_as, finished_result
 from sherlocked.sweep import backends, devices
@@ -32,6 +33,16 @@ from sherlocked.sweep import backends, devices
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
     """Jobs with the same non-member overrides share data, widths, optimiser, batch size and epochs."""
     return tuple(sorted(o for o in overrides if not is_member_key(o)))
+
+
+def population_key(job: Job) -> tuple:
+    """What a job must share with the members of its population: its non-member overrides, and, for a job
+    composed on its own (not derived from its group's one composition), its resolved config but its member keys,
+    which may differ beyond the overrides (a ${hydra:job.num} gives each job its own value)."""
+    key = group_key(job.overrides)
+    if isinstance(job.hydra, hydra_adapter.DerivedJob):  # the same shared part as its group's by construction
+        return key
+    return (*key, json.dumps(shared(job.config), sort_keys=True, default=str))
 
 
 def jobs_of(context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], first: int) -> list[Job]:
@@ -72,7 +83,7 @@ def split(jobs: Sequence[Job], max_members: int, device: str, workers: int = 0) 
     of balanced sizes; with `workers` (one per GPU), into at least that many, so that every GPU gets work."""
     by_key: dict[tuple, list[Job]] = {}
     for job in jobs:
-        by_key.setdefault(group_key(job.overrides), []).append(job)
+        by_key.setdefault(population_key(job), []).append(job)
     total, populations = len(jobs), []
     for members in by_key.values():
         n = len(members)
