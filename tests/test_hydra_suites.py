@@ -7,9 +7,18 @@ which it runs exactly as Hydra's basic launcher does. (Its own task's jobs share
 """
 
 import pytest
+from hydra import version
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite, LauncherTestSuite
 
 SWEEPER = ["hydra/sweeper=sherlocked"]
+
+
+@pytest.fixture(autouse=True)
+def unset_version_base(monkeypatch):
+    """The suites expect Hydra's version_base unset, as in a fresh process (Hydra's plugins run them one plugin per
+    session). Any earlier test that composes with version_base="1.3" sets it process-wide, and with it the default
+    hydra.job.chdir the suites' checks of each job's log rely on."""
+    monkeypatch.setattr(version.VersionBase.instance(), "version_base", version._UNSPECIFIED_)
 
 
 @pytest.mark.parametrize(("launcher_name", "overrides"), [("population", []), ("population", SWEEPER)])
