@@ -9,16 +9,20 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sherlocked import table
 from tests.conftest import SMALL
 
 
-def start_sweep(tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt") -> subprocess.Popen:
-    """A population sweep on two worker processes, slow enough to interrupt: 4 populations of one job."""
+def start_sweep(
+    tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt", workers: int = 2
+) -> subprocess.Popen:
+    """A population sweep on two worker processes (or as `extra` says), slow enough to interrupt: 4 populations
+    of one job."""
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population"]
-    command += ["hydra.launcher.workers=2", "hydra.launcher.max_members=1", "seed=0,1,2,3", *SMALL]
+    command += [f"hydra.launcher.workers={workers}", "hydra.launcher.max_members=1", "seed=0,1,2,3", *SMALL]
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.max_epochs=30"]
     command += [f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
@@ -66,6 +70,44 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
     assert not list((tmp_path / "sweep").rglob("*.tmp"))  # nothing half-written
     rerun = start_sweep(tmp_path, data_root, "trainer.max_epochs=1")  # a shorter sweep: other jobs, same dir
     assert rerun.wait(timeout=300) == 0
+
+
+# Where a population trains: the sweep's own process, a local Ray, submitit (worker processes: the test above).
+BACKENDS = {
+    "in-process": (0, []),
+    "ray": (0, ["hydra.launcher.backend=ray", "+hydra.launcher.ray.init.num_cpus=2"]),
+    "submitit": (0, ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=local"]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_on_any_backend_says_one_line_and_exits_130(tmp_path, data_root, backend):
+    """Lightning catches a Ctrl-C inside its fit and exits 1; a sweep training in its own process said nothing."""
+    workers, extra = BACKENDS[backend]
+    if backend in ("ray", "submitit"):
+        pytest.importorskip(backend)
+    sweep = start_sweep(tmp_path, data_root, *extra, workers=workers)
+    wait_for(lambda: list((tmp_path / "sweep").rglob("events.out.tfevents.*")))  # a population is training
+    os.killpg(sweep.pid, signal.SIGINT)
+    assert sweep.wait(timeout=60) == 130, (tmp_path / "out.txt").read_text()[-3000:]
+    wait_for(lambda: not group_alive(sweep.pid), seconds=30)
+    out = (tmp_path / "out.txt").read_text()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("sherlocked: interrupted;") and "run the same command again" in last, out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_ctrl_c_on_a_single_run_says_one_line_and_exits_130(tmp_path, data_root):
+    command = [sys.executable, "-m", "sherlocked.train", *SMALL, "trainer.max_epochs=30", "model.widths=[784,16,12,10]"]
+    command += [f"dataset.root={data_root}", f"hydra.run.dir={tmp_path / 'run'}"]
+    with open(tmp_path / "out.txt", "w") as out:
+        run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    wait_for(lambda: list((tmp_path / "run").rglob("events.out.tfevents.*")))
+    os.killpg(run.pid, signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    out = (tmp_path / "out.txt").read_text()
+    assert out.strip().splitlines()[-1].startswith("sherlocked: interrupted"), out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
 
 
 def test_unreadable_results_and_table_are_not_finished_the_jobs_rerun_and_the_files_are_replaced(sweep, tmp_path):

@@ -20,6 +20,8 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from sherlocked.config import ConfigError
 from sherlocked.job import Job
@@ -215,13 +217,34 @@ def on_submitit(populations: Sequence[list], settings: Mapping, gpus: float) -> 
         while waiting and len(running) < limit:
             number, jobs = waiting.pop(0)
             gpu = free.pop(0) if free else None
-            job = run.submit(TrainPopulation(), jobs, gpu)
+            with output_to(Path(run.folder) / "controllers.log"):
+                job = run.submit(TrainPopulation(), jobs, gpu)
             running[job.job_id] = (number, job, gpu)
         job = next(as_completed([job for _, job, _ in running.values()], poll_frequency=0.5))
         number, _, gpu = running.pop(job.job_id)
         if gpu is not None:
             free.append(gpu)
         yield number, *_outcome(job, populations[number])
+
+
+@contextmanager
+def output_to(path: Path):
+    """The output of processes started here goes to `path`, not the terminal. submitit's local controller (one
+    per element, meant to outlive the sweep) shares the sweep's terminal: Ctrl-C stops it, as it should, but it
+    printed its KeyboardInterrupt traceback below the sweep's last line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as log_file:
+            os.dup2(log_file.fileno(), 1)
+            os.dup2(log_file.fileno(), 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _outcome(job, jobs: list) -> tuple[list[Result], str]:

@@ -11,6 +11,7 @@ collect), build, collect. Hydra's entry point is sherlocked/train.py; train_job 
 
 import gc
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -109,7 +110,7 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
             module, data, trainer, loggers = build(jobs, quiet, callbacks)
         start = time.perf_counter()
         with phases.timed("fit"):  # the module counts its steps' share as "steps"
-            trainer.fit(module, datamodule=data, ckpt_path=checkpoint if resumed else None)
+            interruptible_fit(trainer, module, data, checkpoint if resumed else None)
         wall_time = time.perf_counter() - start
         with phases.timed("write"):
             results = collect(jobs, module, loggers, wall_time, resumed)
@@ -119,6 +120,19 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     if checkpoint:
         discard(checkpoint)
     return results
+
+
+def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> None:
+    """Lightning's fit, whose Ctrl-C stays a KeyboardInterrupt. Lightning catches the interrupt, tidies up, ignores
+    SIGINT from then on and exits 1: the sweep's own handler (one line, exit code 130) would never run."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, handler)  # a second Ctrl-C may stop the driver's tidying up, as before
+        raise KeyboardInterrupt from None
 
 
 def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
