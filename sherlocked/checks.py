@@ -8,18 +8,23 @@ milliseconds. MemberSpec is one member's model as the training side builds it
 a run needs (dataset, widths, numbers, batch norm against the batch size, compile mode).
 """
 
+import ast
+import functools
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from sherlocked.activations import MIX, parse
-from sherlocked.config import ConfigError, activations
+from sherlocked.config import ConfigError, activations, suggestion
 from sherlocked.datasets import SOURCES, TRAIN_SIZES
 
 INITS = ("default", "kaiming", "xavier", "lecun")
 BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
 NO_MOMENTUM = ("torch.optim.Adam", "torch.optim.AdamW")  # optimisers without a momentum setting
+TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer", "pytorch_lightning.Trainer")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -141,9 +146,41 @@ def validate(cfg: Mapping) -> MemberSpec:
         if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key}={value!r} must be {meaning}")
     compile_mode(cfg.get("compile"))
+    _check_trainer(cfg["trainer"])
     _check_batches(spec, cfg)
     _check_optimizer(cfg["model"]["optimizer"])
     return spec
+
+
+@functools.cache
+def trainer_arguments() -> frozenset[str] | None:
+    """The arguments Lightning's Trainer takes, read from its source (importing Lightning, and torch, would cost
+    the checks seconds); None where it is not found."""
+    spec = importlib.util.find_spec("lightning")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        tree = ast.parse((Path(spec.submodule_search_locations[0]) / "pytorch" / "trainer" / "trainer.py").read_text())
+    except (OSError, SyntaxError):
+        return None
+    methods = [
+        item for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Trainer" for item in node.body
+    ]
+    for method in methods:
+        if isinstance(method, ast.FunctionDef) and method.name == "__init__":
+            return frozenset(a.arg for a in [*method.args.args, *method.args.kwonlyargs] if a.arg != "self")
+    return None
+
+
+def _check_trainer(trainer: Mapping) -> None:
+    """A key Lightning's Trainer does not take (+trainer.max_epoch=2) would fail every job it reaches."""
+    known = trainer_arguments() if trainer.get("_target_") in TRAINERS else None
+    for key in [k for k in trainer if not str(k).startswith("_")] if known else []:
+        if key not in known:
+            raise ConfigError(
+                f"trainer.{key}: Lightning's Trainer takes no {key}{suggestion(key, known)}; its arguments: "
+                + ", ".join(sorted(known))
+            )
 
 
 def _check_optimizer(optimizer: Mapping) -> None:

@@ -11,9 +11,10 @@ key. Adding a key that may differ inside a population is one line here.
 """
 
 import dataclasses
+import difflib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ from omegaconf import OmegaConf
 
 class ConfigError(ValueError):
     """A bad configuration value; its message is the one line a user sees."""
+
+
+def suggestion(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean X?)" where one of the choices is close to what was typed, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 _HERE = Path(__file__).parent

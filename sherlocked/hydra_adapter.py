@@ -57,6 +57,16 @@ def to_yaml(container) -> str:
     return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_Dumper)
 
 
+def report(error: Exception) -> None:
+    """Hydra's own report of an error its entry point raised (the traceback without Hydra's frames); exit code 1."""
+    from hydra._internal.utils import run_and_report
+
+    def again():
+        raise error
+
+    run_and_report(again)
+
+
 def basic_launcher():
     """Hydra's BasicLauncher (as its plugin scan leaves it, see basic_sweeper): the population launcher runs any
     task but sherlocked's with it."""

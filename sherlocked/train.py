@@ -14,6 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sherlocked import config_errors
 from sherlocked.config import CONFIG_DIR
 from sherlocked.results import Result
 from sherlocked.training.engine import population_task, train_job
@@ -38,7 +39,8 @@ def plan_flag(argv: list[str]) -> list[str]:
 if __name__ == "__main__":
     sys.argv = plan_flag(sys.argv)
     try:
-        main()
+        with config_errors.reported():
+            main()
     except KeyboardInterrupt:  # results are written whole or not at all (the population launcher says more)
         print("sherlocked: interrupted; run the same command again to train what has no result", file=sys.stderr)
         sys.exit(130)

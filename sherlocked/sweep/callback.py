@@ -14,7 +14,7 @@ import time
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import hydra_adapter, table
+from sherlocked import config_errors, hydra_adapter, table
 from sherlocked.checks import validate
 from sherlocked.config import ConfigError, is_member_key
 from sherlocked.dashboard import write_experiment, write_means
@@ -93,7 +93,7 @@ def validate_or_exit(config: DictConfig) -> None:
     except ConfigError as error:
         stop(str(error))
     except Exception as error:  # a value of the wrong type that no check names (yet)
-        stop(f"invalid configuration: {type(error).__name__}: {error}")
+        stop(config_errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")
 
 
 def data_or_exit(configs: list) -> None:
@@ -187,7 +187,7 @@ class StudyCallback(Callback):
         try:
             self.check_and_watch(config)
         except Exception as error:  # Hydra would turn it into a warning, and the sweep run unchecked and uncounted
-            stop(f"invalid configuration: {type(error).__name__}: {error}")
+            stop(config_errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")
 
     def check_and_watch(self, config: DictConfig) -> None:
         """Every swept value and dataset checked (one line and exit code 2 if bad), then the sweep's live view."""

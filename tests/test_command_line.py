@@ -1,0 +1,71 @@
+"""Mistakes typed on the command line: one line naming the valid choices, exit code 2, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sherlocked import config_errors
+from tests.conftest import SMALL
+
+MISTAKES = {  # what is typed: what the one line says
+    "trainer.max_epoch=2": "sherlocked: trainer.max_epoch: trainer has no key max_epoch (did you mean max_epochs?); "
+    "its keys: accelerator, devices, max_epochs,",
+    "+trainer.max_epoch=2": "sherlocked: trainer.max_epoch: Lightning's Trainer takes no max_epoch (did you mean "
+    "max_epochs?); its arguments: accelerator,",
+    "dataset=mnist5k": "sherlocked: dataset=mnist5k: no such dataset (did you mean mnist_5k?); choose from cifar10, "
+    "fashion_mnist, mnist, mnist_5k",
+    "model/optimizer=sgdd": "sherlocked: model/optimizer=sgdd: no such model/optimizer (did you mean sgd?); choose "
+    "from adam, adamw, sgd",
+    "actt1=relu": "sherlocked: actt1: the config has no key actt1 (did you mean act1?); its keys: act1, act2, act3,",
+    "act1=relu,": "sherlocked: act1=relu,: not an override Hydra can read",
+}
+
+
+def train(tmp_path, *arguments: str, data_root) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sherlocked.train", *arguments, *SMALL, f"dataset.root={data_root}"]
+    command += [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_a_mistyped_key_says_one_line_with_the_key_meant_and_writes_nothing(tmp_path, data_root, multirun):
+    sweep = ["-m", "seed=0,1"] if multirun else []
+    out = train(tmp_path, *sweep, "trainer.max_epoch=2", data_root=data_root)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # one line
+    assert out.stderr.startswith(MISTAKES["trainer.max_epoch=2"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run dir, no sweep dir, no outputs/
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_every_mistake_is_one_line_naming_the_choices(mistake, monkeypatch, tmp_path, capsys, data_root):
+    """In-process: the entry point as the command line runs it (the one above), each mistake once."""
+    import sherlocked.train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["train.py", mistake, *SMALL, f"dataset.root={data_root}"])
+    with pytest.raises(SystemExit) as stopped, config_errors.reported():
+        sherlocked.train.main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith(MISTAKES[mistake]) and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_value_naming_no_option_is_one_line(tmp_path, data_root):
+    out = train(tmp_path, "-m", "dataset=mnist_5k,mnist5k", data_root=data_root)
+    assert out.returncode == 2 and out.stderr.strip() == "sherlocked: " + MISTAKES["dataset=mnist5k"].split(": ", 1)[1]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_error_not_about_the_command_line_is_hydras_report_as_before(monkeypatch, tmp_path, capsys):
+    import sherlocked.train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["train.py", "model.widths.x=3"])
+    with pytest.raises(SystemExit) as stopped, config_errors.reported():
+        sherlocked.train.main()
+    assert stopped.value.code == 1 and "ValueError" in capsys.readouterr().err
+    assert "HYDRA_FULL_ERROR" not in __import__("os").environ
