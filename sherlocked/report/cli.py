@@ -52,16 +52,14 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     )
     written["table.md"].write_text("# Results\n\n" + note + markdown(ours))
     written["stats.md"].write_text(stats_markdown(runs, pairs))
-    plots.heatmap(runs, ours, written["heatmap.png"])
-    plots.curves(runs, written["curves.png"])
+    plots.heatmap(runs, ours, pairs[0], written["heatmap.png"])
+    plots.curves(runs, pairs[0], written["curves.png"])
     mechanism = None
     if any(c.startswith(DIAG) for c in runs.columns):
-        written["diagnostics.md"], written["diagnostics.png"] = (
-            out / "diagnostics.md",
-            out / "diagnostics.png",
-        )
+        written["diagnostics.md"] = out / "diagnostics.md"
         written["diagnostics.md"].write_text(diagnostics_markdown(runs, pairs[0]))
-        plots.diagnostics(runs, pairs[0], written["diagnostics.png"])
+        if plots.diagnostics(runs, pairs[0], out / "diagnostics.png"):
+            written["diagnostics.png"] = out / "diagnostics.png"
         mechanism = mechanism_text(runs, pairs[0])
     compared = comparison(runs, ours)
     if compared is not None:

@@ -75,11 +75,15 @@ def index_markdown(
         f"Accuracies are final-epoch test accuracies in %; {STD}.\n",
         "## Figures\n",
         "![mean final test accuracy per combination](heatmap.png)\n",
+        f"Each cell: the mean final test accuracy of its runs. Red is below, blue above the mean of every other "
+        f"last pair; the ({pair[0]}, {pair[1]}) cells are framed.\n",
         "![test accuracy per epoch](curves.png)\n",
+        f"One panel per last pair, as the heatmap's cells; the ({pair[0]}, {pair[1]}) panel is framed in red.\n",
     ]
     if mechanism is not None:
         out += ["## Why: the diagnostics\n", mechanism, "More: [diagnostics.md](diagnostics.md).\n"]
-        out.append("![accuracy against the diagnostics](diagnostics.png)\n")
+        if "diagnostics.png" in files:
+            out.append("![accuracy against the diagnostics](diagnostics.png)\n")
     ours = ours.sort_values("mean", ascending=False)
     note = (
         f"Sorted by mean. ci95 is a t-interval of the mean, given from {MIN_CI_RUNS} runs on (empty below); "

@@ -3,6 +3,8 @@
 python -m sherlocked.report outputs/sweeps/demo   # writes heatmap.png, curves.png, diagnostics.png
 """
 
+import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +14,18 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
 from sherlocked.report.runs import act_keys, group_keys, last_pair, sort_rows, strata  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")
+# A figure is drawn for a page: at most PAGE_WIDTH inches at DPI (800 pixels, the text column of a rendered
+# markdown page), its text at FONT points or more (12.5 pixels at full size).
+PAGE_WIDTH, DPI, FONT = 8.0, 100, 9
 MAX_CELL_TEXTS = 64  # a heatmap panel's cells say their numbers up to an 8 x 8 grid
 MAX_BANDS = 16  # a curves panel shades each line's min-max band up to this many lines
 
@@ -67,37 +75,66 @@ def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
     return HeatmapLayout(panels, rows_key, cols_key, {key: _ordered(runs, key) for key in acts}, keys, cells, same_n)
 
 
-def heatmap(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> list[str]:
+def heatmap(runs: pd.DataFrame, table: pd.DataFrame, pair: tuple[str, str], path: Path) -> list[str]:
+    """Writes heatmap_figure's picture; returns its panels' titles."""
+    fig, titles = heatmap_figure(runs, table, pair)
+    save(fig, path)
+    return titles
+
+
+def heatmap_figure(runs: pd.DataFrame, table: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, list[str]]:
     """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
-    the activations before them (act1 for the study) and per value of any other swept key; each cell says its
-    mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's (tables.table) numbers."""
+    the activations before them (act1 for the study) and per value of any other swept key, two panels a line;
+    each cell says its mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's
+    (tables.table) numbers. The colours are centred on the control (white: the mean of every other last pair),
+    red below and blue above, each side stretched over the range the study spans; the pair's cells are framed."""
     layout = heatmap_layout(runs, table)
-    columns = min(4, len(layout.panels))
-    lines = -(-len(layout.panels) // columns)
     n_rows, n_cols = layout.shape
-    fig, axes = plt.subplots(
-        lines, columns, figsize=(columns * (1.1 * n_cols + 1.4), lines * (0.8 * n_rows + 1.2)), squeeze=False
-    )
-    image = None
-    for ax, (title, fixed) in zip(axes.flat, layout.panels):
-        image = heatmap_panel(ax, layout, fixed)
-        ax.set_title(title or "all runs", fontsize=9)
-    for ax in list(axes.flat)[len(layout.panels) :]:
-        ax.axis("off")
-    counts = [int(n) for _, _, n in layout.cells.values()]
-    n_text = f"n = {counts[0]} runs a cell" if layout.same_n else "n runs a cell as marked"
-    fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panels
-    if image is not None:
-        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [title for title, _ in layout.panels]
+    columns = min(2, len(layout.panels))
+    lines = -(-len(layout.panels) // columns)
+    cell = min(0.62, (PAGE_WIDTH - 1.0 - columns * 1.25) / (columns * n_cols))  # inches; 1.25 a panel's labels
+    with style():
+        fig, axes = plt.subplots(
+            lines,
+            columns,
+            figsize=(columns * (n_cols * cell + 1.25) + 1.0, lines * (n_rows * cell + 0.85) + 0.7),
+            squeeze=False,
+            layout="constrained",
+        )
+        norm, centre = colour_scale(runs, layout, pair)
+        image = None
+        for ax, (title, fixed) in zip(axes.flat, layout.panels):
+            image = heatmap_panel(ax, layout, fixed, norm, pair)
+            ax.set_title(title or "all runs")
+        for ax in list(axes.flat)[len(layout.panels) :]:
+            ax.axis("off")
+        counts = [int(n) for _, _, n in layout.cells.values()]
+        n_text = f"n = {counts[0]} runs a cell" if layout.same_n else "n runs a cell as marked"
+        fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}")
+        if image is not None:
+            bar = fig.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
+            if centre is not None:
+                bar.set_label(f"white: {centre:.1f} %, every other last pair's mean")
+    return fig, [title for title, _ in layout.panels]
 
 
-def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict):
+def colour_scale(runs: pd.DataFrame, layout: HeatmapLayout, pair: tuple[str, str]) -> tuple[Normalize, float | None]:
+    """Red below the control's mean accuracy, blue above, each side spanning what the study's cells reach (a 0-100
+    scale paints every cell from 80 to 92 % alike); the control's mean, where it lies inside that range."""
+    means = [mean for mean, _, _ in layout.cells.values()]
+    low, high = (min(means), max(means)) if means else (0.0, 100.0)
+    done = runs[runs["status"] != "failed"]
+    acts = act_keys(runs)
+    others = done[last_pair(done) != ",".join(pair)]["acc"] if len(acts) >= 2 else done["acc"]
+    centre = float(others.mean()) if len(others) else None
+    if centre is not None and low < centre < high:
+        return TwoSlopeNorm(vcenter=centre, vmin=low, vmax=high), centre
+    return Normalize(vmin=low - 0.5, vmax=high + 0.5), None
+
+
+def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict, norm: Normalize, pair: tuple[str, str]):
     """One panel: its grid of means, each cell with its numbers written in (where a grid is small enough to
-    read them: a study of 11 activations has 121 cells a panel, coloured only)."""
+    read them: a study of 11 activations has 121 cells a panel, coloured only), the pair's cell framed."""
     rows, cols = layout.order[layout.rows_key], layout.order[layout.cols_key] if layout.cols_key else [None]
     grid = np.full(layout.shape, np.nan)
     for i, row in enumerate(rows):
@@ -110,62 +147,86 @@ def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict):
             grid[i, j] = mean
             if grid.size <= MAX_CELL_TEXTS:
                 text = f"{mean:.1f}\n±{std:.1f}" + ("" if layout.same_n else f"\nn={int(n)}")
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if mean < 60 else "black")
-    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
-    ax.set_xticks(range(len(cols)), cols if layout.cols_key else [""], fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+                dark = abs(float(norm(mean)) - 0.5) > 0.3  # the scale's deep ends: white text
+                ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black")
+    image = ax.imshow(grid, cmap="RdBu", norm=norm)
+    if pair[0] in rows and pair[1] in cols:
+        i, j = rows.index(pair[0]), cols.index(pair[1])
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=2.5))
+    ax.set_xticks(range(len(cols)), cols if layout.cols_key else [""])
+    ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(layout.cols_key or "")
     ax.set_ylabel(layout.rows_key)
     return image
 
 
-def curves(runs: pd.DataFrame, path: Path) -> list[tuple[str, str, str, str]]:
-    """Per-epoch test accuracy, mean and min-max band over seeds: one small multiple per act1 (and stratum).
-    Returns each line drawn: (panel title, label, colour, line style)."""
+def curves(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> list[tuple[str, str, str, str]]:
+    """Writes curves_figure's picture; returns each line drawn: (panel title, label, colour, line style)."""
+    fig, drawn = curves_figure(runs, pair)
+    save(fig, path)
+    return drawn
+
+
+def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, list[tuple[str, str, str, str]]]:
+    """Per-epoch test accuracy as small multiples: one panel per (second-last, last activation), as the heatmap's
+    cells, the pair's panel framed in red; in a panel, one line per value of the activations before them (act1)
+    and of any other swept key, the mean over seeds with its min-max band."""
     acts = act_keys(runs)
     _, varied = group_keys(runs)
-    panels = _panels(runs)
-    firsts = sort_rows(runs[[acts[0]]].drop_duplicates(), [acts[0]])[acts[0]].tolist()
-    # told apart by colour (the second activation) and line style (the last), not by a colour each
-    colour_key, style_key = (acts[1], acts[-1]) if len(acts) >= 2 else (None, None)
+    rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (None, acts[0])
+    rows, cols = _ordered(runs, rows_key) or [None], _ordered(runs, cols_key)
+    inner = [*acts[: len(acts) - (2 if rows_key else 1)], *varied]  # what tells a panel's lines apart
+    colour_key, style_key = (inner[0], inner[1]) if len(inner) >= 2 else ((inner[0], None) if inner else (None, None))
     colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
     styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
 
     def look(labels: pd.Series) -> tuple:
-        colour = colours.get(labels.get(colour_key)) if colour_key else None
-        style = styles.get(labels.get(style_key), "-") if style_key and style_key != colour_key else "-"
-        return colour, style
+        colour = colours.get(labels.get(colour_key)) if colour_key else "C0"
+        return colour, styles.get(labels.get(style_key), "-") if style_key else "-"
 
-    fig, axes = plt.subplots(
-        len(panels), len(firsts), figsize=(4 * len(firsts), 3.2 * len(panels)), squeeze=False, sharey=True
-    )
+    side = min(1.9, (PAGE_WIDTH - 1.0) / len(cols))
+    done = runs[runs["status"] != "failed"]
     drawn = []
-    for row, (title, part) in enumerate(panels):
-        for col, first in enumerate(firsts):
-            ax = axes[row, col]
-            ax.set_title(f"{acts[0]}={first}" + (f" | {title}" if varied else ""), fontsize=9)
-            subset = part[(part[acts[0]] == first) & (part["status"] != "failed")]
-            drawn += curve_lines(ax, subset, acts[1:], look)
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    with style():
+        fig, axes = plt.subplots(
+            len(rows),
+            len(cols),
+            figsize=(len(cols) * side + 1.0, len(rows) * side * 0.8 + 1.3),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
+        for (i, row), (j, col) in itertools.product(enumerate(rows), enumerate(cols)):
+            ax = axes[i, j]
+            here = (done[rows_key] == row if rows_key else True) & (done[cols_key] == col)
+            title = ", ".join(f"{k}={v}" for k, v in ((rows_key, row), (cols_key, col)) if k)
+            ax.set_title(f"{cols_key}={col}" if i == 0 else "")
+            drawn += [(title, *line) for line in curve_lines(ax, done[here], inner, look)]
+            if (row, col) == pair or (rows_key is None and col == pair[1]):
+                for spine in ax.spines.values():
+                    spine.set(edgecolor="crimson", linewidth=2.5)
             ax.set_ylim(0, 100)
+            ax.set_yticks([0, 50, 100])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
             ax.grid(alpha=0.3)
-            if col == 0:
-                ax.set_ylabel("test accuracy (%)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, title=", ".join(acts[1:]), loc="center right", fontsize=7)
-        fig.tight_layout(rect=(0, 0, 0.88, 1))
-    else:
-        fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return drawn
+            if j == 0:
+                ax.set_ylabel(f"{rows_key}={row}" if rows_key else "accuracy (%)")
+            if i == len(rows) - 1:
+                ax.set_xlabel("epoch")
+        fig.supylabel("test accuracy (%)")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        title = "test accuracy per epoch: mean and min-max over seeds; framed in red: " + f"({', '.join(pair)})"
+        fig.suptitle(title)
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
+    return fig, drawn
 
 
-def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[str, str, str, str]]:
+def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[str, str, str]]:
     """One line per combination of `keys` in the panel's runs: the mean over seeds, with its min-max band (up to
-    MAX_BANDS lines: more bands only hide one another); look(labels) gives its (colour, line style)."""
+    MAX_BANDS lines: more bands only hide one another); look(labels) gives its (colour, line style).
+    Returns each line's (label, colour, line style)."""
     drawn = []
     groups = sort_rows(subset[keys].drop_duplicates(), keys) if keys else pd.DataFrame([{}])
     curves = subset.groupby(keys, sort=False)["curve"] if keys else None
@@ -176,13 +237,13 @@ def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[s
             continue
         stack = np.array(found.tolist())
         epochs = np.arange(1, stack.shape[1] + 1)
-        label = ", ".join(map(str, labels.values))
-        colour, style = look(labels)
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, labels.values)) or "all runs"
+        colour, line_style = look(labels)
         marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
-        (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.3, color=colour, ls=style, marker=marker)
+        (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.4, color=colour, ls=line_style, marker=marker)
         if len(groups) <= MAX_BANDS:
-            ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.12)
-        drawn.append((ax.get_title(), label, line.get_color(), line.get_linestyle()))
+            ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.15)
+        drawn.append((label, line.get_color(), line.get_linestyle()))
     return drawn
 
 
@@ -190,26 +251,70 @@ def _ordered(runs: pd.DataFrame, key: str | None) -> list:
     return sort_rows(runs[[key]].drop_duplicates(), [key])[key].tolist() if key else []
 
 
-def diagnostics(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> None:
-    """Final accuracy against the output units that pass no gradient and against last-hidden-layer saturation."""
+def diagnostics(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> bool:
+    """Writes diagnostics_figure's picture; False (nothing written) where no diagnostic tells runs apart."""
+    fig = diagnostics_figure(runs, pair)
+    if fig is None:
+        return False
+    save(fig, path)
+    return True
+
+
+def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | None:
+    """Final accuracy against the output units that pass no gradient and against last-hidden-layer saturation,
+    each run a point (jittered sideways: runs with the same value would hide one another); a diagnostic that is
+    the same in every run (every point at 0) says nothing and gets no panel. None if none is left."""
     columns = measures(runs)
     done = runs[runs["status"] != "failed"]
-    hit = last_pair(done) == ",".join(pair)
+    hit = (last_pair(done) == ",".join(pair)).to_numpy()
     output, _, _ = output_measure(pair, columns)
-    panels = [(name, column) for name, column in columns.items() if column == output or name.startswith("saturated")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (name, column) in zip(axes[0], panels):
-        ax.scatter(done.loc[~hit, column], done.loc[~hit, "acc"], s=12, alpha=0.5, label="other last pairs")
-        ax.scatter(
-            done.loc[hit, column], done.loc[hit, "acc"], s=18, color="crimson", label=f"(x, {pair[0]}, {pair[1]})"
+    panels = [
+        (name, column)
+        for name, column in columns.items()
+        if (column == output or name.startswith("saturated")) and done[column].dropna().nunique() > 1
+    ]
+    if not panels:
+        return None
+    jitter = np.random.default_rng(0).uniform(-0.012, 0.012, len(done))
+    with style():
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(min(PAGE_WIDTH, 4.0 * len(panels)), 3.6), squeeze=False, layout="constrained"
         )
-        ax.set_xlabel(name.replace("_", " ") + " (fraction)")
-        ax.set_ylabel("final test accuracy (%)")
-        ax.set_xlim(-0.03, 1.03)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("every run's final test accuracy against its last-epoch diagnostics", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        for ax, (name, column) in zip(axes[0], panels):
+            x = done[column].to_numpy(dtype=float) + jitter
+            ax.scatter(x[~hit], done["acc"][~hit], s=12, alpha=0.45, label="other last pairs")
+            ax.scatter(x[hit], done["acc"][hit], s=20, alpha=0.8, color="crimson", label=f"(x, {pair[0]}, {pair[1]})")
+            ax.set_xlabel(measure_label(name, runs))
+            ax.set_ylabel("final test accuracy (%)")
+            ax.set_xlim(-0.04, 1.04)
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(loc="lower left")
+        fig.suptitle("each run's final test accuracy against its last epoch's diagnostics")
+    return fig
+
+
+def measure_label(name: str, runs: pd.DataFrame) -> str:
+    """What a diagnostic's fraction counts, e.g. "dead output units (of 10)"."""
+    widths = [int(w) for w in str(runs["widths"].iloc[0]).split("-")] if "widths" in runs else []
+    if name in ("dead_output", "flat_output"):
+        units = f" (of {widths[-1]})" if widths else ""
+        return f"{name.split('_')[0]} output units{units}, fraction"
+    if name.startswith("saturated_layer"):
+        layer = int(name.removeprefix("saturated_layer"))
+        units = f" (of {widths[layer]})" if len(widths) > layer else ""
+        return f"saturated units of layer {layer}{units}, fraction"
+    return name.replace("_", " ") + ", fraction"
+
+
+@contextmanager
+def style():
+    """Every figure's text at FONT points or more: legible at page width (see PAGE_WIDTH)."""
+    sizes = ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize")
+    with plt.rc_context({**dict.fromkeys(sizes, FONT), "figure.titlesize": FONT + 1, "figure.labelsize": FONT}):
+        yield
+
+
+def save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
