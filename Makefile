@@ -14,7 +14,7 @@ GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,si
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
 
-.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale tensorboard test lint clean
+.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale tensorboard test-tools test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,7 +61,17 @@ bench-scale: install ## the report of a study of 100,000 runs (a synthetic resul
 tensorboard: install ## TensorBoard over every run and sweep under outputs/
 	$(PYTHON) -m tensorboard.main --logdir outputs
 
-test: install ## the test suite (CPU, tiny generated data, no network)
+# What tests/test_page.py renders the report's page with: Debian's pandoc and Chromium, installed where make may
+# (as root, with apt); elsewhere those tests skip and say so.
+TEST_TOOLS = pandoc chromium
+test-tools: ## Debian's pandoc and Chromium, for the report page's test (root with apt only)
+	@missing="$$(for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || echo $$tool; done)"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $$missing (Debian packages) for the report page's test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: install test-tools ## the test suite (CPU, tiny generated data, no network)
 	$(PYTHON) -m pytest -q
 
 lint: install ## ruff check and format check

@@ -121,3 +121,11 @@ def test_a_sweep_declared_in_hydra_sweeper_params_is_checked_counted_and_summed_
     out = subprocess.run([*bad, "hydra.sweep.dir=sweep"], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().startswith("sherlocked: act3: unknown activation 'swish'")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_ends_with_the_studys_answer_above_its_summary(sweep, tmp_path, capsys):
+    with sweep(tmp_path / "sweep", "act2=sigmoid,tanh", "act3=relu", "seed=0,1", "hydra/launcher=population"):
+        lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("answer: (x, sigmoid, relu) runs reach ") and "(n = 2)" in lines[-2], lines[-3:]
+    assert f"The report: python -m sherlocked.report {tmp_path / 'sweep'}" in lines[-2]
+    assert lines[-1].endswith("4/4 jobs: 4 ok, 0 diverged, 0 failed, 0 skipped")

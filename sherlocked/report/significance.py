@@ -69,6 +69,21 @@ def compare(runs: pd.DataFrame, pair: tuple[str, str], isolate: bool) -> Compari
     return Comparison(label, against, a, b, numbers)
 
 
+def answer(sweep_dir, pair: tuple[str, str] = ("sigmoid", "relu")) -> str | None:
+    """The study's answer in one line, as the report's page leads with it (the isolating test); None where the
+    sweep cannot say (fewer than two activation layers, too few runs of the pair or of its control)."""
+    from sherlocked.report.runs import read_runs  # the table, read once more at the sweep's end
+
+    c = compare(read_runs(sweep_dir), pair, isolate=True)
+    if c is None or c.numbers is None:
+        return None
+    return (
+        f"answer: {c.label} runs reach {c.a.mean():.1f} % mean final test accuracy (n = {len(c.a)}), "
+        f"{c.control}: {c.b.mean():.1f} % (n = {len(c.b)}); Welch's p = {c.numbers['welch_p']:.2g}. "
+        f"The report: python -m sherlocked.report {sweep_dir}"
+    )
+
+
 def describe(values: np.ndarray) -> str:
     mean = f"{values.mean():.2f}%" if len(values) else "-"
     return f"n={len(values)}, mean {mean}, std {values.std():.2f}" if len(values) else f"n=0, mean {mean}"

@@ -9,5 +9,5 @@ callback.py (the sweep's checks, progress and summary: Hydra's callback).
 May import the base (sherlocked.config, checks, job, layout, results, hydra_adapter, ...);
 sherlocked.training only inside the functions that train a population, and torch only inside
 those that ask this machine about its GPUs (devices.py), so no module here imports torch;
-never sherlocked.report.
+sherlocked.report only for the study's answer at a sweep's end (callback.py).
 """

@@ -108,6 +108,16 @@ def data_or_exit(configs: list) -> None:
             stop(str(error))
 
 
+def the_answer(sweep_dir: str) -> str | None:
+    """The study's answer, as the report's page gives it; never in place of the sweep's summary."""
+    from sherlocked.report.significance import answer
+
+    try:
+        return answer(sweep_dir)
+    except Exception:  # a sweep of other keys, an unreadable table: the report will say
+        return None
+
+
 def stop(message: str) -> None:
     """One line (an error's first, where it has several: OmegaConf adds the key and its type) and exit code 2."""
     print(f"sherlocked: {message.strip().splitlines()[0]}", file=sys.stderr)
@@ -225,6 +235,8 @@ class StudyCallback(Callback):
         except Exception as error:  # said, but never in place of the summary and the exit code (Hydra: a warning)
             why = str(error).strip().splitlines()[0] if str(error).strip() else ""
             console.print(f"the results table and TensorBoard's runs were not finished: {type(error).__name__}: {why}")
+        if answer := the_answer(config.hydra.sweep.dir):
+            console.print(answer)
         console.print(f"sweep finished in {config.hydra.sweep.dir}: {self.progress.summary()}")
         if failed:
             sys.exit(1)
