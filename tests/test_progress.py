@@ -12,6 +12,7 @@ from rich.console import Console
 from sherlocked import layout
 from sherlocked.job import Job
 from sherlocked.layout import PROGRESS as FOLDER
+from sherlocked.results import Result
 from sherlocked.sweep import progress
 from sherlocked.sweep.progress import Watch, eta_s, read_populations, steps_per_job
 from tests.conftest import SMALL
@@ -27,11 +28,30 @@ def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once
     for done_s in (10, 50, 100, 250, 330):  # seconds into the sweep
         finished, step = divmod(done_s, 100)
         running = {"p": population(step)}
-        eta = eta_s(64 - 16 * finished, 16 * finished, running, done_s, steps_per_job(running))
+        eta = eta_s(64 - 16 * finished, 16 * finished, step * 16, done_s, steps_per_job(running))
         assert eta == pytest.approx(400 - done_s, rel=0.2)
-    assert eta_s(64, 0, {}, 5.0, steps_per_job({})) != eta_s(64, 0, {}, 5.0, steps_per_job({}))  # unknown (nan)
+    assert eta_s(64, 0, 0, 5.0, steps_per_job({})) != eta_s(64, 0, 0, 5.0, steps_per_job({}))  # unknown (nan)
     # between two populations, with what the last one said a job takes
-    assert eta_s(48, 16, {}, 100.0, per_job=100) == pytest.approx(300)
+    assert eta_s(48, 16, 0, 100.0, per_job=100) == pytest.approx(300)
+
+
+def test_the_eta_holds_while_a_finished_populations_jobs_are_counted_one_by_one(monkeypatch):
+    """The sweep learns of a population's end as 16 job lines in a row; what it last read of the population (its
+    progress file, read at most every second) still shows it training. Each job counts once."""
+    from sherlocked.sweep.callback import SweepProgress
+
+    monkeypatch.setattr(time, "time", lambda: 1100.0)  # the lines come in the same second
+    progress = SweepProgress(total=64)
+    jobs = [[f"seed={i}"] for i in range(16)]
+    first = {"p": population(90, jobs=[" ".join(j) for j in jobs], started=1000)}
+    before = progress.line(first)
+    done = {"p": population(100, jobs=first["p"]["jobs"], started=1000)}
+    etas = [before]
+    for n, job in enumerate(jobs):
+        progress.add(Result(status="ok", config={}), job)
+        etas.append(progress.line(done if n < 8 else {}))  # its file read finished, then gone
+    seconds = [sum(int(x) * 60**i for i, x in enumerate(reversed(e.rsplit("ETA ", 1)[1].split(":")))) for e in etas]
+    assert max(seconds) <= 1.2 * min(seconds), etas  # was: halved as the jobs arrived, doubled back after
 
 
 def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):

@@ -148,12 +148,15 @@ class SweepProgress:
         self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
         self.training_since: float | None = None  # when the first population began training
         self.steps_per_job = math.nan  # training steps of a job, as the last populations in training said
+        self.ended: set[str] = set()  # the jobs counted, by their overrides
+        self.training: dict[str, dict] = {}  # each population seen in training, until its jobs are all counted
 
     @property
     def done(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, result: Result | None) -> None:
+    def add(self, result: Result | None, overrides: list[str] = ()) -> None:
+        self.ended.add(" ".join(overrides))
         if result is None:
             self.counts["failed"] += 1
         elif result.skipped:
@@ -176,10 +179,25 @@ class SweepProgress:
             return f"sweep {self.summary()} | elapsed {clock(now - self.start)}"
         trained, remaining = self.done - self.counts["skipped"], self.total - self.done
         training_s = now - (self.training_since or self.start)
-        eta = eta_s(remaining, trained, populations or {}, training_s, self.steps_per_job)
+        eta = eta_s(remaining, trained, self.in_flight(populations or {}), training_s, self.steps_per_job)
         if math.isnan(eta) and trained:  # no population in training now: jobs at the rate they finished so far
             eta = training_s / trained * remaining
         return f"sweep {self.summary()} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"
+
+    def in_flight(self, populations: dict[str, dict]) -> float:
+        """The member-steps of jobs not counted yet. A population's 16 jobs end together and are counted one by
+        one: each counts once, as trained or in flight (the ETA halved and doubled back as they arrived)."""
+        self.training.update(populations)
+        steps = 0.0
+        for key, p in list(self.training.items()):
+            left = [job for job in p.get("jobs", []) if job not in self.ended]
+            if "jobs" in p and not left:  # all counted
+                del self.training[key]
+            elif key in populations:
+                steps += p["step"] * (len(left) if "jobs" in p else p["members"])
+            else:  # its file is gone: it finished, and its jobs are being counted
+                steps += p["steps"] * len(left)
+        return steps
 
 
 class StudyCallback(Callback):
@@ -218,7 +236,7 @@ class StudyCallback(Callback):
         if self.progress is None:  # a single run
             return
         result = job_return.return_value if isinstance(job_return.return_value, Result) else None
-        self.progress.add(result)
+        self.progress.add(result, job_return.overrides)
         console.print(self.progress.line(self.watch.populations()))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -128,14 +128,14 @@ def steps_per_job(populations: dict[str, dict]) -> float:
     return sum(p["steps"] for p in populations.values()) / len(populations) if populations else math.nan
 
 
-def eta_s(jobs_left: int, jobs_trained: int, populations: dict[str, dict], elapsed_s: float, per_job: float) -> float:
+def eta_s(jobs_left: int, jobs_trained: int, in_flight: float, elapsed_s: float, per_job: float) -> float:
     """Seconds left, from the training steps done so far (member-steps: a step of 16 members is 16).
 
+    in_flight: the member-steps done by the jobs in training (not among jobs_trained; see SweepProgress);
     per_job: the steps a job takes (steps_per_job; kept by the caller for the moments between populations).
     """
     if math.isnan(per_job):
         return math.nan
-    in_flight = sum(p["step"] * p["members"] for p in populations.values())
     done = jobs_trained * per_job + in_flight
     if done <= 0 or elapsed_s <= 0:
         return math.nan

@@ -106,7 +106,7 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     try:
         with phases.timed("build"):
             callbacks = [checkpoints.EpochCheckpoint(checkpoint, every_s)] if checkpoint else []
-            callbacks += [Reporter(report)] if report else []
+            callbacks += [Reporter(report, [" ".join(job.overrides) for job in jobs])] if report else []
             module, data, trainer, loggers = build(jobs, quiet, callbacks)
         start = time.perf_counter()
         with phases.timed("fit"):  # the module counts its steps' share as "steps"

@@ -18,8 +18,9 @@ from sherlocked.results import write_json
 class Reporter(L.Callback):
     """Writes the population's progress file: at each test pass, and at most every `every_s` seconds between."""
 
-    def __init__(self, path: Path, every_s: float = 1.0):
-        self.path, self.every_s = Path(path), every_s
+    def __init__(self, path: Path, jobs: list[str] = (), every_s: float = 1.0):
+        """jobs: each member's overrides, as one line (the sweep counts each job once, trained or in training)."""
+        self.path, self.jobs, self.every_s = Path(path), list(jobs), every_s
         self.started = self.last = time.time()
         self.reported: dict = {}
         self.where = f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}"
@@ -51,6 +52,7 @@ class Reporter(L.Callback):
             "diverged": diverged,
             "where": self.where,
             "started": self.started,
+            "jobs": self.jobs,
             "updated": time.time(),
         }
         try:
