@@ -69,3 +69,11 @@ def test_an_error_not_about_the_command_line_is_hydras_report_as_before(monkeypa
         sherlocked.train.main()
     assert stopped.value.code == 1 and "ValueError" in capsys.readouterr().err
     assert "HYDRA_FULL_ERROR" not in __import__("os").environ
+
+
+def test_a_single_run_says_its_result_and_nothing_else(tmp_path, data_root):
+    """No GPU/TPU banners, no advert for a logging service, no warning that is not about the run."""
+    out = train(tmp_path, "trainer.max_epochs=1", data_root=data_root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["final test accuracy", "result", "TensorBoard"], lines

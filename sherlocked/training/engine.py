@@ -38,6 +38,10 @@ from sherlocked.training.sessions import log_session
 log = logging.getLogger(__name__)
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# Where SLURM is installed, Lightning suggests srun once per fit; sherlocked submits its own SLURM arrays (submitit).
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+# Lightning's banners (GPU/TPU available, a logging service's advert, "max_epochs reached"): not about the run.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 def run(
