@@ -70,6 +70,22 @@ def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_pa
     assert text.strip().endswith("sweep line (2 training)")
 
 
+def test_the_live_view_fits_an_80_column_terminal(tmp_path, monkeypatch):
+    from sherlocked.sweep.callback import SweepProgress
+
+    monkeypatch.setattr(time, "time", lambda: 4000.0)
+    (tmp_path / FOLDER).mkdir()
+    (tmp_path / FOLDER / "0123456789abcdef.json").write_text(json.dumps(population(250, steps=1250, started=1000.0)))
+    progress = SweepProgress(total=4608)
+    progress.counts.update(ok=1200, diverged=16)
+    progress.start = 0.0
+    screen = Console(record=True, width=80)
+    screen.print(Watch(tmp_path, progress.line, progress.live_line).render())
+    lines = screen.export_text().strip().splitlines()
+    assert lines[-1] == "sweep 1216/4608 jobs: 1200 ok, 16 diverged | elapsed 1:06:40, ETA 2:18:59", lines
+    assert all(len(line) <= 80 for line in lines)
+
+
 def test_a_sweep_not_on_a_terminal_prints_a_line_per_population_epoch_while_it_trains(tmp_path, data_root):
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", "seed=0,1", *SMALL]
     command += ["hydra.launcher.max_members=1", "trainer.max_epochs=40", "model.widths=[784,16,12,10]"]

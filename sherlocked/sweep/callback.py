@@ -164,11 +164,16 @@ class SweepProgress:
         else:
             self.counts[result.status] += 1
 
-    def summary(self) -> str:
-        parts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
-        return f"{self.done}/{'?' if self.total is None else self.total} jobs: {parts}"
+    def summary(self, short: bool = False) -> str:
+        """done/total jobs and each outcome's count; short: the outcomes that occurred (a live line in 80 columns)."""
+        parts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n or not short)
+        return f"{self.done}/{'?' if self.total is None else self.total} jobs" + (f": {parts}" if parts else "")
 
-    def line(self, populations: dict[str, dict] | None = None) -> str:
+    def live_line(self, populations: dict[str, dict] | None = None) -> str:
+        """The sweep's line as the live view shows it under its populations, in 80 columns."""
+        return self.line(populations, short=True)
+
+    def line(self, populations: dict[str, dict] | None = None, short: bool = False) -> str:
         """The sweep's line; with the populations in training (sherlocked.sweep.progress), an ETA from their steps."""
         now = time.time()
         for p in (populations or {}).values():
@@ -176,13 +181,13 @@ class SweepProgress:
         if populations:
             self.steps_per_job = steps_per_job(populations)
         if self.total is None:
-            return f"sweep {self.summary()} | elapsed {clock(now - self.start)}"
+            return f"sweep {self.summary(short)} | elapsed {clock(now - self.start)}"
         trained, remaining = self.done - self.counts["skipped"], self.total - self.done
         training_s = now - (self.training_since or self.start)
         eta = eta_s(remaining, trained, self.in_flight(populations or {}), training_s, self.steps_per_job)
         if math.isnan(eta) and trained:  # no population in training now: jobs at the rate they finished so far
             eta = training_s / trained * remaining
-        return f"sweep {self.summary()} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"
+        return f"sweep {self.summary(short)} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"
 
     def in_flight(self, populations: dict[str, dict]) -> float:
         """The member-steps of jobs not counted yet. A population's 16 jobs end together and are counted one by
@@ -229,7 +234,7 @@ class StudyCallback(Callback):
             validate_or_exit(job_config)
         data_or_exit(configs)
         self.progress = SweepProgress(size)
-        self.watch = Watch(config.hydra.sweep.dir, self.progress.line)
+        self.watch = Watch(config.hydra.sweep.dir, self.progress.line, self.progress.live_line)
         self.watch.start()
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:

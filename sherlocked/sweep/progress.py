@@ -50,9 +50,17 @@ def read_populations(sweep_dir: Path) -> dict[str, dict]:
 class Watch:
     """The sweep while it trains: a live table in a terminal, a line per population epoch elsewhere."""
 
-    def __init__(self, sweep_dir: Path, line: Callable[[dict[str, dict]], str], every_s: float = 1.0):
-        """line(populations): the sweep's own line (counts, elapsed, ETA), given what trains now."""
+    def __init__(
+        self,
+        sweep_dir: Path,
+        line: Callable[[dict[str, dict]], str],
+        live_line: Callable[[dict[str, dict]], str] | None = None,
+        every_s: float = 1.0,
+    ):
+        """line(populations): the sweep's own line (counts, elapsed, ETA), given what trains now; live_line: the
+        same for the live view, which a narrow terminal cuts (default: line)."""
         self.sweep_dir, self.line, self.every_s = Path(sweep_dir), line, every_s
+        self.live_line = live_line or line
         self.live: Live | None = None
         self.thread: threading.Thread | None = None
         self.stopped = threading.Event()
@@ -96,7 +104,8 @@ class Watch:
             table.add_column(column)
         for key, p in sorted(populations.items(), key=lambda item: item[1].get("started", 0)):
             table.add_row(key[:8], *describe(p))
-        return Group(table, self.line(populations)) if populations else Group(self.line(populations))
+        line = self.live_line(populations)
+        return Group(table, line) if populations else Group(line)
 
     def _print_epochs(self) -> None:
         while not self.stopped.wait(self.every_s):
