@@ -9,7 +9,7 @@ PYTHON ?= $(if $(or $(wildcard $(VENV)/bin/python),$(filter 1,$(MANAGED))),$(VEN
 ARGS ?=
 # What make installs: the tools and every optional engine, so that make test runs every test CI runs (.ci/run).
 EXTRAS = dev,ray,slurm,optuna
-STUDY ?= mnist
+STUDY ?=
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
@@ -46,8 +46,8 @@ sweep-bn: install ## the study's grid with batch norm on every layer and on the 
 sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3 seeds
 	$(SWEEP) study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
 
-report: install ## table, plots and statistics of a sweep: make report STUDY=mnist
-	$(PYTHON) -m sherlocked.report outputs/sweeps/$(STUDY)
+report: install ## table, plots and statistics of a sweep: make report STUDY=mnist (no STUDY: the sweeps there are)
+	$(PYTHON) -m sherlocked.report $(if $(STUDY),outputs/sweeps/$(STUDY))
 
 bench: install ## speed on this machine: plain loop vs solo runs vs populations (64 triples, mnist_5k), then real multiruns: overhead per job, end to end
 	$(PYTHON) -m sherlocked.bench $(ARGS)

@@ -315,3 +315,20 @@ def test_the_console_rows_show_a_swept_number_as_typed(tmp_path, capsys):
     main([str(tmp_path)])
     best = capsys.readouterr().out.split("best:")[1].split("worst:")[0]
     assert " 0.003 " in best and " 0.0125 " in best
+
+
+def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert "No sweep under outputs/sweeps yet" in str(stopped.value.code)
+    fake_sweep(tmp_path / "outputs" / "sweeps" / "demo", [("relu", "sigmoid", "relu")], seeds=[0])
+    from sherlocked.table import rebuild
+
+    rebuild(tmp_path / "outputs" / "sweeps" / "demo")
+    with pytest.raises(SystemExit) as stopped:
+        main(["outputs/sweeps/mnist"])  # make report STUDY=mnist before that sweep ran
+    assert str(stopped.value.code) == (
+        "sherlocked report: no sweep at outputs/sweeps/mnist. Sweeps to report: outputs/sweeps/demo. "
+        "Report one: python -m sherlocked.report outputs/sweeps/demo"
+    )

@@ -77,9 +77,21 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     return Report(runs, ours, written)
 
 
+def sweeps_to_report(asked: Path | None, under: Path = Path("outputs/sweeps")) -> str:
+    """What to say where no sweep dir (or one that does not exist) was given: the sweeps there are to report."""
+    found = sorted(p.parent for p in under.glob(f"**/{results_table('.').name}") if p.is_dir())
+    head = f"sherlocked report: no sweep at {asked}. " if asked is not None else ""
+    if not found:
+        return f"{head}No sweep under {under} yet: run one first (make demo)."
+    names = ", ".join(str(p) for p in found)
+    return f"{head}Sweeps to report: {names}. Report one: python -m sherlocked.report {found[0]}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sherlocked.report", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep's directory, e.g. outputs/sweeps/demo")
+    parser.add_argument(
+        "sweep_dir", type=Path, nargs="?", help="a sweep's directory, e.g. outputs/sweeps/demo (none: list them)"
+    )
     parser.add_argument(
         "--pair",
         action="append",
@@ -92,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         "--rebuild", action="store_true", help="make the sweep's results table again from its result.json files first"
     )
     args = parser.parse_args(argv)
+    if args.sweep_dir is None or not args.sweep_dir.is_dir():
+        sys.exit(sweeps_to_report(args.sweep_dir))
     pairs = [tuple(p.split(",")) for p in args.pair or ["sigmoid,relu"]]
     for pair in pairs:
         if len(pair) != 2 or any(a not in ACTIVATIONS for a in pair):
