@@ -84,7 +84,7 @@ KEYS = (
     Key("trainer.accelerator", dir_name=False),
     Key("trainer.devices", dir_name=False),
     # Neither where nor what: a rerun with another value finds the job finished.
-    Key("study", identity=False, dir_name=False),
+    Key("study", "study", identity=False, dir_name=False),  # which study a run belongs to, in HParams
     Key("dataset.root", identity=False, dir_name=False),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
     Key("checkpoint_every_s", identity=False, dir_name=False),

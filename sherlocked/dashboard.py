@@ -36,33 +36,45 @@ from sherlocked import layout, table
 from sherlocked.config import ACT
 from sherlocked.table import HPARAMS
 
-METRICS = {  # scalar tag: what the HParams tab calls it, in this order
-    "hp/test_acc": "final test accuracy",
-    "hp/test_loss": "final test loss",
-    "hp/train_loss": "final train loss",
-    "hp/test_acc_std": "final test accuracy: std over seeds",  # a configuration's mean run only
-    "hp/runs": "runs averaged",
+# The HParams tab's metrics: the last value of a run's curves (its final epoch's), so that no scalar exists only
+# for HParams (Time Series drew each as a dot at one step, in a group of its own), in this order.
+METRICS = {
+    "accuracy/test": "final test accuracy",
+    "loss/test": "final test loss",
+    "loss/train_epoch": "final train loss",
+    "accuracy/test_std": "final test accuracy: std over seeds",  # a configuration's mean run only
 }
 CURVES = {"curve.test_acc": "accuracy/test", "curve.test_loss": "loss/test", "curve.train_loss": "loss/train_epoch"}
-FINALS = {"final.test_acc": "hp/test_acc", "final.test_loss": "hp/test_loss", "final.train_loss": "hp/train_loss"}
+PAST_DEPTH = "none"  # an activation key past the model's depth (sherlocked.config.hparams): no HParams column
 
 
 def shown(value):
-    """A value TensorBoard's HParams can hold (a string, a number or a bool)."""
-    return value if isinstance(value, bool | int | float | str) else str(value)
+    """A value as TensorBoard's HParams shows it: a string, a float or a bool; a whole number as text (a seed is
+    one of its values to tick, not a point on a continuous axis shown as 0.0000)."""
+    if isinstance(value, bool | float | str):
+        return value
+    return str(value)
 
 
 def hparam_info(name: str, values: list) -> api_pb2.HParamInfo:
     distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
     if all(isinstance(v, bool) for v in distinct):
         kind = api_pb2.DATA_TYPE_BOOL
-    elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct):
+    elif all(isinstance(v, float) for v in distinct):
         kind = api_pb2.DATA_TYPE_FLOAT64
-    else:
-        kind, distinct = api_pb2.DATA_TYPE_STRING, sorted({str(v) for v in distinct})
+    else:  # whole numbers in their order (2 before 10)
+        kind = api_pb2.DATA_TYPE_STRING
+        distinct = sorted(
+            {str(v) for v in distinct}, key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v)
+        )
     info = api_pb2.HParamInfo(name=name, type=kind, differs=len(distinct) > 1)
     info.domain_discrete.extend(distinct)
     return info
+
+
+def columns(hparams: dict) -> dict:
+    """A run's HParams as TensorBoard shows them: its activations up to its depth, every value shown()."""
+    return {name: shown(v) for name, v in hparams.items() if not (ACT.fullmatch(name) and v == PAST_DEPTH)}
 
 
 def column_order(name: str, differs: bool) -> tuple:
@@ -72,23 +84,35 @@ def column_order(name: str, differs: bool) -> tuple:
 
 
 def write_experiment(sweep_dir: Path) -> int:
-    """The sweep's experiment summary, from its results table's trained runs; returns the runs counted."""
-    sweep_dir = Path(sweep_dir)
-    rows = table.read(sweep_dir, ["status"], prefixes=(HPARAMS,))
-    rows = rows[rows["status"] != "failed"]
+    """The sweep's experiment summary, into <sweep dir>/hparams; returns the runs counted."""
+    return write_experiment_of([sweep_dir], layout.experiment(sweep_dir))
+
+
+def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
+    """One experiment summary for the trained runs of the sweeps' results tables, into `folder`; returns the runs
+    counted. Each key's values are those any of its runs took (a filter for each), the keys that vary first."""
+    rows = pd.concat([trained_rows(sweep_dir) for sweep_dir in sweep_dirs], ignore_index=True)
     if rows.empty:
         return 0
-    names = [c for c in rows if c.startswith(HPARAMS)]
-    infos = [hparam_info(n[len(HPARAMS) :], [shown(v) for v in rows[n].dropna().tolist()]) for n in names]
+    infos = []
+    for name in (c for c in rows if c.startswith(HPARAMS)):
+        values = [shown(v) for v in rows[name].dropna().tolist()]
+        if values and not (ACT.fullmatch(name[len(HPARAMS) :]) and set(values) == {PAST_DEPTH}):
+            infos.append(hparam_info(name[len(HPARAMS) :], [v for v in values if v != PAST_DEPTH]))
     infos.sort(key=lambda info: column_order(info.name, info.differs))
     metrics = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()
     ]
-    writer = fresh_writer(layout.experiment(sweep_dir))
+    writer = fresh_writer(folder)
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
     writer.add_event(event(plugin_summary(metadata.EXPERIMENT_TAG, experiment=experiment)))
     writer.close()
     return len(rows)
+
+
+def trained_rows(sweep_dir: Path) -> pd.DataFrame:
+    rows = table.read(Path(sweep_dir), ["status"], prefixes=(HPARAMS,))
+    return rows[rows["status"] != "failed"]
 
 
 def fresh_writer(folder: Path) -> EventFileWriter:
@@ -108,10 +132,10 @@ def plugin_summary(tag: str, **data) -> Summary:
 
 
 def session_summaries(hparams: dict) -> tuple[Summary, Summary]:
-    """A run's HParams session: its start (the values of its keys) and its end; its metrics are its hp/* scalars."""
+    """A run's HParams session: its start (the values of its keys, as columns() shows them) and its end; its
+    metrics are the last values of its curves (METRICS)."""
     start = SessionStartInfo(start_time_secs=time.time())
-    for name, value in hparams.items():
-        value = shown(value)
+    for name, value in columns(hparams).items():
         if isinstance(value, bool):
             start.hparams[name].bool_value = value
         elif isinstance(value, int | float):
@@ -135,7 +159,7 @@ def scalars(values: dict[str, float]) -> Summary:
 
 def write_means(sweep_dir: Path) -> int:
     """Each configuration's mean run (see the module's docstring), from the results table; returns how many."""
-    rows = table.read(sweep_dir, ["status", "overrides", *CURVES, *FINALS], prefixes=(HPARAMS,))
+    rows = table.read(sweep_dir, ["status", "overrides", *CURVES], prefixes=(HPARAMS,))
     rows = rows[rows["status"] != "failed"]
     if rows.empty:
         return 0
@@ -156,8 +180,8 @@ def configurations(overrides: pd.Series) -> list[str]:
 
 
 def write_mean(folder: Path, group: pd.DataFrame) -> None:
-    """One configuration's runs as one: per epoch, the mean and std (ddof 0) of every curve over its seeds;
-    its session, with the mean and std of the final metrics."""
+    """One configuration's runs as one: per epoch, the mean and std (ddof 0) of every curve over its seeds (their
+    last values: its HParams metrics); its session, with how many runs it averages."""
     writer = fresh_writer(folder)
     epochs = 0
     for column, tag in CURVES.items():
@@ -168,9 +192,8 @@ def write_mean(folder: Path, group: pd.DataFrame) -> None:
             mean, std = stack[:, epoch].mean(), stack[:, epoch].std()
             writer.add_event(event(scalars({tag: mean, f"{tag}_std": std}), step=epoch + 1))
     shared = {name[len(HPARAMS) :]: value for name, value in group.iloc[0].items() if name.startswith(HPARAMS)}
-    start, end = session_summaries({k: v for k, v in shared.items() if k != "seed" and not pd.isna(v)})
-    finals = {tag: group[column].astype(float).mean() for column, tag in FINALS.items()}
-    finals.update({"hp/test_acc_std": group["final.test_acc"].astype(float).std(ddof=0), "hp/runs": len(group)})
-    for summary in (start, scalars(finals), end):
+    shared = {k: v for k, v in shared.items() if k != "seed" and not pd.isna(v)}
+    start, end = session_summaries({**shared, "runs": len(group)})
+    for summary in (start, end):
         writer.add_event(event(summary, step=epochs))
     writer.close()

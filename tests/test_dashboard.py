@@ -70,15 +70,16 @@ def check_experiment(tmp_path):
     assert not any(info.differs for info in summary.hparam_infos[3:]) and "act2" in names[3:]
     domains = {info.name: list(info.domain_discrete) for info in summary.hparam_infos}
     assert domains["act1"] == ["relu", "tanh"] and domains["act3"] == ["relu", "sigmoid"]
-    assert domains["seed"] == [0, 1] and domains["act4"] == ["none"]
-    assert summary.metric_infos[0].name.tag == "hp/test_acc"
+    assert domains["seed"] == ["0", "1"] and "act4" not in domains  # values to tick; no column past the depth
+    assert domains["study"] == ["default"]
+    assert summary.metric_infos[0].name.tag == "accuracy/test"  # the curve's last value
 
     served = tensorboard_experiment(tmp_path / "sweep")
     columns = [(info["name"], info.get("differs", False)) for info in served["hparamInfos"]]
     assert columns[:4] == [("act1", True), ("act3", True), ("seed", True), ("act2", False)], columns
     act1 = next(info for info in served["hparamInfos"] if info["name"] == "act1")
     assert act1["type"] == "DATA_TYPE_STRING" and act1["domainDiscrete"] == ["relu", "tanh"]
-    tags = ["hp/test_acc", "hp/test_loss", "hp/train_loss", "hp/test_acc_std", "hp/runs"]  # the last two: mean runs'
+    tags = ["accuracy/test", "loss/test", "loss/train_epoch", "accuracy/test_std"]  # the last: mean runs'
     assert [m["name"]["tag"] for m in served["metricInfos"]] == tags
     assert served["metricInfos"][0]["displayName"] == "final test accuracy"
 
@@ -93,7 +94,7 @@ def test_a_runs_hparams_yaml_is_what_lightning_writes(tmp_path):
     shown = {"act1": "relu", "act4": "none", "seed": 3, "batch_norm": "[1, 3]", "lr": 0.01, "output_activation": True}
     shown |= {"widths": "784-500-256-10", "null_like": "null", "number_like": "1e-3", "yes": "true"}
     logger = TensorBoardLogger(str(tmp_path), name="run", version="")
-    log_session(logger, shown, {"test_acc": 0.5, "test_loss": 1.0, "train_loss": 1.1})
+    log_session(logger, shown)
     logger.finalize("success")
     save_hparams_to_yaml(tmp_path / "lightning.yaml", dict(shown))
     assert (tmp_path / "run" / "hparams.yaml").read_text() == (tmp_path / "lightning.yaml").read_text()
@@ -119,11 +120,9 @@ def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep,
             for tag, expected in (("accuracy/test", curves.mean(0)), ("accuracy/test_std", curves.std(0))):
                 steps, values = scalars(mean, tag)
                 assert steps == [1, 2] and values == pytest.approx(expected.tolist(), abs=1e-6)
-            finals = np.array([r["final_test_acc"] for r in found])
-            assert scalars(mean, "hp/test_acc") == ([2], pytest.approx([finals.mean()], abs=1e-6))
-            assert scalars(mean, "hp/test_acc_std") == ([2], pytest.approx([finals.std()], abs=1e-6))
-            assert scalars(mean, "hp/runs") == ([2], [3.0])
             (start,) = [d.session_start_info for d in hparams_data(mean) if d.HasField("session_start_info")]
             assert start.hparams["act3"].string_value == act and "seed" not in start.hparams
+            assert start.hparams["runs"].string_value == "3"
+            assert not [tag for tag in EventAccumulator(str(mean)).Reload().Tags()["scalars"] if tag.startswith("hp/")]
         with sweep(tmp_path / "sweep", *grid[:-1]) as again:  # per-job runs back on: still the same jobs
             assert all(r.return_value.skipped for r in again.returns[0])

@@ -112,7 +112,8 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
 
     events = read_events(tmp_path)
     scalars = events.Tags()["scalars"]
-    assert {"accuracy/test", "loss/test", "loss/train", "loss/train_epoch", "hp/test_acc"} <= set(scalars)
+    assert {"accuracy/test", "loss/test", "loss/train", "loss/train_epoch"} <= set(scalars)
+    assert not [tag for tag in scalars if tag.startswith("hp/")]  # HParams reads the curves' last values
     assert [e.step for e in events.Scalars("accuracy/test")] == [1, 2]
     assert events.Scalars("accuracy/test")[-1].value == pytest.approx(saved["final_test_acc"])
     start = next(
@@ -121,8 +122,8 @@ def test_a_run_leaves_its_result_and_tensorboard_events_with_hparams(make_cfg, t
         if HParamsPluginData.FromString(content).HasField("session_start_info")
     )
     hp = {key: value.string_value or value.number_value for key, value in start.hparams.items()}
-    assert hp["act2"] == "sigmoid" and hp["act4"] == "none" and hp["seed"] == 3 and hp["dataset"] == "mnist"
-    assert set(hp) == set(saved["hparams"])
+    assert hp["act2"] == "sigmoid" and hp["seed"] == "3" and hp["dataset"] == "mnist" and hp["study"] == "default"
+    assert set(hp) == set(saved["hparams"]) - {"act4"}  # act4 is "none" past this model's depth: no column
 
 
 def test_step_metrics_are_written_per_member_at_epoch_ends_with_their_own_steps(make_cfg, tmp_path):
@@ -294,7 +295,7 @@ def test_over_longer_training_on_real_digits_members_stay_within_half_a_point_of
 
 
 def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tmp_path):
-    (result,) = run([make_cfg("diagnostics=on", "diagnostics.interval=5")], [tmp_path])
+    (result,) = run([make_cfg("diagnostics=on", "diagnostics.interval=5", "diagnostics.histograms=true")], [tmp_path])
     diagnostics = result.diagnostics
     assert len(diagnostics["layer1/pre_mean"]) == 2 and len(diagnostics["layer3/dead"]) == 2
     assert all(v >= 0 for v in diagnostics["layer1/grad_w"])
@@ -304,11 +305,13 @@ def test_diagnostics_go_to_result_json_per_epoch_and_to_tensorboard(make_cfg, tm
     assert expected <= set(tags["scalars"])
     # TensorBoard groups cards by the tag's first part, in lexicographic order: accuracy and loss before the rest
     groups = sorted({tag.split("/")[0] for tag in tags["scalars"] + tags["histograms"]})
-    assert groups == ["accuracy", "hp", "loss", "mechanism"]
+    assert groups == ["accuracy", "loss", "mechanism"]
     assert len(events.Scalars("mechanism/layer1/grad_w")) >= 32 // 5
     assert {"mechanism/layer1/pre_activation", "mechanism/layer3/activation"} <= set(tags["histograms"])
     (quiet,) = run([make_cfg("diagnostics=off")], [tmp_path / "off"])
     assert quiet.diagnostics == {} and quiet.history == result.history  # measuring changes nothing
+    (default,) = run([make_cfg("diagnostics=on")], [tmp_path / "on"])  # histograms (a card a run) only if asked
+    assert default.diagnostics and read_events(tmp_path / "on").Tags()["histograms"] == []
 
 
 def test_a_failure_never_replaces_a_finished_result(make_cfg, tmp_path):

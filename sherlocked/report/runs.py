@@ -85,7 +85,7 @@ def group_keys(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     The seed is not among them: runs of one group differ in seed, and the table gives each a column.
     """
     acts = act_keys(runs)
-    skip = {*OUTCOME, "seed", *(c for c in runs.columns if ACT.fullmatch(c))}
+    skip = {*OUTCOME, "seed", "study", *(c for c in runs.columns if ACT.fullmatch(c))}
     varied = [c for c in runs.columns if c not in skip and not c.startswith(DIAG) and runs[c].astype(str).nunique() > 1]
     return acts, varied
 

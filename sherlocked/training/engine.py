@@ -181,7 +181,7 @@ def collect(
         final = {name: curve[-1] for name, curve in history.items()}
         shown = hparams(job.config)
         if loggers:
-            log_session(loggers[k], shown, final)
+            log_session(loggers[k], shown)
             loggers[k].finalize("success")
         result = Result(
             status="ok" if module.alive[k] else "diverged",
