@@ -58,8 +58,8 @@ bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epoch
 bench-scale: install ## the report of a study of 100,000 runs (a synthetic results table), timed whole
 	$(PYTHON) -m sherlocked.bench --scale 100000 $(ARGS)
 
-tensorboard: install ## TensorBoard over every run and sweep under outputs/
-	$(PYTHON) -m tensorboard.main --logdir outputs
+tensorboard: install ## TensorBoard over every run and sweep under outputs/: runs named by study, one HParams table
+	$(PYTHON) -m sherlocked.board outputs $(ARGS)
 
 # What tests/test_page.py renders the report's page with: Debian's pandoc and Chromium, installed where make may
 # (as root, with apt); elsewhere those tests skip and say so.

@@ -91,7 +91,7 @@ def write_experiment(sweep_dir: Path) -> int:
 def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
     """One experiment summary for the trained runs of the sweeps' results tables, into `folder`; returns the runs
     counted. Each key's values are those any of its runs took (a filter for each), the keys that vary first."""
-    rows = pd.concat([trained_rows(sweep_dir) for sweep_dir in sweep_dirs], ignore_index=True)
+    rows = pd.concat([trained_rows(sweep_dir) for sweep_dir in sweep_dirs] or [pd.DataFrame()], ignore_index=True)
     if rows.empty:
         return 0
     infos = []

@@ -25,8 +25,12 @@ def hparams_data(folder) -> list[HParamsPluginData]:
 
 def tensorboard_experiment(logdir, seconds: float = 60) -> dict:
     """The HParams plugin's answer for `logdir`, from a TensorBoard started on 127.0.0.1 (an unused port)."""
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
-    command += ["--port", "0", "--load_fast", "false", "--reload_interval", "1"]
+    return served([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)], seconds)[0]
+
+
+def served(command: list[str], seconds: float = 60) -> tuple[dict, list[str]]:
+    """A TensorBoard started by `command` (on 127.0.0.1, an unused port): its HParams experiment and its runs."""
+    command = [*command, "--host", "127.0.0.1", "--port", "0", "--load_fast", "false", "--reload_interval", "1"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = None
@@ -44,7 +48,8 @@ def tensorboard_experiment(logdir, seconds: float = 60) -> dict:
             with urllib.request.urlopen(request, timeout=10) as response:
                 experiment = json.loads(response.read())
             if experiment.get("hparamInfos") or time.monotonic() > deadline:
-                return experiment
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=10) as response:
+                    return experiment, json.loads(response.read())
             time.sleep(0.5)
     finally:
         server.kill()
@@ -126,3 +131,22 @@ def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep,
             assert not [tag for tag in EventAccumulator(str(mean)).Reload().Tags()["scalars"] if tag.startswith("hp/")]
         with sweep(tmp_path / "sweep", *grid[:-1]) as again:  # per-job runs back on: still the same jobs
             assert all(r.return_value.skipped for r in again.returns[0])
+
+
+def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_names_runs_by_study(sweep, tmp_path):
+    from sherlocked import board
+
+    outputs = tmp_path / "outputs"
+    with (
+        sweep(outputs / "sweeps" / "a", "study=a", "act3=relu,tanh", "seed=0", "hydra/launcher=population"),
+        sweep(outputs / "sweeps" / "b", "study=b", "act3=relu", "seed=1,2", "hydra/launcher=population"),
+    ):
+        before = sorted(outputs.rglob("*"))
+        experiment, runs = served(board.command(outputs, tmp_path / "experiment", []))
+        assert sorted(outputs.rglob("*")) == before  # the summary is written elsewhere
+    domains = {info["name"]: info.get("domainDiscrete") for info in experiment["hparamInfos"]}
+    assert domains["study"] == ["a", "b"] and domains["seed"] == ["0", "1", "2"] and domains["act3"] == ["relu", "tanh"]
+    assert "act4" not in domains
+    assert {"a/act3=relu", "b/seed=1", "b/mean/all"} <= set(runs), runs  # the study, then what varies
+    # One run holds the one experiment summary (TensorBoard lists it, with no curves); no sweep's own is seen.
+    assert [run for run in runs if "sweeps/" in run or "hparams" in run] == ["hparams/."], runs
