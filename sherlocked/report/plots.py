@@ -176,14 +176,7 @@ def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, li
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (None, acts[0])
     rows, cols = _ordered(runs, rows_key) or [None], _ordered(runs, cols_key)
     inner = [*acts[: len(acts) - (2 if rows_key else 1)], *varied]  # what tells a panel's lines apart
-    colour_key, style_key = (inner[0], inner[1]) if len(inner) >= 2 else ((inner[0], None) if inner else (None, None))
-    colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
-    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
-
-    def look(labels: pd.Series) -> tuple:
-        colour = colours.get(labels.get(colour_key)) if colour_key else "C0"
-        return colour, styles.get(labels.get(style_key), "-") if style_key else "-"
-
+    look = line_looks(runs, inner)
     side = min(1.9, (PAGE_WIDTH - 1.0) / len(cols))
     done = runs[runs["status"] != "failed"]
     drawn = []
@@ -203,13 +196,7 @@ def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, li
             title = ", ".join(f"{k}={v}" for k, v in ((rows_key, row), (cols_key, col)) if k)
             ax.set_title(f"{cols_key}={col}" if i == 0 else "")
             drawn += [(title, *line) for line in curve_lines(ax, done[here], inner, look)]
-            if (row, col) == pair or (rows_key is None and col == pair[1]):
-                for spine in ax.spines.values():
-                    spine.set(edgecolor="crimson", linewidth=2.5)
-            ax.set_ylim(0, 100)
-            ax.set_yticks([0, 50, 100])
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
-            ax.grid(alpha=0.3)
+            small_panel(ax, framed=(row, col) == pair or (rows_key is None and col == pair[1]))
             if j == 0:
                 ax.set_ylabel(f"{rows_key}={row}" if rows_key else "accuracy (%)")
             if i == len(rows) - 1:
@@ -221,6 +208,31 @@ def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, li
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
     return fig, drawn
+
+
+def line_looks(runs: pd.DataFrame, keys: list[str]):
+    """look(labels) -> (colour, line style) of a line: its colour by the first key's value, its style by the
+    second's: no two lines of a panel look alike."""
+    colour_key, style_key = (keys + [None, None])[:2]
+    colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
+    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
+
+    def look(labels: pd.Series) -> tuple:
+        colour = colours.get(labels.get(colour_key)) if colour_key else "C0"
+        return colour, styles.get(labels.get(style_key), "-") if style_key else "-"
+
+    return look
+
+
+def small_panel(ax, framed: bool) -> None:
+    """A curves panel's axes: accuracy 0-100, a few epoch ticks; framed in red for the pair the study asks about."""
+    if framed:
+        for spine in ax.spines.values():
+            spine.set(edgecolor="crimson", linewidth=2.5)
+    ax.set_ylim(0, 100)
+    ax.set_yticks([0, 50, 100])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
+    ax.grid(alpha=0.3)
 
 
 def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[str, str, str]]:
