@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from sherlocked.sweep.backends import cores
+
 ROOT = Path(__file__).parents[1]
 GRID = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=2"]
 
@@ -38,8 +40,11 @@ def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep,
         assert same_results(results(tmp_path / "local"), results(tmp_path / "ray"))
         out = capsys.readouterr().out
         assert "4/4 jobs: 4 ok" in out
-        placed = {line.rsplit("CUDA_VISIBLE_DEVICES=", 1)[1] for line in out.splitlines() if "finished on" in line}
+        finished = [line for line in out.splitlines() if "finished on" in line]
+        placed = {line.rsplit("CUDA_VISIBLE_DEVICES=", 1)[1].split(",")[0] for line in finished}
         assert {"0", "1"} <= placed  # two populations, one fake GPU each
+        on_ray = [line for line in finished if "CUDA_VISIBLE_DEVICES=," not in line]  # not the local sweep's
+        assert on_ray and all(line.endswith(", 1 threads") for line in on_ray), finished  # cpus_per_population
 
 
 def test_a_ray_task_whose_worker_dies_is_retried_and_the_sweep_completes(sweep, tmp_path, capsys):
@@ -77,7 +82,11 @@ def test_submitit_on_this_machine_gives_the_local_backends_results(sweep, tmp_pa
     pytest.importorskip("submitit")
     with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "submitit", *GRID, *local_submitit(tmp_path)):
         assert same_results(results(tmp_path / "local"), results(tmp_path / "submitit"))
-        assert "4/4 jobs: 4 ok" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "4/4 jobs: 4 ok" in out
+        finished = [line for line in out.splitlines() if "finished on" in line][-2:]  # the submitit sweep's
+        shares = {line.rsplit(", ", 1)[1] for line in finished}
+        assert shares == {f"{max(1, cores() // 2)} threads"}, out  # 2 elements at a time share the cores
         assert list((tmp_path / "submitit" / ".submitit").glob("*/*_log.out"))  # submitit ran the elements
 
 
@@ -139,7 +148,7 @@ def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make
         job.job_dir.mkdir()
     work = backends.TrainPopulation()
     again = work.checkpoint(jobs)  # what submitit resubmits when SLURM preempts or times the element out
-    assert isinstance(again, DelayedSubmission) and again.function is work and again.args == (jobs, None)
+    assert isinstance(again, DelayedSubmission) and again.function is work and again.args == (jobs, None, None)
     (first,) = train([jobs[0]])  # the first attempt finished one member before it was stopped
     results, where = again.function(*again.args)
     assert results[0].skipped and results[0].final_test_acc == first.final_test_acc

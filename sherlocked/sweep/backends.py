@@ -69,19 +69,32 @@ def dispatch(populations: Sequence[list[Job]], backend: str, workers: int, devic
     return on_submitit(populations, settings, gpus)
 
 
-def train_population(jobs: list[Job], gpu: str | None = None, resume: bool = False) -> tuple[list[Result], str]:
-    """One population, wherever it runs: its results and where it ran (host, visible GPUs).
+def train_population(
+    jobs: list[Job], gpu: str | None = None, resume: bool = False, threads: int | None = None
+) -> tuple[list[Result], str]:
+    """One population, wherever it runs: its results and where it ran (host, visible GPUs, torch's threads).
 
     resume: a task its engine may start again (a Ray retry, a SLURM requeue) first reads back the
     members an earlier attempt finished, and trains the others. A worker that cannot see the
-    sweep's directories says so in every result.
+    sweep's directories says so in every result. threads: the cores this process may use (its
+    share of the machine, or what the scheduler gave it: SLURM_CPUS_PER_TASK); torch would start
+    as many threads as the machine has cores in every process, and processes sharing a machine
+    would then fight over them.
     """
     if gpu is not None:  # before torch is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     # Imported here: a worker must set CUDA_VISIBLE_DEVICES before torch (imported with the engine) is.
+    import torch
+
     from sherlocked.training import engine
 
-    where = f"{socket.gethostname()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
+    threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or None
+    if threads:
+        torch.set_num_threads(threads)
+    where = (
+        f"{socket.gethostname()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}, "
+        f"{torch.get_num_threads()} threads"
+    )
     unseen = sorted({str(job.job_dir.parent) for job in jobs if not job.job_dir.is_dir()})
     if unseen:
         error = FileNotFoundError(
@@ -116,7 +129,10 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
         gpus.put(gpu)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus,))
     try:
-        futures = {pool.submit(train_population, jobs): number for number, jobs in enumerate(populations)}
+        share = max(1, cores() // workers)  # each worker its share of the cores
+        futures = {
+            pool.submit(train_population, jobs, None, False, share): number for number, jobs in enumerate(populations)
+        }
         for future in as_completed(futures):
             yield futures[future], *future.result()
     except BaseException:  # Ctrl-C, or the driver stopping: the workers stop with it, now
@@ -125,6 +141,11 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _start_worker(gpus) -> None:
@@ -144,7 +165,8 @@ def on_ray(populations: Sequence[list], settings: Mapping, gpus: float) -> Finis
     # max_calls=1: a fresh worker per GPU task, so CUDA memory is freed between populations (hydra#1974)
     task = ray.remote(max_calls=1 if gpus else 0)(train_population).options(**options)
     try:
-        pending = {task.remote(jobs, None, True): number for number, jobs in enumerate(populations)}
+        threads = settings["cpus_per_population"]  # Ray's num_cpus for the task
+        pending = {task.remote(jobs, None, True, threads): number for number, jobs in enumerate(populations)}
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             number = pending.pop(ref)
@@ -161,13 +183,13 @@ class TrainPopulation:
     """A SLURM array element's work; preempted or timed out, submitit requeues it through checkpoint(),
     and the new attempt trains only the members without a finished result.json."""
 
-    def __call__(self, jobs: list[Job], gpu: str | None = None) -> tuple[list[Result], str]:
-        return train_population(jobs, gpu, resume=True)
+    def __call__(self, jobs: list[Job], gpu: str | None = None, threads: int | None = None) -> tuple[list[Result], str]:
+        return train_population(jobs, gpu, resume=True, threads=threads)
 
-    def checkpoint(self, jobs: list[Job], gpu: str | None = None):
+    def checkpoint(self, jobs: list[Job], gpu: str | None = None, threads: int | None = None):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(self, jobs, gpu)
+        return submitit.helpers.DelayedSubmission(self, jobs, gpu, threads)
 
 
 def executor(settings: Mapping, gpus: float, folder: str):
@@ -218,7 +240,7 @@ def on_submitit(populations: Sequence[list], settings: Mapping, gpus: float) -> 
             number, jobs = waiting.pop(0)
             gpu = free.pop(0) if free else None
             with output_to(Path(run.folder) / "controllers.log"):
-                job = run.submit(TrainPopulation(), jobs, gpu)
+                job = run.submit(TrainPopulation(), jobs, gpu, max(1, cores() // limit))
             running[job.job_id] = (number, job, gpu)
         job = next(as_completed([job for _, job, _ in running.values()], poll_frequency=0.5))
         number, _, gpu = running.pop(job.job_id)
