@@ -1,6 +1,7 @@
 """Populations on Ray (a local Ray with fake GPUs) and submitit (its local executor), as on a cluster."""
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,21 @@ def test_a_worker_that_cannot_see_the_sweep_dir_fails_its_population_with_one_li
     assert [r.status for r in results] == ["failed", "failed"]
     assert all("cannot see" in r.error and "filesystem every worker shares" in r.error for r in results)
     assert "\n" not in results[0].error
+
+
+def test_an_unreachable_ray_address_stops_with_one_line_before_anything_is_written(sweep, tmp_path, capsys):
+    """ray.init retried such an address for minutes, a warning every few seconds."""
+    pytest.importorskip("ray")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = ["hydra.launcher.backend=ray", f"hydra.launcher.ray.address=127.0.0.1:{port}"]
+    with pytest.raises(SystemExit) as stopped, sweep(tmp_path / "sweep", *GRID, *unreachable):
+        pass
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"sherlocked: hydra.launcher.ray.address=127.0.0.1:{port}: no Ray cluster answers there (Connection refused); "
+        "start one (ray start --head) or give its head's address"
+    )
+    assert list((tmp_path / "sweep").iterdir()) == []  # the test runner made the dir; nothing in it

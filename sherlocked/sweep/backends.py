@@ -39,12 +39,33 @@ class MissingExtra(ConfigError):
     """A backend whose package is not installed; the message names the extra that installs it."""
 
 
-def check(backend: str) -> None:
-    """A backend this sherlocked knows, with its package installed; ConfigError (one line) if not."""
+def check(backend: str, ray_address: str | None = None) -> None:
+    """A backend this sherlocked knows, with its package installed, and the Ray cluster it names answering;
+    ConfigError (one line) if not."""
     if backend not in BACKENDS:
         raise ConfigError(f"hydra.launcher.backend={backend!r}; choose from {', '.join(BACKENDS)}")
     if backend != "local":
         require(backend)
+    if backend == "ray" and ray_address:
+        reachable(ray_address)
+
+
+def reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A Ray cluster's address (host:port, or ray://host:port for Ray Client) where something answers; ray.init
+    would otherwise retry for minutes, printing a warning every few seconds. "auto" and "local" are Ray's."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise ConfigError(f"hydra.launcher.ray.address={address}: not host:port (or ray://host:port)") from None
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"hydra.launcher.ray.address={address}: no Ray cluster answers there ({why}); start one "
+            "(ray start --head) or give its head's address"
+        ) from None
 
 
 def require(backend: str):

@@ -134,7 +134,7 @@ def launcher_or_exit(config: DictConfig) -> None:
     if backend is None:  # not the population launcher
         return
     try:
-        check(backend)
+        check(backend, OmegaConf.select(config, "hydra.launcher.ray.address"))
     except ConfigError as error:
         stop(str(error))
 
