@@ -18,7 +18,9 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 from sherlocked.config import ConfigError
 from sherlocked.job import Job
 from sherlocked.results import Result, failure
+from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
@@ -123,7 +126,19 @@ def train_population(
             "must be on a filesystem every worker shares"
         )
         return failures(error, jobs), where
-    results = (engine.resume if resume else engine.train)(jobs, quiet=True)
+    if not resume:  # the driver holds the locks of the jobs it trains in its own processes
+        results = engine.train(jobs, quiet=True)
+    else:  # elsewhere (a Ray task, a SLURM element, maybe started again): this process holds them while it trains
+        locks = JobLocks()
+        try:
+            for job in jobs:
+                locks.wait(job.job_dir)  # held: another attempt trains it; its result is read back below
+            results = engine.resume(jobs, quiet=True)
+            for job, result in zip(jobs, results):
+                if result.finished:
+                    locks.finished(job.job_dir)
+        finally:
+            locks.release()
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
         log.error(f"population of {len(jobs)} failed: {failed.error}")
@@ -246,10 +261,7 @@ def on_submitit(populations: Sequence[list], settings: Mapping, gpus: float) -> 
 
     run = executor(settings, gpus, str(settings["submitit"]["folder"]))
     if run.cluster == "slurm":
-        submitted = run.map_array(TrainPopulation(), list(populations))
-        numbers = {job.job_id: n for n, job in enumerate(submitted)}
-        for job in as_completed(submitted, poll_frequency=5):
-            yield numbers[job.job_id], *_outcome(job, populations[numbers[job.job_id]])
+        yield from on_slurm(run.map_array(TrainPopulation(), list(populations)), populations)
         return
     # Locally, submitit would start every element at once on every GPU (hydra#2757, #2323): run at most
     # array_parallelism at a time, each on one GPU of its own.
@@ -290,10 +302,51 @@ def output_to(path: Path):
             os.close(copy)
 
 
-def _outcome(job, jobs: list) -> tuple[list[Result], str]:
+ENDED = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "COMPLETED"}
+
+
+class SlurmEnded(RuntimeError):
+    """An element SLURM ended without a result; the message is the one line its jobs' results keep."""
+
+    def __init__(self, job_id: str, state: str):
+        if state == "CANCELLED":
+            said = f"SLURM cancelled job {job_id} (scancel, or the scheduler)"
+        else:
+            said = f"SLURM job {job_id} ended {state} without a result"
+        super().__init__(f"{said}; run the same command again to train it")
+
+
+def on_slurm(submitted: list, populations: Sequence[list], every_s: float = 2.0) -> Finished:
+    """The array's elements as they finish. submitit learns an element's state from sacct, which a cluster
+    without accounting storage does not answer: an element cancelled there never counted as done. squeue
+    says what SLURM did with it (while it remembers the job: MinJobAge, 300 s by default)."""
+    pending = {job.job_id: (number, job) for number, job in enumerate(submitted)}
+    while pending:
+        states = slurm_states({job_id.split("_")[0] for job_id in pending})
+        for job_id, (number, job) in list(pending.items()):
+            state = states.get(job_id)
+            if job.done() or (state in ENDED and state != "COMPLETED"):
+                del pending[job_id]
+                yield number, *_outcome(job, populations[number], state)
+        if pending:
+            time.sleep(every_s)
+
+
+def slurm_states(arrays: set[str]) -> dict[str, str]:
+    """Each element's state (JobID_index: RUNNING, CANCELLED, ...) of the arrays, as squeue has it now."""
+    command = ["squeue", "-h", "-t", "all", "-o", "%i %T", "-j", ",".join(sorted(arrays))]
+    listed = subprocess.run(command, capture_output=True, text=True).stdout
+    return dict(line.split() for line in listed.splitlines() if len(line.split()) == 2)
+
+
+def _outcome(job, jobs: list, state: str | None = None) -> tuple[list[Result], str]:
+    if state in ENDED and state != "COMPLETED" and not job.done():
+        return failures(SlurmEnded(job.job_id, state), jobs), f"SLURM job {job.job_id}"
     try:
         return job.result()
     except Exception as error:  # the element failed for good (after its requeues)
+        if "state: " in str(error):  # submitit's "has not produced any output (state: CANCELLED by 0)", via sacct
+            error = SlurmEnded(job.job_id, str(error).rsplit("state: ", 1)[1].split()[0].rstrip(")"))
         return failures(error, jobs), f"submitit job {job.job_id}"
 
 

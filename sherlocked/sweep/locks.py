@@ -3,9 +3,10 @@
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1 &  # twice, at once
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1
 
-The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.layout), held by the driver while the job trains; the
-kernel releases it when the driver exits, however it exits (kill -9 included), so a lock is
-never left stale. A sweep trains the jobs it could lock, then waits for the others and reads
+The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.layout), held while the job trains by the process
+that trains it: the driver, or the Ray task or SLURM element it handed the job to; the kernel
+releases it when that process exits, however it exits (kill -9 included), so a lock is never
+left stale. A sweep trains the jobs it could lock, then waits for the others and reads
 their results, or trains them itself if their holder stopped without one. A job whose result
 is finished needs no lock any more: its holder removes the file (a process still waiting on it
 gets the lock, finds the result and trains nothing; later sweeps find the job finished).
@@ -50,6 +51,15 @@ class JobLocks:
         if fd is not None:
             layout.lock(job_dir).unlink(missing_ok=True)
             os.close(fd)
+
+    def hand_over(self, job_dirs) -> None:
+        """Let the jobs' locks go, for the processes that train them elsewhere (a Ray task, a SLURM element) to
+        take: they hold them while they train, so a sweep started again while they run (its driver killed, say)
+        waits for their results instead of training the jobs a second time."""
+        for job_dir in job_dirs:
+            fd = self.held.pop(job_dir, None)
+            if fd is not None:
+                os.close(fd)
 
     def release(self) -> None:
         for fd in self.held.values():

@@ -100,6 +100,8 @@ class Run:
         populations = [population for population in populations if population]
         if not populations:  # no backend to start for nothing
             return
+        if self.plan.backend != "local":  # the task or element that trains a job holds its lock
+            self.locks.hand_over([job.job_dir for population in populations for job in population])
         finished = backends.dispatch(populations, self.plan.backend, self.plan.workers, self.plan.device, self.settings)
         for number, outcome, where in finished:
             log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")

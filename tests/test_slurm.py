@@ -1,0 +1,102 @@
+"""Sweeps on a real SLURM (one node, started here: tests/slurm_cluster.py), with the faults a cluster has: an
+element requeued by an administrator, an element cancelled, the driver killed while elements run."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sherlocked import layout
+from tests.conftest import SMALL
+from tests.slurm_cluster import Slurm, why_not
+from tests.test_backends import GRID, results, same_results
+from tests.test_faults import wait_for
+
+ON_SLURM = ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=slurm"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = Slurm(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def start_sweep(
+    tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt", into: str = "sweep"
+) -> subprocess.Popen:
+    """The command line's sweep on SLURM: 2 elements of 2 jobs, 30 epochs (long enough to act on)."""
+    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *ON_SLURM]
+    command += ["hydra.launcher.max_members=2", "act3=relu,tanh", "seed=0,1", *SMALL, "trainer.max_epochs=30"]
+    command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.sweep.dir={tmp_path / into}"]
+    out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
+    return subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+
+
+def running(cluster: Slurm) -> list[str]:
+    return [job["id"] for job in cluster.jobs() if job["state"] == "RUNNING"]
+
+
+def test_a_sweep_on_slurm_is_one_array_with_the_local_backends_results(slurm, sweep, tmp_path, capsys):
+    with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "slurm", *GRID, *ON_SLURM):
+        assert same_results(results(tmp_path / "local"), results(tmp_path / "slurm"))
+        assert "4/4 jobs: 4 ok" in capsys.readouterr().out
+        elements = sorted(p.name for p in (tmp_path / "slurm" / ".submitit").iterdir() if "_" in p.name and p.is_dir())
+        assert len(elements) == 2 and len({name.split("_")[0] for name in elements}) == 1  # one array of two
+
+
+def test_a_cancelled_element_fails_its_jobs_with_one_line_and_a_rerun_trains_only_them(slurm, tmp_path, data_root):
+    sweep = start_sweep(tmp_path, data_root)
+    wait_for(lambda: len(running(slurm)) == 2, seconds=120)
+    cancelled = running(slurm)[0]
+    subprocess.run(["scancel", cancelled], check=True)
+    assert sweep.wait(timeout=300) == 1
+    out = (tmp_path / "out.txt").read_text()
+    assert out.strip().splitlines()[-1].endswith("4/4 jobs: 2 ok, 0 diverged, 2 failed, 0 skipped"), out[-2000:]
+    found = results(tmp_path / "sweep")
+    failed = {job: r["error"] for job, r in found.items() if r["status"] == "failed"}
+    assert len(failed) == 2 and all(
+        error == f"SlurmEnded: SLURM cancelled job {cancelled} (scancel, or the scheduler); run the same command "
+        "again to train it"
+        for error in failed.values()
+    ), failed
+    rerun = start_sweep(tmp_path, data_root, log="rerun.txt")
+    assert rerun.wait(timeout=300) == 0
+    summary = (tmp_path / "rerun.txt").read_text().strip().splitlines()[-1]
+    assert summary.endswith("4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped"), summary
+
+
+def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads_their_results(
+    slurm, tmp_path, data_root
+):
+    sweep = start_sweep(tmp_path, data_root)
+    wait_for(lambda: len(running(slurm)) == 2, seconds=120)
+    first = {job["id"] for job in slurm.jobs()}
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    rerun = start_sweep(tmp_path, data_root, log="rerun.txt")
+    assert rerun.wait(timeout=300) == 0
+    assert {job["id"] for job in slurm.jobs()} == first  # nothing submitted twice
+    summary = (tmp_path / "rerun.txt").read_text().strip().splitlines()[-1]
+    assert summary.endswith("4/4 jobs: 0 ok, 0 diverged, 0 failed, 4 skipped") or "4 ok" in summary, summary
+    assert sorted(r["status"] for r in results(tmp_path / "sweep").values()) == ["ok"] * 4
+
+
+def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, tmp_path, data_root):
+    every_epoch = "+checkpoint_every_s=0"
+    sweep = start_sweep(tmp_path, data_root, every_epoch)
+    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
+    array = running(slurm)[0].split("_")[0]
+    subprocess.run(["scontrol", "requeue", array], check=True)  # what an administrator, or preemption, does
+    assert sweep.wait(timeout=600) == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    found = results(tmp_path / "sweep")
+    assert all(r["status"] == "ok" and r["resumed_epochs"] > 0 for r in found.values()), found
+    alone = start_sweep(tmp_path, data_root, every_epoch, log="alone.txt", into="alone")  # never requeued
+    assert alone.wait(timeout=600) == 0
+    assert same_results(found, results(tmp_path / "alone"))
