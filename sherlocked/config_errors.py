@@ -34,6 +34,8 @@ def one_line(error: Exception) -> str | None:
         return f"{error.override}: not an override Hydra can read ({error.message.splitlines()[0]})"
     if isinstance(error, ConfigCompositionException) and isinstance(error.__cause__, OmegaConfBaseException):
         return unknown_key(error.__cause__) or f"{str(error).splitlines()[0]} {error.__cause__.msg.splitlines()[0]}"
+    if isinstance(error, ConfigCompositionException):  # e.g. +key=value for a key the config has: Hydra's lines
+        return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return None
 
 

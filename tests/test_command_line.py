@@ -19,6 +19,8 @@ MISTAKES = {  # what is typed: what the one line says
     "from adam, adamw, sgd",
     "actt1=relu": "sherlocked: actt1: the config has no key actt1 (did you mean act1?); its keys: act1, act2, act3,",
     "act1=relu,": "sherlocked: act1=relu,: not an override Hydra can read",
+    "+seed=3": "sherlocked: Could not append to config. An item is already at 'seed'. Either remove + prefix: "
+    "'seed=3' Or add a second + to add or override 'seed': '++seed=3'",
 }
 
 
