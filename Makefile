@@ -61,13 +61,15 @@ bench-scale: install ## the report of a study of 100,000 runs (a synthetic resul
 tensorboard: install ## TensorBoard over every run and sweep under outputs/: runs named by study, one HParams table
 	$(PYTHON) -m sherlocked.board outputs $(ARGS)
 
-# What tests/test_page.py renders the report's page with: Debian's pandoc and Chromium, installed where make may
-# (as root, with apt); elsewhere those tests skip and say so.
-TEST_TOOLS = pandoc chromium
-test-tools: ## Debian's pandoc and Chromium, for the report page's test (root with apt only)
-	@missing="$$(for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || echo $$tool; done)"; \
+# What tests need from Debian, as command:package: the report page's test renders it with pandoc and Chromium
+# (tests/test_page.py); the SLURM tests start a one-node SLURM (tests/slurm_cluster.py). make installs them where it
+# may (as root, with apt); elsewhere those tests skip and say so.
+TEST_TOOLS = pandoc:pandoc chromium:chromium slurmctld:slurm-wlm munged:munge
+test-tools: ## Debian's pandoc, Chromium, SLURM and munge, for the page's and the SLURM tests (root with apt only)
+	@missing="$$(for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || \
+		[ -x /usr/sbin/$${tool%%:*} ] || echo $${tool#*:}; done)"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing $$missing (Debian packages) for the report page's test"; \
+		echo "installing" $$missing "(Debian packages) for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
