@@ -53,6 +53,7 @@ class Reporter(L.Callback):
             "where": self.where,
             "started": self.started,
             "jobs": self.jobs,
+            "pid": os.getpid(),  # the process training it (a Ray worker, a SLURM element...)
             "updated": time.time(),
         }
         try:
