@@ -4,6 +4,7 @@ element requeued by an administrator, an element cancelled, the driver killed wh
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,9 @@ def test_a_sweep_on_slurm_is_one_array_with_the_local_backends_results(slurm, sw
 
 
 def test_a_cancelled_element_fails_its_jobs_with_one_line_and_a_rerun_trains_only_them(slurm, tmp_path, data_root):
-    sweep = start_sweep(tmp_path, data_root)
-    wait_for(lambda: len(running(slurm)) == 2, seconds=120)
+    long = "trainer.max_epochs=150"  # ~25 s: the element is cancelled while it trains
+    sweep = start_sweep(tmp_path, data_root, long)
+    wait_for(lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4)
     cancelled = running(slurm)[0]
     subprocess.run(["scancel", cancelled], check=True)
     assert sweep.wait(timeout=300) == 1
@@ -66,7 +68,7 @@ def test_a_cancelled_element_fails_its_jobs_with_one_line_and_a_rerun_trains_onl
         "again to train it"
         for error in failed.values()
     ), failed
-    rerun = start_sweep(tmp_path, data_root, log="rerun.txt")
+    rerun = start_sweep(tmp_path, data_root, long, log="rerun.txt")
     assert rerun.wait(timeout=300) == 0
     summary = (tmp_path / "rerun.txt").read_text().strip().splitlines()[-1]
     assert summary.endswith("4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped"), summary
@@ -103,3 +105,25 @@ def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbe
     alone = start_sweep(tmp_path, data_root, every_epoch, log="alone.txt", into="alone")  # never requeued
     assert alone.wait(timeout=600) == 0
     assert same_results(found, results(tmp_path / "alone"))
+
+
+def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, data_root):
+    """timeout_min=2, signalled 75 s before it: submitit requeues the element at 45 s of its 2 minutes, each time
+    (up to max_retries), and every attempt resumes from the population's checkpoint."""
+    limit = ["hydra.launcher.submitit.timeout_min=2", "hydra.launcher.submitit.signal_delay_s=75"]
+    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=0", "trainer.max_epochs=500"]
+    sweep = start_sweep(tmp_path, data_root, *limit, *one_element)
+    ran, requeued = set(), set()
+    while sweep.poll() is None:  # SLURM holds a requeued job a while: started at once, as on an idle cluster
+        for job in slurm.jobs():
+            if job["state"] == "RUNNING":
+                ran.add(job["id"])
+            elif job["state"] == "PENDING" and job["id"] in ran:
+                requeued.add(job["id"])
+                subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now"], capture_output=True)
+        time.sleep(1)
+    assert sweep.returncode == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    found = results(tmp_path / "sweep")
+    assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
+    assert all(r["resumed_epochs"] > 0 for r in found.values()), [r["resumed_epochs"] for r in found.values()]
+    assert requeued, "the element was never requeued"

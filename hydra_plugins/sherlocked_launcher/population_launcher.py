@@ -38,6 +38,7 @@ class SubmititConf:
     cpus_per_task: int | None = None  # null: cpus_per_population
     mem_gb: int | None = None
     timeout_min: int = 60
+    signal_delay_s: int = 90  # SLURM signals an element this long before timeout_min: it is requeued and resumes
     array_parallelism: int = 256  # array elements running at once (on cluster=local: at once on this machine)
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
     setup: list[str] = field(default_factory=list)  # shell lines run before each element, e.g. module load

@@ -242,6 +242,7 @@ def executor(settings: Mapping, gpus: float, folder: str):
         "slurm_array_parallelism": conf["array_parallelism"],
         "slurm_additional_parameters": conf["additional_parameters"],
         "slurm_setup": conf["setup"],
+        "slurm_signal_delay_s": conf.get("signal_delay_s"),
     }
     executor.update_parameters(
         timeout_min=conf["timeout_min"],
