@@ -2,6 +2,9 @@
 on this machine), reached through hydra.launcher.ray.address as a real cluster is; and a node lost mid-sweep."""
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -9,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from sherlocked import layout
+from tests.conftest import SMALL
 from tests.test_backends import GRID, results, same_results
+from tests.test_faults import wait_for
 
 ray = pytest.importorskip("ray")
 NODES = 3
@@ -79,3 +84,28 @@ def test_a_node_lost_mid_sweep_is_retried_elsewhere_from_its_checkpoint_with_the
         assert same_results(results(tmp_path / "local"), found)
     cluster.add_node(num_cpus=1, object_store_memory=80_000_000)  # the cluster as it was, for the next test
     cluster.wait_for_nodes()
+
+
+def command_line_sweep(tmp_path: Path, data_root: Path, into: str, *extra: str, log: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *GRID[:2]]
+    command += ["hydra.launcher.max_members=2", *SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    command += ["checkpoint_every_s=0", "trainer.max_epochs=150", f"hydra.sweep.dir={tmp_path / into}", *extra]
+    out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
+    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+
+
+def test_a_driver_killed_mid_sweep_is_started_again_and_its_populations_resume(cluster, tmp_path, data_root):
+    """Ray ends a dead driver's tasks (their processes, and with them the jobs' locks); the same command started
+    again resumes each population from its checkpoint, with the numbers of a sweep never stopped."""
+    sweep = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="out.txt")
+    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    rerun = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="rerun.txt")
+    assert rerun.wait(timeout=300) == 0, (tmp_path / "rerun.txt").read_text()[-2000:]
+    found = results(tmp_path / "sweep")
+    assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
+    assert any(r["resumed_epochs"] > 0 for r in found.values())
+    alone = command_line_sweep(tmp_path, data_root, "alone", log="alone.txt")
+    assert alone.wait(timeout=300) == 0
+    assert same_results(results(tmp_path / "alone"), found)
