@@ -74,8 +74,9 @@ def test_an_error_not_about_the_command_line_is_hydras_report_as_before(monkeypa
 
 
 def test_a_single_run_says_its_result_and_nothing_else(tmp_path, data_root):
-    """No GPU/TPU banners, no advert for a logging service, no warning that is not about the run."""
-    out = train(tmp_path, "trainer.max_epochs=1", data_root=data_root)
+    """No GPU/TPU banners, no advert for a logging service, no note on checkpoints' defaults, no warning that is not
+    about the run."""
+    out = train(tmp_path, "checkpoint_every_s=0", data_root=data_root)  # a checkpoint each of its 2 epochs
     assert out.returncode == 0, out.stderr[-2000:]
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["final test accuracy", "result", "TensorBoard"], lines

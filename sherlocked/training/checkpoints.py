@@ -78,5 +78,5 @@ class EpochCheckpoint(Checkpoint):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(self.path) as temporary:
-            trainer.save_checkpoint(temporary)
+            trainer.save_checkpoint(temporary, weights_only=False)  # all of it (unsaid, Lightning logs its default)
         self.last = time.monotonic()
