@@ -53,8 +53,8 @@ def command(root: Path, experiment: Path, extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    root = Path(argv[0]) if argv and not argv[0].startswith("-") else Path("outputs")
-    extra = argv[1:] if argv and not argv[0].startswith("-") else argv
+    folder_given = bool(argv) and not argv[0].startswith("-")
+    root, extra = (Path(argv[0]), argv[1:]) if folder_given else (Path("outputs"), argv)
     if not root.is_dir():
         print(f"sherlocked: no {root} here: run a sweep first (make demo)", file=sys.stderr)
         return 2

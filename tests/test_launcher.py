@@ -107,14 +107,19 @@ def test_finished_jobs_are_read_from_the_table_and_counted_before_any_training(s
     assert lines[4].startswith("sweep 4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped")
 
 
-def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, capsys):
+def sweep_with_a_failing_population(sweep, tmp_path) -> int:
+    """4 jobs in 2 populations, one of which cannot build its optimiser; the sweep's exit code."""
     optimizers = "model.optimizer._target_=torch.optim.SGD,nope.Nope"
     with (
         pytest.raises(SystemExit) as stopped,
         sweep(tmp_path, "act3=relu,tanh", optimizers, "hydra/launcher=population"),
     ):
         pass
-    assert stopped.value.code == 1
+    return stopped.value.code
+
+
+def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, capsys):
+    assert sweep_with_a_failing_population(sweep, tmp_path) == 1
     found = results(tmp_path)
     assert sorted(r["status"] for r in found.values()) == ["failed", "failed", "ok", "ok"]
     assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in capsys.readouterr().out
@@ -125,13 +130,7 @@ def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sw
         raise RuntimeError("the mean runs failed\nwith a second line")
 
     monkeypatch.setattr("sherlocked.sweep.callback.write_means", broken)
-    optimizers = "model.optimizer._target_=torch.optim.SGD,nope.Nope"
-    with (
-        pytest.raises(SystemExit) as stopped,
-        sweep(tmp_path, "act3=relu,tanh", optimizers, "hydra/launcher=population"),
-    ):
-        pass
-    assert stopped.value.code == 1
+    assert sweep_with_a_failing_population(sweep, tmp_path) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-2] == "the results table and TensorBoard's runs were not finished: RuntimeError: the mean runs failed"
     assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in out[-1]

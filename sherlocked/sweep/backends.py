@@ -165,7 +165,7 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
         gpus.put(gpu)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus,))
     try:
-        share = max(1, cores() // workers)  # each worker its share of the cores
+        share = share_of_cores(workers)
         futures = {
             pool.submit(train_population, jobs, None, False, share): number for number, jobs in enumerate(populations)
         }
@@ -179,9 +179,10 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
     pool.shutdown()
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def share_of_cores(processes: int) -> int:
+    """The cores each of `processes` training processes on this machine may use (at least one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // processes)
 
 
 def _start_worker(gpus) -> None:
@@ -274,7 +275,7 @@ def on_submitit(populations: Sequence[list], settings: Mapping, gpus: float) -> 
             number, jobs = waiting.pop(0)
             gpu = free.pop(0) if free else None
             with output_to(Path(run.folder) / "controllers.log"):
-                job = run.submit(TrainPopulation(), jobs, gpu, max(1, cores() // limit))
+                job = run.submit(TrainPopulation(), jobs, gpu, share_of_cores(limit))
             running[job.job_id] = (number, job, gpu)
         job = next(as_completed([job for _, job, _ in running.values()], poll_frequency=0.5))
         number, _, gpu = running.pop(job.job_id)
@@ -303,7 +304,8 @@ def output_to(path: Path):
             os.close(copy)
 
 
-ENDED = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "COMPLETED"}
+# What SLURM says of an element that ended without a result (COMPLETED ones have theirs, read by submitit).
+ENDED = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
 class SlurmEnded(RuntimeError):
@@ -325,10 +327,12 @@ def on_slurm(submitted: list, populations: Sequence[list], every_s: float = 2.0)
     while pending:
         states = slurm_states({job_id.split("_")[0] for job_id in pending})
         for job_id, (number, job) in list(pending.items()):
-            state = states.get(job_id)
-            if job.done() or (state in ENDED and state != "COMPLETED"):
+            if job.done():
                 del pending[job_id]
-                yield number, *_outcome(job, populations[number], state)
+                yield number, *_outcome(job, populations[number])
+            elif states.get(job_id) in ENDED:
+                del pending[job_id]
+                yield number, failures(SlurmEnded(job_id, states[job_id]), populations[number]), f"SLURM job {job_id}"
         if pending:
             time.sleep(every_s)
 
@@ -340,9 +344,7 @@ def slurm_states(arrays: set[str]) -> dict[str, str]:
     return dict(line.split() for line in listed.splitlines() if len(line.split()) == 2)
 
 
-def _outcome(job, jobs: list, state: str | None = None) -> tuple[list[Result], str]:
-    if state in ENDED and state != "COMPLETED" and not job.done():
-        return failures(SlurmEnded(job.job_id, state), jobs), f"SLURM job {job.job_id}"
+def _outcome(job, jobs: list) -> tuple[list[Result], str]:
     try:
         return job.result()
     except Exception as error:  # the element failed for good (after its requeues)
