@@ -95,10 +95,12 @@ def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
     if rows.empty:
         return 0
     infos = []
-    for name in (c for c in rows if c.startswith(HPARAMS)):
-        values = [shown(v) for v in rows[name].dropna().tolist()]
-        if values and not (ACT.fullmatch(name[len(HPARAMS) :]) and set(values) == {PAST_DEPTH}):
-            infos.append(hparam_info(name[len(HPARAMS) :], [v for v in values if v != PAST_DEPTH]))
+    for name in (c[len(HPARAMS) :] for c in rows if c.startswith(HPARAMS)):
+        values = [shown(v) for v in rows[HPARAMS + name].dropna().tolist()]
+        if ACT.fullmatch(name):  # "none" past a model's depth is no value (batch_norm's "none" is one)
+            values = [v for v in values if v != PAST_DEPTH]
+        if values:
+            infos.append(hparam_info(name, values))
     infos.sort(key=lambda info: column_order(info.name, info.differs))
     metrics = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()

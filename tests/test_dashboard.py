@@ -150,3 +150,14 @@ def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_name
     assert {"a/act3=relu", "b/seed=1", "b/mean/all"} <= set(runs), runs  # the study, then what varies
     # One run holds the one experiment summary (TensorBoard lists it, with no curves); no sweep's own is seen.
     assert [run for run in runs if "sweeps/" in run or "hparams" in run] == ["hparams/."], runs
+
+
+def test_the_experiment_keeps_none_where_it_is_a_value_and_drops_it_past_a_models_depth(tmp_path):
+    from sherlocked.bench.scale import synthetic_sweep
+    from sherlocked.dashboard import write_experiment_of
+
+    synthetic_sweep(tmp_path / "sweep", 2700)  # batch_norm none, then all (3-layer models: act4 is "none")
+    write_experiment_of([tmp_path / "sweep"], tmp_path / "experiment")
+    (summary,) = [d.experiment for d in hparams_data(tmp_path / "experiment")]
+    domains = {info.name: list(info.domain_discrete) for info in summary.hparam_infos}
+    assert domains["batch_norm"] == ["all", "last", "none"] and "act4" not in domains
