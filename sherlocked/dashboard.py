@@ -120,7 +120,7 @@ def trained_rows(sweep_dir: Path) -> pd.DataFrame:
 def fresh_writer(folder: Path) -> EventFileWriter:
     """An event writer into `folder`, whose older event files go: TensorBoard keeps the first summary of a tag
     it reads, and shows a step written twice twice."""
-    for old in Path(folder).glob("events.out.tfevents.*"):
+    for old in Path(folder).glob(layout.EVENT_FILES):
         old.unlink()
     return EventFileWriter(str(folder))
 

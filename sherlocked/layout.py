@@ -34,6 +34,7 @@ LOCK = ".lock"
 CHECKPOINTS = ".checkpoints"
 PROGRESS = ".progress"
 TENSORBOARD = "tensorboard"
+EVENT_FILES = "events.out.tfevents.*"  # a TensorBoard run's event files, in its folder
 OWNER = ".job"
 MEAN = "mean"
 HPARAMS = "hparams"

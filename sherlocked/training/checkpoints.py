@@ -20,10 +20,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from sherlocked.layout import EVENT_FILES
 from sherlocked.results import discard, replacing
 
 log = logging.getLogger(__name__)
-EVENT_FILES = "events.out.tfevents.*"
 
 
 class CheckpointUnreadable(RuntimeError):

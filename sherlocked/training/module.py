@@ -18,8 +18,8 @@ from torchmetrics import Metric
 
 from sherlocked import phases
 from sherlocked.checks import MemberSpec
+from sherlocked.layout import EVENT_FILES
 from sherlocked.training import compiled
-from sherlocked.training.checkpoints import EVENT_FILES
 from sherlocked.training.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.training.population import Population
 
