@@ -14,6 +14,7 @@
       hparams/                            TensorBoard's HParams experiment: every key, the values they took
       results/                            the sweep's results table (one table for all its jobs)
       .submitit/                          submitit's logs and pickles (hydra.launcher.backend=submitit)
+      .<file>.<random>.tmp                beside any file above: its writer's temporary (results.replacing)
 
 A population is named by its members' identities in order (population_key): formed again
 by a rerun, it finds its checkpoint. What a population's jobs share lives in their common
@@ -69,6 +70,11 @@ def checkpoint(jobs: Sequence) -> Path:
 
 def progress(jobs: Sequence) -> Path:
     return common_dir(jobs) / PROGRESS / f"{population_key([job.config for job in jobs])}.json"
+
+
+def population_files(jobs: Sequence) -> list[Path]:
+    """Every file a population's training replaces as it goes: its checkpoint, its progress, its jobs' results."""
+    return [checkpoint(jobs), progress(jobs), *(result(job.job_dir) for job in jobs)]
 
 
 def progress_files(sweep_dir: Path) -> list[Path]:

@@ -10,8 +10,8 @@ import functools
 import json
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,15 +100,21 @@ def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
 def replacing(path: Path) -> Iterator[Path]:
     """A temporary file beside `path` to write; renamed over `path` when the block ends without error, removed
     otherwise. Readers see the old file or the whole new one, and the temporary name is this writer's own,
-    so two processes writing the same file never share one."""
+    so two processes writing the same file never share one. Named before anything is created, so that an
+    interrupt at any point still removes it; only a writer killed mid-write leaves one (see temporaries)."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        temporary = Path(f.name)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def temporaries(path: Path) -> list[Path]:
+    """What writers of `path` (see replacing) that were killed mid-write left beside it."""
+    path = Path(path)
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 def discard(path: Path) -> None:

@@ -182,8 +182,19 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
     first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert not list(sweep.rglob("result.json")) and len(list((sweep / ".checkpoints").glob("*.ckpt"))) == 1
+    # What writers killed mid-write leave (results.replacing's temporaries), beside each file the population replaces:
+    (checkpoint,) = (sweep / ".checkpoints").glob("*.ckpt")
+    progress = sweep / ".progress" / checkpoint.with_suffix(".json").name
+    job_dirs = [path.parent for path in sweep.rglob(".hydra")]
+    left = [path.with_name(f".{path.name}.0123abcd.tmp") for path in (checkpoint, progress)]
+    left += [job / ".result.json.0123abcd.tmp" for job in job_dirs]
+    unrelated = sweep / ".notes.txt.0123abcd.tmp"  # not the population's: stays
+    for path in [*left, unrelated]:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("half")
 
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    assert sorted(sweep.rglob("*.tmp")) == [unrelated] and len(left) == 2 + len(job_dirs) == 10
     subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
     assert not (sweep / ".checkpoints").exists()  # dropped once every member's result was written
     for path in sorted(sweep.rglob("result.json")):

@@ -25,9 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from sherlocked import layout
 from sherlocked.config import ConfigError
 from sherlocked.job import Job
-from sherlocked.results import Result, failure
+from sherlocked.results import Result, failure, temporaries
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,14 @@ def train_population(
         )
         return failures(error, jobs), where
     if not resume:  # the driver holds the locks of the jobs it trains in its own processes
+        tidy(jobs)
         results = engine.train(jobs, quiet=True)
     else:  # elsewhere (a Ray task, a SLURM element, maybe started again): this process holds them while it trains
         locks = JobLocks()
         try:
             for job in jobs:
                 locks.wait(job.job_dir)  # held: another attempt trains it; its result is read back below
+            tidy(jobs)
             results = engine.resume(jobs, quiet=True)
             for job, result in zip(jobs, results):
                 if result.finished:
@@ -143,6 +146,15 @@ def train_population(
     if failed is not None:
         log.error(f"population of {len(jobs)} failed: {failed.error}")
     return results, where
+
+
+def tidy(jobs: list[Job]) -> None:
+    """Remove the temporary files that writers of a population's files left when they were killed mid-write (kill -9,
+    a worker stopped by Ctrl-C, a node lost). Called by the process that holds the jobs' locks, so no writer of
+    these files is alive."""
+    for path in layout.population_files(jobs):
+        for temporary in temporaries(path):
+            temporary.unlink(missing_ok=True)
 
 
 def failures(error: BaseException, jobs: list[Job]) -> list[Result]:
@@ -164,17 +176,22 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
     for gpu in range(workers):
         gpus.put(gpu)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus,))
+    futures = {}
     try:
         share = share_of_cores(workers)
-        futures = {
+        futures |= {
             pool.submit(train_population, jobs, None, False, share): number for number, jobs in enumerate(populations)
         }
         for future in as_completed(futures):
             yield futures[future], *future.result()
     except BaseException:  # Ctrl-C, or the driver stopping: the workers stop with it, now
+        in_flight = [populations[number] for future, number in futures.items() if future.running()]
         for child in multiprocessing.active_children():
             child.kill()
+            child.join()
         pool.shutdown(wait=False, cancel_futures=True)
+        for jobs in in_flight:  # the driver holds their locks: what its killed workers left is its to tidy
+            tidy(jobs)
         raise
     pool.shutdown()
 
