@@ -44,6 +44,7 @@ class Result:
     traceback: str | None = None
     wall_time_s: float | None = None  # the population's training time (since its resumption, where resumed)
     resumed_epochs: int = 0  # epochs restored from the population's checkpoint after an interruption
+    resumed_step: int = 0  # the step it was restored at (mid-epoch where a stop signal saved it)
     population_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None

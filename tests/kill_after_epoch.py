@@ -12,7 +12,7 @@ import sys
 from sherlocked.training import checkpoints
 
 KILL_AFTER, _, SAVE_UP_TO = sys.argv.pop(1).partition(":")
-save = checkpoints.EpochCheckpoint.on_train_epoch_end
+save = checkpoints.PopulationCheckpoint.on_train_epoch_end
 
 
 def save_then_die(self, trainer, module) -> None:
@@ -25,6 +25,6 @@ def save_then_die(self, trainer, module) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-checkpoints.EpochCheckpoint.on_train_epoch_end = save_then_die
+checkpoints.PopulationCheckpoint.on_train_epoch_end = save_then_die
 sys.argv[0] = "sherlocked.train"
 runpy.run_module("sherlocked.train", run_name="__main__")

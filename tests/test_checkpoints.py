@@ -44,9 +44,9 @@ def test_a_checkpoint_is_saved_at_most_every_so_many_seconds_and_renamed_into_pl
 
     trainer = SimpleNamespace(save_checkpoint=save_checkpoint)
     path = tmp_path / layout.CHECKPOINTS / "key.ckpt"
-    checkpoints.EpochCheckpoint(path, every_s=3600).on_train_epoch_end(trainer, None)
+    checkpoints.PopulationCheckpoint(path, every_s=3600).on_train_epoch_end(trainer, None)
     assert not saved and not path.exists()
-    every_epoch = checkpoints.EpochCheckpoint(path, every_s=0)
+    every_epoch = checkpoints.PopulationCheckpoint(path, every_s=0)
     every_epoch.on_train_epoch_end(trainer, None)
     every_epoch.on_train_epoch_end(trainer, None)
     assert len(saved) == 2 and saved[0] != path and path.read_bytes() == b"checkpoint"

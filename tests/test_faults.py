@@ -1,6 +1,7 @@
 """Faults on purpose, as a user meets them: the driver killed with -9 or interrupted with Ctrl-C mid-sweep."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -239,3 +240,49 @@ def scalars(folder: Path, tag: str) -> list[float]:
     events = EventAccumulator(str(folder))
     events.Reload()
     return [event.value for event in events.Scalars(tag)]
+
+
+def all_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    value = lambda v: None if math.isnan(v) else v  # noqa: E731 (a member's nan, say no saturable layer, equals itself)
+    return {tag: [(e.step, value(e.value)) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes_as_if_never_stopped(
+    tmp_path, data_root
+):
+    """16 steps an epoch; SIGTERM arrives during step 21 (epoch 2): saved after it, the rerun goes on from step 22."""
+    grid = ["hydra/launcher=population", "act3=relu,tanh", "model.optimizer.lr=0.01,0.05", *SMALL]
+    grid += ["trainer.max_epochs=3", "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    grid += ["checkpoint_every_s=3600", "diagnostics.interval=4", "trainer.log_every_n_steps=2"]  # saved: on the signal
+    signalled = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), "21", "TERM", "-m", *grid]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
+    sweep = tmp_path / "sweep"
+    first = subprocess.run([*signalled, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGTERM, first.stderr[-3000:]  # ended by the signal, as without sherlocked
+    (checkpoint,) = (sweep / ".checkpoints").glob("*.ckpt")
+    said = first.stderr.strip().splitlines()[-1]
+    assert said == (
+        f"sherlocked: SIGTERM stopped training after step 21; the population is saved in {checkpoint}: "
+        "run the same command again to go on"
+    )
+    assert not list(sweep.rglob("result.json")) and "Traceback" not in first.stderr
+
+    subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
+    paths = sorted(sweep.rglob("result.json"))
+    assert len(paths) == 4 and not (sweep / ".checkpoints").exists()
+    for path in paths:
+        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+        assert (resumed["resumed_step"], resumed["resumed_epochs"], whole["resumed_step"]) == (21, 1, 0)
+        assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
+        assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
+        swept = ("act3=", "model.optimizer.lr=")
+        run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
+        curves = [all_scalars(d / run) for d in (sweep, tmp_path / "whole")]
+        assert curves[0] == curves[1]  # every step's loss and diagnostics once, before and after the signal alike
+        steps = [step for step, _ in curves[0]["loss/train"]]
+        mechanism = [curve for tag, curve in curves[0].items() if tag.startswith("mechanism/")]
+        assert steps == list(range(0, 48, 2)) and mechanism and all(len(curve) == 15 for curve in mechanism)

@@ -82,12 +82,16 @@ class IndexBatches:
 
     Member k shuffles with its own generator (on the CPU, so every device sees the same order), so
     its data order is the one it would see alone. An epoch's order goes to `device` in one copy:
-    each step then slices its batch there, with no transfer and no wait on the host.
+    each step then slices its batch there, with no transfer and no wait on the host. Resumable
+    mid-epoch (state, restore): the generators as the epoch began draw its order again, and the
+    batches already trained are skipped.
     """
 
     def __init__(self, size: int, batch_size: int, seeds: list[int] | None = None, device="cpu"):
         self.size, self.batch_size, self.device = size, batch_size, torch.device(device)
         self.generators = [torch.Generator().manual_seed(stream_seed(s, "data")) for s in seeds or []]
+        self.epoch_start: list[torch.Tensor] | None = None  # the generators before this epoch's order was drawn
+        self.skip = 0  # batches of the next epoch's order a restored run has trained already
 
     def __len__(self) -> int:
         return -(-self.size // self.batch_size)
@@ -96,8 +100,21 @@ class IndexBatches:
         if not self.generators:
             yield from torch.arange(self.size, device=self.device).split(self.batch_size)
             return
+        self.epoch_start = [g.get_state() for g in self.generators]
         order = torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
-        yield from order.to(self.device).split(self.batch_size, dim=1)
+        skip, self.skip = self.skip, 0
+        yield from order.to(self.device).split(self.batch_size, dim=1)[skip:]
+
+    def state(self, done: int) -> dict:
+        """Where each member's data order stands with `done` batches of the current epoch trained."""
+        if self.epoch_start is not None and done < len(self):  # mid-epoch: this epoch's order, drawn again
+            return {"generators": self.epoch_start, "done": done}
+        return {"generators": [g.get_state() for g in self.generators], "done": 0}  # the next epoch draws anew
+
+    def restore(self, state: dict) -> None:
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved)
+        self.skip = state.get("done", 0)
 
 
 class StudyDataModule(L.LightningDataModule):
@@ -135,12 +152,13 @@ class StudyDataModule(L.LightningDataModule):
         return self.train_batches
 
     def state_dict(self) -> dict:
-        """Where each member's data order stands: a resumed run draws the next epoch's order as the run would have."""
-        return {"generators": [g.get_state() for g in self.train_batches.generators]}
+        """Where each member's data order stands (saved with the population): a resumed run goes on with the
+        batch after the last one trained, then draws each next epoch's order as the run would have."""
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
+        return self.train_batches.state(done)
 
     def load_state_dict(self, state: dict) -> None:
-        for generator, saved in zip(self.train_batches.generators, state["generators"], strict=True):
-            generator.set_state(saved)
+        self.train_batches.restore(state)
 
     def val_dataloader(self) -> IndexBatches:
         return IndexBatches(len(self.test_y), self.test_batch_size, device=self.test_y.device)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sherlocked import layout, phases, table
@@ -101,42 +102,51 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     member's TensorBoard HParams and result.json, then drop the checkpoint."""
     every_s = jobs[0].config.get("checkpoint_every_s")
     checkpoint = None if every_s is None else layout.checkpoint(jobs)
-    resumed = checkpoints.saved_epochs(checkpoint) if checkpoint else 0
-    if resumed:
-        log.info(f"population of {len(jobs)} resumes after epoch {resumed} from {checkpoint}")
+    resumed, resumed_step = checkpoints.saved_at(checkpoint) if checkpoint else (0, 0)
+    if resumed_step:
+        log.info(f"population of {len(jobs)} resumes after step {resumed_step} (epoch {resumed}) from {checkpoint}")
         checkpoints.rewind_events(checkpoint)
     # In a sweep, the population says where it stands (sherlocked.sweep.progress); a single run has its progress bar.
     report = layout.progress(jobs) if quiet else None
     try:
         with phases.timed("build"):
-            callbacks = [checkpoints.EpochCheckpoint(checkpoint, every_s)] if checkpoint else []
+            callbacks = [checkpoints.PopulationCheckpoint(checkpoint, every_s)] if checkpoint else []
             callbacks += [Reporter(report, [" ".join(job.overrides) for job in jobs])] if report else []
             module, data, trainer, loggers = build(jobs, quiet, callbacks)
         start = time.perf_counter()
         with phases.timed("fit"):  # the module counts its steps' share as "steps"
-            interruptible_fit(trainer, module, data, checkpoint if resumed else None)
-        wall_time = time.perf_counter() - start
-        with phases.timed("write"):
-            results = collect(jobs, module, loggers, wall_time, resumed)
+            stopped = interruptible_fit(trainer, module, data, checkpoint if resumed_step else None)
+        if not stopped:
+            wall_time = time.perf_counter() - start
+            with phases.timed("write"):
+                results = collect(jobs, module, loggers, wall_time, resumed, resumed_step)
     finally:
         if report:
             discard(report)
+    if stopped:
+        stopped.end()  # the process ends here: its jobs have no result, their population is saved
     if checkpoint:
         discard(checkpoint)
     return results
 
 
-def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> None:
-    """Lightning's fit, whose Ctrl-C stays a KeyboardInterrupt. Lightning catches the interrupt, tidies up, ignores
-    SIGINT from then on and exits 1: the sweep's own handler (one line, exit code 130) would never run."""
+def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpoints.Stopped | None:
+    """Lightning's fit; returns how a stop signal stopped it, if one did. Its Ctrl-C stays a KeyboardInterrupt:
+    Lightning catches the interrupt, tidies up, ignores SIGINT from then on and exits 1, and the sweep's own
+    handler (one line, exit code 130) would never run."""
     handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+    except checkpoints.Stopped as stopped:
+        return stopped
+    except SIGTERMException:  # before the population's own handlers took over from Lightning's: nothing to save
+        return checkpoints.Stopped(signal.SIGTERM, trainer.global_step, None)
     except SystemExit:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, handler)  # a second Ctrl-C may stop the driver's tidying up, as before
         raise KeyboardInterrupt from None
+    return None
 
 
 def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
@@ -159,7 +169,7 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     settings = {"enable_progress_bar": False} if quiet else {}
     if callbacks:
         settings.update(callbacks=list(callbacks))
-    if any(isinstance(c, checkpoints.EpochCheckpoint) for c in callbacks):  # Lightning refuses them where it is off
+    if any(isinstance(c, checkpoints.PopulationCheckpoint) for c in callbacks):  # Lightning refuses them if it is off
         settings.update(enable_checkpointing=True)
     trainer = instantiate(first["trainer"], **settings)
     return module, data, trainer, loggers
@@ -172,7 +182,7 @@ def events_logger(logger, job: Job):
 
 
 def collect(
-    jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float, resumed: int = 0
+    jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float, resumed: int = 0, step: int = 0
 ) -> list[Result]:
     """Each member's HParams (with its final metrics) and result.json."""
     results = []
@@ -194,6 +204,7 @@ def collect(
             diagnostics=module.member_diagnostics(k),
             wall_time_s=wall_time,
             resumed_epochs=resumed,
+            resumed_step=step,
             population_size=len(jobs),
             versions=versions(),
             git_commit=git_commit(),

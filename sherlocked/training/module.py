@@ -114,17 +114,23 @@ class PopulationModule(L.LightningModule):
         if self.member_losses.first_step_s is None:
             self.first_step_start = time.perf_counter()
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Diagnosed as the step ends, not at the batch's end (callbacks come first there): a population saved at a
+        # step's end (checkpoints.PopulationCheckpoint, on a stop signal) holds everything its steps logged.
+        step = self.global_step + 1  # Lightning counts the step once this hook returns
+        if self.diagnostics and step % self.diagnostics["interval"] == 0:
+            self._diagnose(step, epoch_end=False)
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         phases.cpu["steps"] += time.process_time() - self.step_start  # forward, backward, optimizer step
         if self.member_losses.first_step_s is None:  # where torch.compile compiles, if asked to
             self.member_losses.first_step_took(time.perf_counter() - self.first_step_start)
-        if self.diagnostics and self.global_step % self.diagnostics["interval"] == 0:
-            self._diagnose(epoch_end=False)
 
-    def _diagnose(self, epoch_end: bool) -> None:
+    def _diagnose(self, step: int, epoch_end: bool) -> None:
         values, trace = measure(self.net, self.probe)
         values.update(self.last_grad_norms)
-        self._log_members({f"mechanism/{name}": value for name, value in values.items()}, self.global_step)
+        self._log_members({f"mechanism/{name}": value for name, value in values.items()}, step)
         if not epoch_end:
             return
         self.diagnostics_history.append({name: value.tolist() for name, value in values.items()})
@@ -133,8 +139,8 @@ class PopulationModule(L.LightningModule):
                 pre, post = pre.cpu(), post.cpu()
                 tag = f"mechanism/layer{number}"
                 for k, logger in enumerate(self.member_loggers):
-                    add_histogram(logger.experiment, f"{tag}/pre_activation", pre[k], self.global_step)
-                    add_histogram(logger.experiment, f"{tag}/activation", post[k], self.global_step)
+                    add_histogram(logger.experiment, f"{tag}/pre_activation", pre[k], step)
+                    add_histogram(logger.experiment, f"{tag}/activation", post[k], step)
 
     def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.step_start = time.process_time()
@@ -167,7 +173,7 @@ class PopulationModule(L.LightningModule):
         self.train_loss_sum.zero_()
         self.train_steps = 0
         if self.diagnostics:
-            self._diagnose(epoch_end=True)
+            self._diagnose(self.global_step, epoch_end=True)
         self._write_logs()  # once an epoch: the steps between never wait for the host
 
     def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
@@ -191,14 +197,19 @@ class PopulationModule(L.LightningModule):
         self._write_logs()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """What a resumed run needs besides the weights: the curves so far, who diverged; events on disk, and how
-        far each event file reached (a resumed run cuts what a killed one wrote after: checkpoints.rewind_events)."""
-        for logger in self.member_loggers:  # the checkpoint must not hold epochs whose events a kill would lose
+        """What a resumed run needs besides the weights: the curves so far, who diverged, the epoch's running loss
+        (saved mid-epoch, on a stop signal); events on disk, and how far each event file reached (a resumed run
+        cuts what a killed one wrote after: checkpoints.rewind_events)."""
+        self._write_logs()
+        for logger in self.member_loggers:  # the checkpoint must not hold steps whose events a kill would lose
             logger.experiment.flush()
         checkpoint["population"] = {
             "alive": self.alive.cpu(),
             "history": self.history,
             "diagnostics_history": self.diagnostics_history,
+            "train_loss_sum": self.train_loss_sum.cpu(),
+            "train_steps": self.train_steps,
+            "epochs": len(self.history["test_acc"]),  # epochs done (Lightning's "epoch" is the one running)
             "events": {
                 str(path): path.stat().st_size
                 for logger in self.member_loggers
@@ -210,6 +221,9 @@ class PopulationModule(L.LightningModule):
         state = checkpoint["population"]
         self.alive.copy_(state["alive"])
         self.history, self.diagnostics_history = state["history"], state["diagnostics_history"]
+        if "train_steps" in state:  # saved mid-epoch (checkpoints before it were saved at an epoch's end only)
+            self.train_loss_sum.copy_(state["train_loss_sum"])
+            self.train_steps = state["train_steps"]
 
     def member_history(self, k: int) -> dict[str, list[float]]:
         """Per-epoch curves of member k."""
