@@ -107,11 +107,35 @@ def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbe
     assert same_results(found, results(tmp_path / "alone"))
 
 
+def test_elements_preempted_without_a_checkpoint_save_at_the_signal_and_resume_from_that_step(
+    slurm, tmp_path, data_root
+):
+    """Preemption as SLURM does it (REQUEUE mode; scontrol requeue takes the same path): SIGTERM to the elements,
+    SIGKILL after KillWait, requeued. No epoch checkpoint is due (checkpoint_every_s=3600): what the requeued
+    elements resume from is what each saved at the end of the step the SIGTERM came in."""
+    rarely = ["checkpoint_every_s=3600", "trainer.max_epochs=150"]  # ~25 s: preempted while it trains
+    sweep = start_sweep(tmp_path, data_root, *rarely)
+    wait_for(lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4)
+    time.sleep(2)  # into their first epochs
+    array = running(slurm)[0].split("_")[0]
+    subprocess.run(["scontrol", "requeue", array], check=True)
+    wait_for(lambda: [job["state"] for job in slurm.jobs() if job["id"].startswith(f"{array}_")] == ["PENDING"] * 2)
+    assert len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2  # both saved at the signal
+    subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
+    assert sweep.wait(timeout=600) == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    found = results(tmp_path / "sweep")
+    assert all(r["status"] == "ok" and r["resumed_step"] > 0 for r in found.values()), found
+    alone = start_sweep(tmp_path, data_root, *rarely, log="alone.txt", into="alone")  # never preempted
+    assert alone.wait(timeout=600) == 0
+    assert same_results(found, results(tmp_path / "alone"))
+
+
 def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, data_root):
-    """timeout_min=2, signalled 75 s before it: submitit requeues the element at 45 s of its 2 minutes, each time
-    (up to max_retries), and every attempt resumes from the population's checkpoint."""
+    """timeout_min=2, signalled (USR2) 75 s before it: the element saves at the end of the step under way, submitit
+    requeues it at 45 s of its 2 minutes, each time (up to max_retries), and every attempt resumes from there (no
+    epoch checkpoint is due: checkpoint_every_s=3600)."""
     limit = ["hydra.launcher.submitit.timeout_min=2", "hydra.launcher.submitit.signal_delay_s=75"]
-    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=0", "trainer.max_epochs=500"]
+    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=500"]
     sweep = start_sweep(tmp_path, data_root, *limit, *one_element)
     ran, requeued = set(), set()
     while sweep.poll() is None:  # SLURM holds a requeued job a while: started at once, as on an idle cluster
@@ -125,5 +149,5 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
     assert sweep.returncode == 0, (tmp_path / "out.txt").read_text()[-2000:]
     found = results(tmp_path / "sweep")
     assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
-    assert all(r["resumed_epochs"] > 0 for r in found.values()), [r["resumed_epochs"] for r in found.values()]
+    assert all(r["resumed_step"] > 0 for r in found.values()), [r["resumed_step"] for r in found.values()]
     assert requeued, "the element was never requeued"
