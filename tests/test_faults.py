@@ -73,6 +73,33 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
     assert rerun.wait(timeout=300) == 0
 
 
+@pytest.mark.parametrize("to", ["driver", "group"])
+def test_sigterm_to_a_sweep_lets_its_workers_save_where_they_stand_and_a_rerun_goes_on_from_there(
+    tmp_path, data_root, to
+):
+    """SIGTERM to the driver alone (kill PID) or to every process (a cloud's shutdown, SLURM preempting the sweep's
+    own job): each worker saves its population at the end of its step, then the driver ends by the signal."""
+    longer = ["checkpoint_every_s=3600", "trainer.max_epochs=60"]  # ~12 s a job; no epoch checkpoint is due
+    sweep = start_sweep(tmp_path, data_root, *longer)
+    wait_for(lambda: workers_started(tmp_path))
+    time.sleep(1)  # into their first epochs
+    if to == "driver":
+        sweep.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(sweep.pid, signal.SIGTERM)
+    assert sweep.wait(timeout=60) == 128 + signal.SIGTERM
+    wait_for(lambda: not group_alive(sweep.pid), seconds=20)
+    out = (tmp_path / "out.txt").read_text()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("sherlocked: SIGTERM; the populations in training were saved; 0 of 4 jobs"), out[-2000:]
+    assert "Traceback" not in out and not list((tmp_path / "sweep").rglob("*.tmp")), out[-3000:]
+    assert len(list((tmp_path / "sweep" / ".checkpoints").glob("*.ckpt"))) == 2  # the two in training
+    rerun = start_sweep(tmp_path, data_root, *longer, log="rerun.txt")
+    assert rerun.wait(timeout=300) == 0
+    resumed = sorted(json.loads(p.read_text())["resumed_step"] > 0 for p in (tmp_path / "sweep").rglob("result.json"))
+    assert resumed == [False, False, True, True]
+
+
 # Where a population trains: the sweep's own process, a local Ray, submitit (worker processes: the test above).
 BACKENDS = {
     "in-process": (0, []),

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sherlocked import layout
+from sherlocked import layout, signals
 from sherlocked.config import ConfigError
 from sherlocked.job import Job
 from sherlocked.results import Result, failure, temporaries
@@ -184,9 +184,15 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
         }
         for future in as_completed(futures):
             yield futures[future], *future.result()
-    except BaseException:  # Ctrl-C, or the driver stopping: the workers stop with it, now
+    except BaseException as stop:  # Ctrl-C, a stop signal, or the driver stopping: the workers stop with it
         in_flight = [populations[number] for future, number in futures.items() if future.running()]
-        for child in multiprocessing.active_children():
+        if isinstance(stop, signals.StopSignal):  # each saves its population at its step's end, then ends by it
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, stop.signum)
+            deadline = time.monotonic() + SAVE_GRACE_S
+            for child in multiprocessing.active_children():
+                child.join(max(0.0, deadline - time.monotonic()))
+        for child in multiprocessing.active_children():  # now
             child.kill()
             child.join()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -194,6 +200,11 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
             tidy(jobs)
         raise
     pool.shutdown()
+
+
+# How long a stopped driver waits for its local workers to save their populations (a step and a save: seconds; a
+# signal in an epoch's last step waits for the test pass). SLURM's KillWait, the grace before SIGKILL, is 30 s.
+SAVE_GRACE_S = 30
 
 
 def share_of_cores(processes: int) -> int:

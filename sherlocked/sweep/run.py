@@ -8,17 +8,19 @@ written as Hydra's run_job writes them (a finished job's dir is left as the run 
 wrote it, so a finished sweep reads back from read-only storage); each job is locked, so that
 two sweeps into one dir train it once between them; the populations train where the backend
 says (sherlocked.sweep.backends) and Hydra's callbacks get each job's result as its population
-finishes. Ctrl-C stops with one line: every result is written whole or not at all.
+finishes. Ctrl-C stops with one line: every result is written whole or not at all. A stop signal
+(SIGTERM...) too, once the populations in training saved where they stood (sherlocked.signals).
 """
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from sherlocked import hydra_adapter, layout, phases, table
+from sherlocked import hydra_adapter, layout, phases, signals, table
 from sherlocked.job import Job
 from sherlocked.results import Result, finished_result, read_result
 from sherlocked.sweep import backends, estimate, plan
@@ -73,14 +75,17 @@ class Run:
             self.callbacks.on_job_start(config=self.config(job), task_function=self.task_function)
         self.finish([job for job in jobs if job.finished], [job.finished for job in jobs if job.finished])
         try:
-            busy = self.prepare(self.plan.todo)
-            if busy:
-                log.info(f"{len(busy)} jobs are in training by another sweep: read back when it finishes them")
-            held = {job.index for job in busy}
-            self.train([[job for job in population if job.index not in held] for population in self.plan.populations])
-            self.train(self.plan.split(self.wait_for(busy)))
+            with signals.raised():  # a stop signal (SIGTERM...) raises StopSignal here, as Ctrl-C KeyboardInterrupt
+                busy = self.prepare(self.plan.todo)
+                if busy:
+                    log.info(f"{len(busy)} jobs are in training by another sweep: read back when it finishes them")
+                held = {job.index for job in busy}
+                self.train([[job for job in pop if job.index not in held] for pop in self.plan.populations])
+                self.train(self.plan.split(self.wait_for(busy)))
         except KeyboardInterrupt:  # results are written whole or not at all: nothing to clean up
             self.interrupted()
+        except signals.StopSignal as stop:  # the populations in training saved where they stood (backends)
+            self.interrupted(stop.signum)
         finally:
             self.locks.release()
         return [job.hydra.job_return(job, self.results[job.index], self.with_configs) for job in jobs]
@@ -135,13 +140,16 @@ class Run:
             job_return = job.hydra.job_return(job, result, self.with_configs)
             self.callbacks.on_job_end(config=self.config(job), job_return=job_return)
 
-    def interrupted(self) -> None:
+    def interrupted(self, signum: int | None = None) -> None:
+        """Ctrl-C, or a stop signal (signum): one line, then exit 128 + the signal's number (130 for Ctrl-C), after
+        Python's own shutdown (a process ended by the signal itself left multiprocessing's semaphores to a warning)."""
         from sherlocked.sweep.progress import stop_watching
 
         stop_watching()  # the line below is the last
+        said = "interrupted" if signum is None else f"{signals.name(signum)}; the populations in training were saved"
         print(
-            f"sherlocked: interrupted; {len(self.results)} of {len(self.plan.jobs)} jobs have their result in "
+            f"sherlocked: {said}; {len(self.results)} of {len(self.plan.jobs)} jobs have their result in "
             f"{self.sweep_dir}; run the same command again to train the rest",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(128 + (signum or signal.SIGINT))

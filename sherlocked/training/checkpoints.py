@@ -32,6 +32,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from sherlocked import signals
 from sherlocked.layout import EVENT_FILES
 from sherlocked.results import discard, replacing
 
@@ -76,11 +77,6 @@ def rewind_events(path: Path) -> None:
                 os.truncate(file, events[str(file)])  # events are appended whole: the size then ends one
 
 
-# A scheduler's notice to stop: SLURM's preemption and scancel, a cloud's shutdown, kill (SIGTERM); submitit's
-# signal ahead of a time limit (SIGUSR2, `hydra.launcher.submitit.signal_delay_s` before it).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
-
-
 class Stopped(BaseException):
     """A stop signal ended the fit once the population was saved. Not a training error (nothing is recorded
     failed): the process ends as the signal asks (end)."""
@@ -90,22 +86,15 @@ class Stopped(BaseException):
         self.signum, self.step, self.path = signum, step, path
 
     def end(self) -> NoReturn:
-        """Say what was saved, then hand the signal to the handler the process had before the fit (Lightning restores
-        it as the fit ends): the process ends as it would have without sherlocked, its population saved. submitit's
-        (SIGUSR2) requeues the element; the default ends the process by the signal (exit status 128 + N)."""
-        name = signal.Signals(self.signum).name
-        if self.path is None:
-            said = "before training began; nothing new was saved"
+        """Say what was saved, then end as the signal asks (signals.end_by), with the handler the process had
+        before the fit (Lightning restores it as the fit ends)."""
+        if self.path is None:  # Lightning's own handler stopped it: no checkpoint to save, or before training began
+            said = f"at step {self.step} with nothing new saved"
         else:
             said = f"after step {self.step}; the population is saved in {self.path}"
-        print(f"sherlocked: {name} stopped training {said}: run the same command again to go on", file=sys.stderr)
-        sys.stderr.flush()
-        handler = signal.getsignal(self.signum)
-        if callable(handler):
-            handler(self.signum, None)
-        elif handler == signal.SIG_DFL:
-            os.kill(os.getpid(), self.signum)
-        sys.exit(128 + self.signum)  # a handler that returned (submitit's for SIGTERM only logs it): stopped anyway
+        stop = signals.name(self.signum)
+        print(f"sherlocked: {stop} stopped training {said}: run the same command again to go on", file=sys.stderr)
+        signals.end_by(self.signum)
 
 
 class PopulationCheckpoint(Checkpoint):
@@ -124,7 +113,7 @@ class PopulationCheckpoint(Checkpoint):
         self.stop_signal: int | None = None
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        self.before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        self.before = {signum: signal.getsignal(signum) for signum in signals.STOP_SIGNALS}
 
     def on_sanity_check_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.listen()
@@ -135,7 +124,7 @@ class PopulationCheckpoint(Checkpoint):
     def listen(self) -> None:
         if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
             return
-        for signum in STOP_SIGNALS:
+        for signum in signals.STOP_SIGNALS:
             if self.before.get(signum) != signal.SIG_IGN:  # a process told to ignore it goes on ignoring it
                 signal.signal(signum, self.noted)
 

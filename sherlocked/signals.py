@@ -1,0 +1,61 @@
+"""The signals that ask training to stop, and how a process ends on one (torch-free: the sweep's driver uses it).
+
+SIGTERM is a scheduler's preemption notice, scancel, a cloud's shutdown, `kill`; SIGUSR2 is
+submitit's signal ahead of a time limit (hydra.launcher.submitit.signal_delay_s before it). A
+population saves at the end of the step it gets one in (sherlocked.training.checkpoints); a
+sweep's driver that gets one lets its local workers save, then ends (sherlocked.sweep.backends).
+Either then ends as the signal asks: the process's own handler gets it, else it ends by it.
+"""
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+
+class StopSignal(BaseException):
+    """Raised in a sweep's driver by a stop signal, as Ctrl-C raises KeyboardInterrupt: not an error of any job."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+@contextmanager
+def raised() -> Iterator[None]:
+    """Within the block, a stop signal raises StopSignal in the main thread (a process told to ignore one goes on
+    ignoring it); the handlers before it come back after."""
+
+    def raise_it(signum, frame):
+        raise StopSignal(signum)
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in before.items():
+        if handler != signal.SIG_IGN:
+            signal.signal(signum, raise_it)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def end_by(signum: int) -> NoReturn:
+    """End this process as `signum` asks: its handler gets it (submitit's SIGUSR2 one requeues the element; a
+    driver's raises StopSignal), or, where it has none, the process ends by the signal (exit status 128 + N)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    handler = signal.getsignal(signum)
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # a handler that returned (submitit's for SIGTERM only logs it): stopped anyway
