@@ -287,13 +287,14 @@ def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes
     command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
     sweep = tmp_path / "sweep"
     first = subprocess.run([*signalled, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
-    assert first.returncode == -signal.SIGTERM, first.stderr[-3000:]  # ended by the signal, as without sherlocked
+    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
     (checkpoint,) = (sweep / ".checkpoints").glob("*.ckpt")
-    said = first.stderr.strip().splitlines()[-1]
-    assert said == (
+    said = first.stderr.strip().splitlines()
+    assert said[-1].startswith("sherlocked: SIGTERM; the populations in training were saved; 0 of 4 jobs")  # driver
+    assert (  # the population, trained in the driver's process here
         f"sherlocked: SIGTERM stopped training after step 21; the population is saved in {checkpoint}: "
         "run the same command again to go on"
-    )
+    ) in said
     assert not list(sweep.rglob("result.json")) and "Traceback" not in first.stderr
 
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
@@ -313,3 +314,27 @@ def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes
         steps = [step for step, _ in curves[0]["loss/train"]]
         mechanism = [curve for tag, curve in curves[0].items() if tag.startswith("mechanism/")]
         assert steps == list(range(0, 48, 2)) and mechanism and all(len(curve) == 15 for curve in mechanism)
+
+
+@pytest.mark.parametrize("every_s", ["3600", "null"])
+def test_a_single_run_sent_sigterm_says_what_it_saved_and_ends_by_the_signal(tmp_path, data_root, every_s):
+    """A single run (no sweep driver): it ends by SIGTERM, as the process would have, once it said what it saved;
+    with checkpoints off (null) Lightning stops it at the step's end and nothing is saved."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), "5", "TERM", *SMALL]
+    command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.run.dir={run_dir}"]
+    run = subprocess.run([*command, f"checkpoint_every_s={every_s}"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == -signal.SIGTERM, run.stderr[-3000:]
+    checkpoints = list((run_dir / ".checkpoints").glob("*.ckpt"))
+    said = run.stderr.strip().splitlines()[-1]
+    if every_s == "null":
+        assert not checkpoints
+        assert said == (
+            "sherlocked: SIGTERM stopped training at step 5 with nothing new saved: run the same command again to go on"
+        )
+    else:
+        assert said == (
+            f"sherlocked: SIGTERM stopped training after step 5; the population is saved in {checkpoints[0]}: run "
+            "the same command again to go on"
+        )
+    assert not (run_dir / "result.json").exists() and "Traceback" not in run.stderr

@@ -139,7 +139,8 @@ def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpo
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
     except checkpoints.Stopped as stopped:
         return stopped
-    except SIGTERMException:  # before the population's own handlers took over from Lightning's: nothing to save
+    except SIGTERMException:  # Lightning's own handler: no checkpoint to save in (checkpoint_every_s null), or before
+        # the population's handlers took over from Lightning's
         return checkpoints.Stopped(signal.SIGTERM, trainer.global_step, None)
     except SystemExit:
         if not trainer.interrupted:
