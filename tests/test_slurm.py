@@ -135,7 +135,9 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
     requeues it at 45 s of its 2 minutes, each time (up to max_retries), and every attempt resumes from there (no
     epoch checkpoint is due: checkpoint_every_s=3600)."""
     limit = ["hydra.launcher.submitit.timeout_min=2", "hydra.launcher.submitit.signal_delay_s=75"]
-    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=500"]
+    # ~90 s of training here (so 45 s attempts), and requeues to spare where a machine is slower
+    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=1000"]
+    one_element += ["hydra.launcher.max_retries=10"]
     sweep = start_sweep(tmp_path, data_root, *limit, *one_element)
     ran, requeued = set(), set()
     while sweep.poll() is None:  # SLURM holds a requeued job a while: started at once, as on an idle cluster
@@ -149,5 +151,5 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
     assert sweep.returncode == 0, (tmp_path / "out.txt").read_text()[-2000:]
     found = results(tmp_path / "sweep")
     assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
-    assert all(r["resumed_step"] > 0 for r in found.values()), [r["resumed_step"] for r in found.values()]
     assert requeued, "the element was never requeued"
+    assert all(r["resumed_step"] > 0 for r in found.values()), [r["resumed_step"] for r in found.values()]

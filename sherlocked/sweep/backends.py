@@ -127,25 +127,32 @@ def train_population(
             "must be on a filesystem every worker shares"
         )
         return failures(error, jobs), where
-    if not resume:  # the driver holds the locks of the jobs it trains in its own processes
+    if resume:
+        results = resumed_holding_locks(jobs, engine)
+    else:  # the driver holds the locks of the jobs it trains in its own processes
         tidy(jobs)
         results = engine.train(jobs, quiet=True)
-    else:  # elsewhere (a Ray task, a SLURM element, maybe started again): this process holds them while it trains
-        locks = JobLocks()
-        try:
-            for job in jobs:
-                locks.wait(job.job_dir)  # held: another attempt trains it; its result is read back below
-            tidy(jobs)
-            results = engine.resume(jobs, quiet=True)
-            for job, result in zip(jobs, results):
-                if result.finished:
-                    locks.finished(job.job_dir)
-        finally:
-            locks.release()
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
         log.error(f"population of {len(jobs)} failed: {failed.error}")
     return results, where
+
+
+def resumed_holding_locks(jobs: list[Job], engine) -> list[Result]:
+    """Elsewhere (a Ray task, a SLURM element, maybe started again): this process holds the jobs' locks while it
+    trains them, and reads back the members an earlier attempt finished."""
+    locks = JobLocks()
+    try:
+        for job in jobs:
+            locks.wait(job.job_dir)  # held: another attempt trains it; its result is read back
+        tidy(jobs)
+        results = engine.resume(jobs, quiet=True)
+        for job, result in zip(jobs, results):
+            if result.finished:
+                locks.finished(job.job_dir)
+        return results
+    finally:
+        locks.release()
 
 
 def tidy(jobs: list[Job]) -> None:
