@@ -136,7 +136,7 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
     epoch checkpoint is due: checkpoint_every_s=3600)."""
     limit = ["hydra.launcher.submitit.timeout_min=2", "hydra.launcher.submitit.signal_delay_s=75"]
     # ~90 s of training here (so 45 s attempts), and requeues to spare where a machine is slower
-    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=1000"]
+    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=1500"]
     one_element += ["hydra.launcher.max_retries=10"]
     sweep = start_sweep(tmp_path, data_root, *limit, *one_element)
     ran, requeued = set(), set()
