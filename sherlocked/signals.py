@@ -10,6 +10,7 @@ Either then ends as the signal asks: the process's own handler gets it, else it 
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -29,6 +30,21 @@ def name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def handlers() -> dict[int, object]:
+    """The process's handlers of the stop signals now."""
+    return {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+
+def listen(handler, before: dict[int, object]) -> None:
+    """`handler` for every stop signal but those `before` ignored (a process told to ignore one goes on ignoring
+    it). Only the main thread may set handlers: elsewhere (a thread of a Ray worker, say) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, was in before.items():
+        if was != signal.SIG_IGN:
+            signal.signal(signum, handler)
+
+
 @contextmanager
 def raised() -> Iterator[None]:
     """Within the block, a stop signal raises StopSignal in the main thread (a process told to ignore one goes on
@@ -37,15 +53,14 @@ def raised() -> Iterator[None]:
     def raise_it(signum, frame):
         raise StopSignal(signum)
 
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum, handler in before.items():
-        if handler != signal.SIG_IGN:
-            signal.signal(signum, raise_it)
+    before = handlers()
+    listen(raise_it, before)
     try:
         yield
     finally:
         for signum, handler in before.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            if threading.current_thread() is threading.main_thread():  # the only thread listen set them in
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def end_by(signum: int) -> NoReturn:

@@ -21,9 +21,7 @@ or its test pass is saved at the epoch's end, after the test pass: the shortest 
 
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -113,7 +111,7 @@ class PopulationCheckpoint(Checkpoint):
         self.stop_signal: int | None = None
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        self.before = {signum: signal.getsignal(signum) for signum in signals.STOP_SIGNALS}
+        self.before = signals.handlers()
 
     def on_sanity_check_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.listen()
@@ -122,11 +120,7 @@ class PopulationCheckpoint(Checkpoint):
         self.listen()  # Lightning set its own handlers as the fit began (Lightning restores self.before at its end)
 
     def listen(self) -> None:
-        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-            return
-        for signum in signals.STOP_SIGNALS:
-            if self.before.get(signum) != signal.SIG_IGN:  # a process told to ignore it goes on ignoring it
-                signal.signal(signum, self.noted)
+        signals.listen(self.noted, self.before)
 
     def noted(self, signum: int, frame) -> None:
         """The handler: note the signal; the step under way finishes, then the population is saved."""
