@@ -338,3 +338,27 @@ def test_a_single_run_sent_sigterm_says_what_it_saved_and_ends_by_the_signal(tmp
             "the same command again to go on"
         )
     assert not (run_dir / "result.json").exists() and "Traceback" not in run.stderr
+
+
+def test_a_population_killed_after_an_epoch_cut_short_by_limit_train_batches_resumes_as_if_never_stopped(
+    tmp_path, data_root
+):
+    """5 of an epoch's 16 batches (limit_train_batches): the checkpoint after epoch 1 is an epoch's end, not its
+    middle; the resumed epoch 2 draws its own data order, not epoch 1's again."""
+    grid = ["hydra/launcher=population", "act3=relu,tanh", "seed=0,1", *SMALL, "trainer.max_epochs=2"]
+    grid += ["+trainer.limit_train_batches=5", "checkpoint_every_s=0", "diagnostics=off"]
+    grid += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    killed = [sys.executable, str(Path(__file__).parent / "kill_after_epoch.py"), "1", "-m", *grid]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
+    sweep = tmp_path / "sweep"
+    first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
+    paths = sorted(sweep.rglob("result.json"))
+    assert len(paths) == 4
+    for path in paths:
+        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+        assert (resumed["resumed_epochs"], resumed["resumed_step"], whole["resumed_epochs"]) == (1, 5, 0)
+        assert resumed["history"] == whole["history"]

@@ -105,9 +105,10 @@ class IndexBatches:
         skip, self.skip = self.skip, 0
         yield from order.to(self.device).split(self.batch_size, dim=1)[skip:]
 
-    def state(self, done: int) -> dict:
-        """Where each member's data order stands with `done` batches of the current epoch trained."""
-        if self.epoch_start is not None and done < len(self):  # mid-epoch: this epoch's order, drawn again
+    def state(self, done: int, epoch_batches: int | None = None) -> dict:
+        """Where each member's data order stands with `done` of the epoch's `epoch_batches` batches trained (all of
+        its order where None; fewer where the trainer cuts epochs short, limit_train_batches)."""
+        if self.epoch_start is not None and done < (epoch_batches or len(self)):  # mid-epoch: its order, drawn again
             return {"generators": self.epoch_start, "done": done}
         return {"generators": [g.get_state() for g in self.generators], "done": 0}  # the next epoch draws anew
 
@@ -154,8 +155,10 @@ class StudyDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         """Where each member's data order stands (saved with the population): a resumed run goes on with the
         batch after the last one trained, then draws each next epoch's order as the run would have."""
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
-        return self.train_batches.state(done)
+        if not self.trainer:
+            return self.train_batches.state(0)
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return self.train_batches.state(done, self.trainer.num_training_batches)
 
     def load_state_dict(self, state: dict) -> None:
         self.train_batches.restore(state)
