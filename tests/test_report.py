@@ -332,3 +332,44 @@ def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeyp
         "sherlocked report: no sweep at outputs/sweeps/mnist. Sweeps to report: outputs/sweeps/demo. "
         "Report one: python -m sherlocked.report outputs/sweeps/demo"
     )
+
+
+def lr_sweep(directory, lrs=(0.003, 0.001, 1e-05), diagnostics=True):
+    """A sweep over the learning rate (model.optimizer.lr=0.003,0.001,1e-05), each value's jobs in a folder of its
+    own, with (sigmoid, relu) and (tanh, relu) as last pairs, two seeds each, and diagnostics."""
+    for lr in lrs:
+
+        def learning_rate(config, i, lr=lr):
+            config["model"]["optimizer"]["lr"] = lr
+
+        fake_sweep(
+            directory / f"lr={lr}", [("relu", "sigmoid", "relu"), ("relu", "tanh", "relu")], [0, 1], tweak=learning_rate
+        )
+    for path in directory.rglob("result.json") if diagnostics else ():
+        result = read_result(path.parent)
+        result.diagnostics = {"layer3/dead": [0.1, 0.2 + 0.1 * result.hparams["seed"]], "layer2/saturated": [0.0, 0.1]}
+        result.write(path.parent)
+    return directory
+
+
+def test_a_swept_number_is_shown_as_typed_in_every_file(tmp_path, capsys):
+    """Learning rates 0.003 and 0.001 are no 0.00 in any table; accuracies keep their two decimals."""
+    from sherlocked.report import plots
+
+    sweep = lr_sweep(tmp_path / "sweep")
+    main([str(sweep)])
+    console = capsys.readouterr().out
+    shown = ("0.003", "0.001", "1e-05")
+    for name in ("table.md", "index.md", "diagnostics.md"):
+        rows = [line for line in (sweep / name).read_text().splitlines() if line.startswith("| relu |")]
+        assert len(rows) == 6, name
+        assert {row.split(" | ")[3] for row in rows} == set(shown), (name, rows)  # act1, act2, act3, then lr
+    assert "| relu | sigmoid | relu | 0.003 | 15.00 | 15.00 |" in (sweep / "table.md").read_text()
+    stats_md = (sweep / "stats.md").read_text()
+    assert all(f"| lr={lr} |" in stats_md for lr in shown)  # the isolating test per learning rate
+    runs = read_runs(sweep)
+    titles = plots.heatmap(runs, table(runs), ("sigmoid", "relu"), tmp_path / "heatmap.png")
+    assert titles == [f"act1=relu | lr={lr}" for lr in ("1e-05", "0.001", "0.003")]
+    labels = {label for _, label, _, _ in plots.curves(runs, ("sigmoid", "relu"), tmp_path / "curves.png")}
+    assert labels == {f"act1=relu, lr={lr}" for lr in shown}
+    assert all(f" {lr} " in console for lr in shown)  # the best and worst rows

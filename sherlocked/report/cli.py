@@ -24,7 +24,7 @@ from sherlocked.layout import results_table
 from sherlocked.report import plots
 from sherlocked.report.mechanism import diagnostics_markdown, mechanism_text
 from sherlocked.report.page import index_markdown
-from sherlocked.report.runs import DIAG, group_keys, read_runs
+from sherlocked.report.runs import DIAG, group_keys, read_runs, shown, table_keys
 from sherlocked.report.significance import stats_markdown
 from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
 from sherlocked.table import rebuild
@@ -50,7 +50,7 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
         f"the mean, given from {MIN_CI_RUNS} runs on (empty below); an empty seed cell is a failed run; diverged "
         "runs keep the accuracy they reached.\n\n"
     )
-    written["table.md"].write_text("# Results\n\n" + note + markdown(ours))
+    written["table.md"].write_text("# Results\n\n" + note + markdown(ours, keys=table_keys(runs)))
     written["stats.md"].write_text(stats_markdown(runs, pairs))
     plots.heatmap(runs, ours, pairs[0], written["heatmap.png"])
     plots.curves(runs, pairs[0], written["curves.png"])
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     acts, varied = group_keys(runs)
     ranked = ours.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
     for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals
-        ranked[key] = ranked[key].map(lambda v: f"{v:g}" if isinstance(v, float) else v)
+        ranked[key] = ranked[key].map(shown)
     print(f"report: {args.out or args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
     print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
     print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))

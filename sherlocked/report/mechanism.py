@@ -148,5 +148,5 @@ def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     intro += f"(sherlocked/training/diagnostics.py). {DEFINITIONS} Means over seeds; accuracy in %.\n\n"
     return (
         f"{intro}## Which mechanism: ({pair[0]}, {pair[1]}) as the last pair\n\n"
-        f"{mechanism_text(runs, pair)}\n## Per group\n\n{markdown(per_group, digits=3)}"
+        f"{mechanism_text(runs, pair)}\n## Per group\n\n{markdown(per_group, digits=3, keys=keys)}"
     )

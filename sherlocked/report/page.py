@@ -6,7 +6,7 @@ python -m sherlocked.report outputs/sweeps/demo   # writes index.md beside the f
 
 import pandas as pd
 
-from sherlocked.report.runs import act_keys, group_keys
+from sherlocked.report.runs import act_keys, group_keys, shown, table_keys
 from sherlocked.report.significance import compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
 
@@ -15,10 +15,10 @@ SETUP_KEYS = ("dataset", "widths", "optimizer", "lr", "momentum", "weight_decay"
 
 def setup_text(runs: pd.DataFrame) -> str:
     acts, varied = group_keys(runs)
-    fixed = [f"{k} {runs[k].iloc[0]}" for k in SETUP_KEYS if k in runs and k not in varied]
+    fixed = [f"{k} {shown(runs[k].iloc[0])}" for k in SETUP_KEYS if k in runs and k not in varied]
     for key in ("batch_norm", "output_activation"):
         if key in runs and key not in varied:
-            fixed.append(f"{key} {runs[key].iloc[0]}")
+            fixed.append(f"{key} {shown(runs[key].iloc[0])}")
     counts = runs["status"].value_counts()
     outcome = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))
     seeds = runs["seed"].nunique()
@@ -90,7 +90,11 @@ def index_markdown(
         "diverged runs keep the accuracy they reached; failed runs have none. Every column: "
         "[table.md](table.md), [table.csv](table.csv).\n"
     )
-    out += ["## Every combination\n", note, markdown(ours.drop(columns=[c for c in ours if c.startswith("seed")]))]
+    out += [
+        "## Every combination\n",
+        note,
+        markdown(ours.drop(columns=[c for c in ours if c.startswith("seed")]), keys=table_keys(runs)),
+    ]
     if compared is not None:
         _, setup = compared
         out += ["## Against the published study\n", f"{setup} Every row: [comparison.md](comparison.md).\n"]

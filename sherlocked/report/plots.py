@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
-from sherlocked.report.runs import act_keys, group_keys, last_pair, sort_rows, strata  # noqa: E402
+from sherlocked.report.runs import act_keys, group_keys, last_pair, shown, sort_rows, strata  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")
 # A figure is drawn for a page: at most PAGE_WIDTH inches at DPI (800 pixels, the text column of a rendered
@@ -67,7 +67,7 @@ def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
         fixed = stratum[varied].iloc[0].to_dict() if varied else {}
         firsts = sort_rows(stratum[outer].drop_duplicates(), outer) if outer else pd.DataFrame([{}])
         for _, values in firsts.iterrows():
-            named = ", ".join(f"{k}={v}" for k, v in values.items())
+            named = ", ".join(f"{k}={shown(v)}" for k, v in values.items())
             panels.append(
                 (" | ".join(t for t in (named, title if title != "all runs" else "") if t), {**values, **fixed})
             )
@@ -249,7 +249,7 @@ def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[s
             continue
         stack = np.array(found.tolist())
         epochs = np.arange(1, stack.shape[1] + 1)
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys, labels.values)) or "all runs"
+        label = ", ".join(f"{k}={shown(v)}" for k, v in zip(keys, labels.values)) or "all runs"
         colour, line_style = look(labels)
         marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
         (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.4, color=colour, ls=line_style, marker=marker)

@@ -32,6 +32,12 @@ def cell(value):
     return value
 
 
+def shown(value) -> str:
+    """A swept value as typed: a number with its significant digits (lr 0.003 or 1e-05, never 0.00; a whole number
+    a float column holds, 32.0, as 32), anything else as its text."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def read_runs(sweep_dir: Path) -> pd.DataFrame:
     """One row per job of the sweep (see the module's docstring)."""
     rows = table.read(sweep_dir, COLUMNS, prefixes=(HPARAMS, DIAG))
@@ -90,6 +96,12 @@ def group_keys(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     return acts, varied
 
 
+def table_keys(runs: pd.DataFrame) -> list[str]:
+    """What names a row of the study's table: the activations, then the other keys the sweep varied."""
+    acts, varied = group_keys(runs)
+    return [*acts, *varied]
+
+
 def sort_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Activations in the study's order (relu, tanh, sigmoid, selu, ...), other keys naturally."""
     order = {name: i for i, name in enumerate(ACTIVATIONS)}
@@ -109,7 +121,7 @@ def strata(runs: pd.DataFrame):
     if varied:
         for values, part in runs.groupby(varied, sort=True):
             values = values if isinstance(values, tuple) else (values,)
-            yield ", ".join(f"{k}={v}" for k, v in zip(varied, values)), part
+            yield ", ".join(f"{k}={shown(v)}" for k, v in zip(varied, values)), part
 
 
 def last_pair(runs: pd.DataFrame) -> pd.Series:

@@ -4,13 +4,14 @@ and the same table next to the published one.
     python -m sherlocked.report outputs/sweeps/demo   # writes table.md/.csv and comparison.md/.csv
 """
 
+from collections.abc import Iterable
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sherlocked.report.runs import group_keys, sort_rows
+from sherlocked.report.runs import group_keys, shown, sort_rows
 
 STUDY_SETUP = {
     "dataset": "mnist",
@@ -53,14 +54,25 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(frame.reset_index(), keys)
 
 
-def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
-    def cell(value) -> str:
+def markdown(frame: pd.DataFrame, digits: int = 2, keys: Iterable[str] = ()) -> str:
+    """The frame as a markdown table: numbers with `digits` decimals (accuracies), but the `keys` columns (what the
+    sweep varied) as typed: a learning rate of 0.003 is no 0.00."""
+    keys = set(keys)
+
+    def cell(value, column: str) -> str:
+        if isinstance(value, float | np.floating) and np.isnan(value):
+            return ""
+        if column in keys:
+            return shown(value)
         if isinstance(value, float | np.floating):
-            return "" if np.isnan(value) else f"{value:.{digits}f}"
+            return f"{value:.{digits}f}"
         return str(value)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    columns = list(map(str, frame.columns))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += [
+        "| " + " | ".join(cell(v, c) for v, c in zip(row, columns)) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -98,7 +110,7 @@ def comparison(runs: pd.DataFrame, ours: pd.DataFrame) -> tuple[pd.DataFrame, st
         "This sweep has the published setup, so the numbers are directly comparable."
         if not differs
         else "This sweep differs from the published setup in "
-        + ", ".join(f"{k}={v} (published: {STUDY_SETUP[k]})" for k, v in differs.items())
+        + ", ".join(f"{k}={shown(v)} (published: {STUDY_SETUP[k]})" for k, v in differs.items())
         + ": compare the pattern across triples (the rank correlation), not the absolute numbers."
     )
     return compared, f"{setup} {ranks}".strip()
