@@ -373,3 +373,87 @@ def test_a_swept_number_is_shown_as_typed_in_every_file(tmp_path, capsys):
     labels = {label for _, label, _, _ in plots.curves(runs, ("sigmoid", "relu"), tmp_path / "curves.png")}
     assert labels == {f"act1=relu, lr={lr}" for lr in shown}
     assert all(f" {lr} " in console for lr in shown)  # the best and worst rows
+
+
+ERRORS = ("ModuleNotFoundError: No module named 'nope'", "RuntimeError: CUDA out of memory")
+
+
+def failed_sweep(directory, triples, seeds):
+    """Every job failed, each with its error line (as the engine records it); the results table rebuilt."""
+    from sherlocked.table import rebuild
+
+    fake_sweep(directory, triples, seeds, status=lambda t, s, bn: "failed")
+    for i, path in enumerate(sorted(directory.rglob("result.json"))):
+        result = read_result(path.parent)
+        result.error, result.traceback = ERRORS[i % 3 == 2], f"Traceback (most recent call last):\n{ERRORS[i % 3 == 2]}"
+        result.write(path.parent)
+    rebuild(directory)
+    return directory
+
+
+def test_a_sweep_where_every_run_failed_is_reported_as_such(tmp_path, capsys):
+    sweep = failed_sweep(tmp_path / "sweep", [("relu", "sigmoid", "relu"), ("relu", "tanh", "relu")], seeds=[0, 1, 2])
+    main([str(sweep)])  # returns: exit code 0
+    console = capsys.readouterr().out
+    assert "every one of the 6 runs failed" in console and f"4 x {ERRORS[0]}" in console
+    page = (sweep / "index.md").read_text()
+    assert "**Answer.** None: every one of the 6 runs failed, so none has an accuracy" in page
+    assert f"- 4 runs: {ERRORS[0]}\n- 2 runs: {ERRORS[1]}" in page  # the error lines, most frequent first
+    assert "heatmap.png" not in page and "nan" not in page
+    group = "| relu | sigmoid | relu |  |  |  |  |  | 0 |  |  | 0 | 3 |"  # no seed, mean or std: n 0, 3 failed
+    assert group in (sweep / "table.md").read_text()
+    assert "No run finished: nothing to test." in (sweep / "stats.md").read_text()
+    assert not [p for p in sweep.iterdir() if p.suffix == ".png"] and not (sweep / "diagnostics.md").exists()
+
+
+def test_a_value_of_a_swept_key_whose_runs_all_failed_gets_no_test_but_the_others_do(tmp_path):
+    sweep = lr_sweep(tmp_path / "sweep", lrs=(0.003, 0.001), diagnostics=False)
+    failed_sweep(sweep / "lr=10", [("relu", "sigmoid", "relu"), ("relu", "tanh", "relu")], seeds=[0, 1])
+    for path in (sweep / "lr=10").rglob("result.json"):
+        result = read_result(path.parent)
+        result.config["model"]["optimizer"]["lr"], result.hparams["lr"] = 10.0, 10.0
+        result.write(path.parent)
+    (sweep / "lr=10" / "results").rename(sweep / "lr=10" / "old")  # one table: the sweep's, made from its results
+    from sherlocked.table import rebuild
+
+    rebuild(sweep)
+    written = report(sweep, [("sigmoid", "relu")]).files
+    stats_md = written["stats.md"].read_text()
+    assert "| lr=0.001 |" in stats_md and "| lr=0.003 |" in stats_md and "lr=10" not in stats_md
+    assert "| relu | sigmoid | relu | 10 |  |  |  |  | 0 |" in written["table.md"].read_text()
+
+
+def test_a_sweep_where_every_run_diverged_says_so_and_tests_nothing_it_cannot(tmp_path, capsys):
+    """Diverged runs sit at chance, each the same accuracy: no test (Welch's t would be nan), and their diagnostics,
+    measured on non-finite weights, explain nothing."""
+    triples = [("relu", "sigmoid", "relu"), ("relu", "tanh", "relu")]
+    chance = lambda t, s, bn: 0.1  # noqa: E731
+    fake_sweep(tmp_path, triples, seeds=[0, 1], status=lambda t, s, bn: "diverged", accuracy=chance)
+    for path in tmp_path.rglob("result.json"):
+        result = read_result(path.parent)
+        result.diagnostics = {"layer3/dead": [0.0, 0.0], "layer1/grad_w": [float("nan")] * 2}
+        result.write(path.parent)
+    main([str(tmp_path)])
+    capsys.readouterr()
+    page, stats_md = (tmp_path / "index.md").read_text(), (tmp_path / "stats.md").read_text()
+    assert "Every one of the 4 runs diverged" in page
+    assert "No test: every run on both sides reached the same accuracy (10.00 %)" in stats_md
+    assert "nan" not in page and "nan" not in stats_md
+    assert "every one of these runs diverged" in (tmp_path / "diagnostics.md").read_text()
+    for name in ("heatmap.png", "curves.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert_titles_fit(read_runs(tmp_path))  # one last pair a panel: narrow figures
+
+
+def assert_titles_fit(runs):
+    """Each figure's title lies inside the figure, however narrow it is drawn."""
+    from matplotlib.text import Text
+
+    from sherlocked.report import plots
+
+    pair = ("sigmoid", "relu")
+    for fig in (plots.heatmap_figure(runs, table(runs), pair)[0], plots.curves_figure(runs, pair)[0]):
+        fig.canvas.draw()
+        (title,) = [t.get_window_extent() for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+        assert title.x0 >= 0 and title.x1 <= fig.bbox.width, (fig.get_suptitle(), title, fig.bbox.width)
+        plots.plt.close(fig)

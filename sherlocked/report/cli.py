@@ -24,7 +24,7 @@ from sherlocked.layout import results_table
 from sherlocked.report import plots
 from sherlocked.report.mechanism import diagnostics_markdown, mechanism_text
 from sherlocked.report.page import index_markdown
-from sherlocked.report.runs import DIAG, group_keys, read_runs, shown, table_keys
+from sherlocked.report.runs import DIAG, error_lines, finished, group_keys, read_runs, shown, table_keys
 from sherlocked.report.significance import stats_markdown
 from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
 from sherlocked.table import rebuild
@@ -34,6 +34,7 @@ class Report(NamedTuple):
     runs: pd.DataFrame  # one row per job (sherlocked.report.runs)
     table: pd.DataFrame  # one row per group (sherlocked.report.tables)
     files: dict[str, Path]  # what was written, by name
+    errors: pd.Series | None = None  # where every run failed: how many ended with each error line
 
 
 def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = None) -> Report:
@@ -43,7 +44,23 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     runs = read_runs(sweep_dir)
     ours = table(runs)
     out.mkdir(parents=True, exist_ok=True)
-    written = {name: out / name for name in ("table.md", "table.csv", "heatmap.png", "curves.png", "stats.md")}
+    written = write_table(sweep_dir, runs, ours, out)
+    mechanism = compared = errors = None
+    if finished(runs).any():
+        mechanism, compared = write_findings(runs, ours, pairs, out, written)
+    else:  # every run failed: no accuracy to draw or test; the page says what the runs ended with
+        errors = error_lines(sweep_dir)
+        written["stats.md"] = out / "stats.md"
+        written["stats.md"].write_text(stats_markdown(runs, pairs))
+    page = index_markdown(sweep_dir.resolve().name, runs, ours, pairs, written, mechanism, compared, errors)
+    written = {"index.md": out / "index.md", **written}
+    written["index.md"].write_text(page)
+    return Report(runs, ours, written, errors)
+
+
+def write_table(sweep_dir: Path, runs: pd.DataFrame, ours: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """table.md and table.csv; returns them by name."""
+    written = {name: out / name for name in ("table.md", "table.csv")}
     ours.to_csv(written["table.csv"], index=False)
     note = (
         f"Final-epoch test accuracy (%) of {len(runs)} runs in {sweep_dir}. {STD}; ci95 is a t-interval of "
@@ -51,9 +68,19 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
         "runs keep the accuracy they reached.\n\n"
     )
     written["table.md"].write_text("# Results\n\n" + note + markdown(ours, keys=table_keys(runs)))
-    written["stats.md"].write_text(stats_markdown(runs, pairs))
+    return written
+
+
+def write_findings(
+    runs: pd.DataFrame, ours: pd.DataFrame, pairs: list[tuple[str, str]], out: Path, written: dict[str, Path]
+) -> tuple[str | None, tuple[pd.DataFrame, str] | None]:
+    """The figures, stats.md, the diagnostics and the published comparison, each added to `written` by name;
+    returns the mechanism's paragraph and the comparison, for the page."""
+    for name in ("heatmap.png", "curves.png", "stats.md"):
+        written[name] = out / name
     plots.heatmap(runs, ours, pairs[0], written["heatmap.png"])
     plots.curves(runs, pairs[0], written["curves.png"])
+    written["stats.md"].write_text(stats_markdown(runs, pairs))
     mechanism = None
     if any(c.startswith(DIAG) for c in runs.columns):
         written["diagnostics.md"] = out / "diagnostics.md"
@@ -71,10 +98,7 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
         written["comparison.md"].write_text(
             f"# Ours against the published study\n\n{setup} {source}\n\n" + markdown(frame)
         )
-    page = index_markdown(sweep_dir.resolve().name, runs, ours, pairs, written, mechanism, compared)
-    written = {"index.md": out / "index.md", **written}
-    written["index.md"].write_text(page)
-    return Report(runs, ours, written)
+    return mechanism, compared
 
 
 def sweeps_to_report(asked: Path | None, under: Path = Path("outputs/sweeps")) -> str:
@@ -110,19 +134,48 @@ def main(argv: list[str] | None = None) -> None:
     for pair in pairs:
         if len(pair) != 2 or any(a not in ACTIVATIONS for a in pair):
             parser.error(f"--pair {','.join(pair)}: give two activations from {', '.join(ACTIVATIONS)}")
+    if args.rebuild:
+        rebuild_table(args.sweep_dir)
     try:
-        if args.rebuild:
-            rows = rebuild(args.sweep_dir)
-            print(f"results table rebuilt from {rows} result.json files: {results_table(args.sweep_dir)}")
-        runs, ours, written = report(args.sweep_dir, pairs, args.out)
+        done = report(args.sweep_dir, pairs, args.out)
     except OSError as error:  # e.g. a finished sweep kept on read-only storage
         where = args.out or args.sweep_dir
         sys.exit(f"sherlocked report: cannot write into {where} ({error.strerror}); write it elsewhere with --out DIR")
-    acts, varied = group_keys(runs)
-    ranked = ours.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
+    print(f"report: {args.out or args.sweep_dir}  ({', '.join(p.name for p in done.files.values())})")
+    if done.errors is not None:
+        print(failures(done))
+    else:
+        print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
+        print(best_and_worst(done))
+
+
+def rebuild_table(sweep_dir: Path) -> None:
+    """--rebuild: the sweep's results table made again from its result.json files, or one line naming the folder
+    that could not be written (the table is the sweep's own: --out moves only the report's files)."""
+    try:
+        rows = rebuild(sweep_dir)
+    except OSError as error:
+        sys.exit(
+            f"sherlocked report: --rebuild cannot write the results table into {results_table(sweep_dir)} "
+            f"({error.strerror}): rebuilding needs write access to the sweep dir; without --rebuild the report "
+            "reads the sweep's table (or its result.json files) as it is"
+        )
+    print(f"results table rebuilt from {rows} result.json files: {results_table(sweep_dir)}")
+
+
+def failures(done: Report) -> str:
+    """Where every run failed: how many, and how many ended with each error line."""
+    head = f"every one of the {len(done.runs)} runs failed"
+    if done.errors.empty:
+        return f"{head}; the table records no error: see each job's result.json"
+    return "\n".join([f"{head}; they ended with:", *(f"  {n} x {line}" for line, n in done.errors.items())])
+
+
+def best_and_worst(done: Report) -> str:
+    """The five best and five worst rows of the table by mean."""
+    acts, varied = group_keys(done.runs)
+    ranked = done.table.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
     for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals
         ranked[key] = ranked[key].map(shown)
-    print(f"report: {args.out or args.sweep_dir}  ({', '.join(p.name for p in written.values())})")
-    print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
-    print("best:\n" + ranked.head(5).to_string(index=False, float_format="%.2f"))
-    print("worst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f"))
+    best = ranked.head(5).to_string(index=False, float_format="%.2f")
+    return f"best:\n{best}\nworst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f")

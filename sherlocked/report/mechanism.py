@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from sherlocked.activations import family
-from sherlocked.report.runs import DIAG, group_keys, last_pair, sort_rows
+from sherlocked.report.runs import DIAG, finished, finished_with_last_pair, group_keys, sort_rows
 from sherlocked.report.tables import markdown
 
 MEASURES = {  # column in the table -> diagnostics key (layer numbers filled in per model)
@@ -70,6 +70,11 @@ def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, column
     column, counted, others = output_measure(pair, columns)
     if hit.empty or column is None:
         return f"No finished run has ({pair[0]}, {pair[1]}) as its last pair, or no diagnostics were recorded.\n"
+    if hit["status"].eq("diverged").all():  # NaN weights: nothing is <= 0 or saturated, every fraction says 0
+        return (
+            f"In the {len(hit)} runs whose last pair is ({pair[0]}, {pair[1]}), every one of these runs diverged: "
+            "their diagnostics were measured on non-finite weights and tell no mechanism.\n"
+        )
 
     def mean(frame: pd.DataFrame, name: str) -> float:
         return frame[columns[name]].mean() if name in columns else np.nan
@@ -107,7 +112,8 @@ def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, column
             f"The weight-gradient norm at layer 1 after the last step is {mean(hit, 'grad_w_layer1'):.3g} "
             f"(other runs: {mean(rest, 'grad_w_layer1'):.3g}). "
         )
-    text += f"Over all runs{others}, accuracy and the fraction of such output units correlate at r = {r:.2f}. "
+    if not np.isnan(r):
+        text += f"Over all runs{others}, accuracy and the fraction of such output units correlate at r = {r:.2f}. "
     return text + conclusion(pair, a_out, a_sat, layer) + "\n"
 
 
@@ -124,23 +130,23 @@ def conclusion(pair: tuple[str, str], output: float, saturated: float, layer: st
 def mechanism_text(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     """Which mechanism the diagnostics support for the pair's runs, with the correlation behind it."""
     columns = measures(runs)
-    done = runs[runs["status"] != "failed"]
-    last = last_pair(done)
+    done, last = finished_with_last_pair(runs)
     hit, rest = done[last == ",".join(pair)], done[last != ",".join(pair)]
     column, _, others = output_measure(pair, columns)
     r, rho = correlation(done["acc"], done[column]) if column else (np.nan, np.nan)
     counted = int(done[column].notna().sum()) if column else 0
-    correlations = (
-        f"Accuracy against the fraction of output units counted above, over the {counted} runs{others}: "
-        f"Pearson r = {r:.2f}, Spearman rho = {rho:.2f}.\n"
-    )
+    correlations = f"Accuracy against the fraction of output units counted above, over the {counted} runs{others}: "
+    if np.isnan(r):
+        correlations += "no correlation to give (fewer than 3 runs, or one of the two the same in every run).\n"
+    else:
+        correlations += f"Pearson r = {r:.2f}, Spearman rho = {rho:.2f}.\n"
     return f"{verdict(pair, hit, rest, columns, r)}\n{correlations}"
 
 
 def diagnostics_markdown(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     acts, varied = group_keys(runs)
     columns = measures(runs)
-    done = runs[runs["status"] != "failed"]
+    done = runs[finished(runs)]
     keys = acts + varied
     per_group = done.groupby(keys, dropna=False)[["acc", *columns.values()]].mean().reset_index()
     per_group = sort_rows(per_group.rename(columns={v: k for k, v in columns.items()}), keys)

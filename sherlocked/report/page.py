@@ -6,7 +6,7 @@ python -m sherlocked.report outputs/sweeps/demo   # writes index.md beside the f
 
 import pandas as pd
 
-from sherlocked.report.runs import act_keys, group_keys, shown, table_keys
+from sherlocked.report.runs import act_keys, finished, group_keys, shown, table_keys
 from sherlocked.report.significance import compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
 
@@ -29,6 +29,30 @@ def setup_text(runs: pd.DataFrame) -> str:
     )
 
 
+def answer_text(runs: pd.DataFrame, pair: tuple[str, str], errors: pd.Series | None) -> str:
+    """The page's answer: the test of the pair, said to be over diverged runs where every run diverged; or, where
+    every run failed, that and what they ended with."""
+    if errors is not None:
+        return failures_text(runs, errors)
+    diverged = runs.loc[finished(runs), "status"].eq("diverged")
+    if not diverged.all():
+        return headline(runs, pair)
+    which = "runs" if diverged.size == len(runs) else "runs that finished"
+    return (
+        f"Every one of the {diverged.size} {which} diverged (its loss turned NaN or infinite): each keeps the accuracy "
+        f"it had reached. {headline(runs, pair)}"
+    )
+
+
+def failures_text(runs: pd.DataFrame, errors: pd.Series) -> str:
+    """Every run failed: how many, and how many ended with each error line, most first."""
+    head = f"None: every one of the {len(runs)} runs failed, so none has an accuracy to compare."
+    if errors.empty:
+        return f"{head} The table records no error: see each job's result.json.\n"
+    lines = "\n".join(f"- {n} run{'s' if n > 1 else ''}: {line}" for line, n in errors.items())
+    return f"{head} They ended with:\n\n{lines}\n"
+
+
 def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     isolated, study = compare(runs, pair, isolate=True), compare(runs, pair, isolate=False)
     if isolated is None:
@@ -36,7 +60,7 @@ def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     parts = []
     for first, c in ((True, isolated), (False, study)):
         if c.numbers is None:
-            parts.append(f"Against {c.control}: too few runs for a test.")
+            parts.append(f"Against {c.control}: {c.why}.")
             continue
         n = c.numbers
         test = f"Welch's t = {n['welch_t']:.2f}, p = {n['welch_p']:.2g}, Cohen's d = {n['cohens_d']:.2f}"
@@ -50,6 +74,17 @@ def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     return " ".join(parts) + "\n"
 
 
+def figures(pair: tuple[str, str]) -> list[str]:
+    return [
+        "## Figures\n",
+        "![mean final test accuracy per combination](heatmap.png)\n",
+        f"Each cell: the mean final test accuracy of its runs. Red is below, blue above the mean of every other "
+        f"last pair; the ({pair[0]}, {pair[1]}) cells are framed.\n",
+        "![test accuracy per epoch](curves.png)\n",
+        f"One panel per last pair, as the heatmap's cells; the ({pair[0]}, {pair[1]}) panel is framed in red.\n",
+    ]
+
+
 def index_markdown(
     name: str,
     runs: pd.DataFrame,
@@ -58,7 +93,9 @@ def index_markdown(
     files: dict,
     mechanism: str | None,
     compared: tuple[pd.DataFrame, str] | None,
+    errors: pd.Series | None = None,
 ) -> str:
+    """errors: where every run failed, how many ended with each error line (the page then has no figures)."""
     pair = pairs[0]
     acts = act_keys(runs)
     question = (
@@ -70,16 +107,12 @@ def index_markdown(
         f"# {name}: how the activations interact\n",
         f"**Question.** {question}\n",
         f"**Setup.** {setup_text(runs)}\n",
-        f"**Answer.** {headline(runs, pair)}",
+        f"**Answer.** {answer_text(runs, pair, errors)}",
         "Details, other pairs and per-stratum tests (Holm-corrected): [stats.md](stats.md). "
         f"Accuracies are final-epoch test accuracies in %; {STD}.\n",
-        "## Figures\n",
-        "![mean final test accuracy per combination](heatmap.png)\n",
-        f"Each cell: the mean final test accuracy of its runs. Red is below, blue above the mean of every other "
-        f"last pair; the ({pair[0]}, {pair[1]}) cells are framed.\n",
-        "![test accuracy per epoch](curves.png)\n",
-        f"One panel per last pair, as the heatmap's cells; the ({pair[0]}, {pair[1]}) panel is framed in red.\n",
     ]
+    if "heatmap.png" in files:
+        out += figures(pair)
     if mechanism is not None:
         out += ["## Why: the diagnostics\n", mechanism, "More: [diagnostics.md](diagnostics.md).\n"]
         if "diagnostics.png" in files:

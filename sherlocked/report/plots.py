@@ -4,6 +4,7 @@ python -m sherlocked.report outputs/sweeps/demo   # writes heatmap.png, curves.p
 """
 
 import itertools
+import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,15 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sherlocked.report.mechanism import measures, output_measure  # noqa: E402
-from sherlocked.report.runs import act_keys, group_keys, last_pair, shown, sort_rows, strata  # noqa: E402
+from sherlocked.report.runs import (  # noqa: E402
+    act_keys,
+    finished,
+    finished_with_last_pair,
+    group_keys,
+    shown,
+    sort_rows,
+    strata,
+)
 
 STYLES = ("-", "--", ":", "-.")
 # A figure is drawn for a page: at most PAGE_WIDTH inches at DPI (800 pixels, the text column of a rendered
@@ -110,7 +119,7 @@ def heatmap_figure(runs: pd.DataFrame, table: pd.DataFrame, pair: tuple[str, str
             ax.axis("off")
         counts = [int(n) for _, _, n in layout.cells.values()]
         n_text = f"n = {counts[0]} runs a cell" if layout.same_n else "n runs a cell as marked"
-        fig.suptitle(f"mean final test accuracy (%) ± std over seeds; {n_text}")
+        fig.suptitle(fitted(f"mean final test accuracy (%) ± std over seeds; {n_text}", fig))
         if image is not None:
             bar = fig.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
             if centre is not None:
@@ -123,9 +132,9 @@ def colour_scale(runs: pd.DataFrame, layout: HeatmapLayout, pair: tuple[str, str
     scale paints every cell from 80 to 92 % alike); the control's mean, where it lies inside that range."""
     means = [mean for mean, _, _ in layout.cells.values()]
     low, high = (min(means), max(means)) if means else (0.0, 100.0)
-    done = runs[runs["status"] != "failed"]
     acts = act_keys(runs)
-    others = done[last_pair(done) != ",".join(pair)]["acc"] if len(acts) >= 2 else done["acc"]
+    done, last = finished_with_last_pair(runs) if len(acts) >= 2 else (runs[finished(runs)], None)
+    others = done[last != ",".join(pair)]["acc"] if last is not None else done["acc"]
     centre = float(others.mean()) if len(others) else None
     if centre is not None and low < centre < high:
         return TwoSlopeNorm(vcenter=centre, vmin=low, vmax=high), centre
@@ -178,7 +187,7 @@ def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, li
     inner = [*acts[: len(acts) - (2 if rows_key else 1)], *varied]  # what tells a panel's lines apart
     look = line_looks(runs, inner)
     side = min(1.9, (PAGE_WIDTH - 1.0) / len(cols))
-    done = runs[runs["status"] != "failed"]
+    done = runs[finished(runs)]
     drawn = []
     with style():
         fig, axes = plt.subplots(
@@ -204,7 +213,7 @@ def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, li
         fig.supylabel("test accuracy (%)")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         title = "test accuracy per epoch: mean and min-max over seeds; framed in red: " + f"({', '.join(pair)})"
-        fig.suptitle(title)
+        fig.suptitle(fitted(title, fig))
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
     return fig, drawn
@@ -277,8 +286,8 @@ def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | No
     each run a point (jittered sideways: runs with the same value would hide one another); a diagnostic that is
     the same in every run (every point at 0) says nothing and gets no panel. None if none is left."""
     columns = measures(runs)
-    done = runs[runs["status"] != "failed"]
-    hit = (last_pair(done) == ",".join(pair)).to_numpy()
+    done, last = finished_with_last_pair(runs)
+    hit = (last == ",".join(pair)).to_numpy()
     output, _, _ = output_measure(pair, columns)
     panels = [
         (name, column)
@@ -317,6 +326,13 @@ def measure_label(name: str, runs: pd.DataFrame) -> str:
         units = f" (of {widths[layer]})" if len(widths) > layer else ""
         return f"saturated units of layer {layer}{units}, fraction"
     return name.replace("_", " ") + ", fraction"
+
+
+def fitted(title: str, fig: Figure) -> str:
+    """A figure's title in lines as wide as the figure: a sweep of one last activation draws a narrow one, whose
+    one-line title would be cut at both sides."""
+    per_inch = 72 / (0.6 * (FONT + 1))  # characters of the title's font an inch, roughly
+    return textwrap.fill(title, width=max(24, int(fig.get_figwidth() * per_inch)))
 
 
 @contextmanager

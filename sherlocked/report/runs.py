@@ -128,3 +128,30 @@ def last_pair(runs: pd.DataFrame) -> pd.Series:
     """Each run's last two activations as "a,b" (the study's question is about this pair)."""
     acts = act_keys(runs)
     return runs[acts[-2]].astype(str) + "," + runs[acts[-1]].astype(str)
+
+
+def finished(runs: pd.DataFrame) -> pd.Series:
+    """Which runs finished (ok or diverged): a failed run has no accuracy."""
+    return runs["status"] != "failed"
+
+
+def finished_with_last_pair(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The finished runs and their last pairs, named from every run's activations: the finished runs alone may be
+    none (every run of a stratum failed), and none has an activation to name."""
+    done = finished(runs)
+    return runs[done], last_pair(runs)[done]
+
+
+def error_lines(sweep_dir: Path) -> pd.Series:
+    """How many failed runs ended with each error (its first line), most first: the table's error column where it
+    has one, else the error of the result.json the table keeps whole (or of the result.json files)."""
+    rows = table.read(sweep_dir, ["status", "error", "result"])
+    if rows.empty:
+        rows = rows_of_results(sweep_dir)
+    failed = rows[rows["status"] == "failed"]
+    if "error" in failed and failed["error"].notna().any():
+        errors = failed["error"]
+    else:
+        errors = failed["result"].map(lambda text: json.loads(text).get("error"))
+    first = errors.dropna().astype(str).str.strip().str.split("\n").str[0]
+    return first[first != ""].value_counts()

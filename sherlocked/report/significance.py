@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sherlocked.report.runs import act_keys, last_pair, sort_rows, strata
+from sherlocked.report.runs import act_keys, finished, finished_with_last_pair, sort_rows, strata
 from sherlocked.report.tables import STD, markdown
 
 
@@ -25,7 +25,8 @@ class Comparison(NamedTuple):
     control: str  # what they are compared with
     a: np.ndarray  # accuracies (%) of the pair's runs
     b: np.ndarray  # and of the control group's
-    numbers: dict | None  # effect_sizes(a, b), None with fewer than two runs on a side
+    numbers: dict | None  # effect_sizes(a, b); None where no test can be made
+    why: str = ""  # why not, where numbers is None
 
 
 def effect_sizes(a: np.ndarray, b: np.ndarray) -> dict:
@@ -58,15 +59,25 @@ def compare(runs: pd.DataFrame, pair: tuple[str, str], isolate: bool) -> Compari
     acts = act_keys(runs)
     if len(acts) < 2:
         return None
-    done = runs[runs["status"] != "failed"]
-    last = last_pair(done)
+    done, last = finished_with_last_pair(runs)
     hit = last == ",".join(pair)
     control = ~hit & (done[acts[-1]] == pair[1]) if isolate else ~hit
     label = f"(x, {pair[0]}, {pair[1]})" if len(acts) == 3 else f"(..., {pair[0]}, {pair[1]})"
     against = f"the other (x, y, {pair[1]}) runs, y not {pair[0]}" if isolate else "every other last pair"
     a, b = (done.loc[mask, "acc"].to_numpy(dtype=float) for mask in (hit, control))
-    numbers = effect_sizes(a, b) if len(a) >= 2 and len(b) >= 2 else None
-    return Comparison(label, against, a, b, numbers)
+    why = no_test(a, b)
+    return Comparison(label, against, a, b, None if why else effect_sizes(a, b), why)
+
+
+def no_test(a: np.ndarray, b: np.ndarray) -> str:
+    """Why two groups of accuracies cannot be tested ("" where they can)."""
+    if len(a) < 2 or len(b) < 2:
+        return "too few runs for a test (need 2 on each side)"
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # every run diverged to chance, say: Welch's t is 0/0 (or x/0)
+        if a[0] == b[0]:
+            return f"no test: every run on both sides reached the same accuracy ({a[0]:.2f} %)"
+        return f"no test: every run on each side reached the same accuracy ({a[0]:.2f} % against {b[0]:.2f} %)"
+    return ""
 
 
 def answer(sweep_dir, pair: tuple[str, str] = ("sigmoid", "relu")) -> str | None:
@@ -92,7 +103,7 @@ def describe(values: np.ndarray) -> str:
 def comparison_text(c: Comparison) -> str:
     head = f"{c.label}: {describe(c.a)}; {c.control}: {describe(c.b)}"
     if c.numbers is None:
-        return f"{head}. Too few runs for a test (need 2 on each side).\n"
+        return f"{head}. {c.why[0].upper()}{c.why[1:]}.\n"
     n = c.numbers
     return (
         f"{head}.\n\n"
@@ -134,7 +145,6 @@ def per_stratum(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
 
 
 def stats_markdown(runs: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
-    acts = act_keys(runs)
     failed = int((runs["status"] == "failed").sum())
     diverged = int((runs["status"] == "diverged").sum())
     out = [
@@ -144,20 +154,32 @@ def stats_markdown(runs: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
         f"{len(runs)} runs: {diverged} diverged (kept, with the accuracy they reached), {failed} failed (no "
         f"accuracy; left out of the tests). {STD}; Cohen's d pools the sample variances (ddof 1).\n",
     ]
+    if not finished(runs).any():
+        return "\n".join([*out, "No run finished: nothing to test.\n"])
     for pair in pairs:
-        out.append(f"## {pair[0]}, {pair[1]} as the last pair\n")
-        for isolate, why in ((True, "isolates the pair: the same last activation"), (False, "the study's")):
-            c = compare(runs, pair, isolate)
-            if c is None:
-                out.append("The sweep has fewer than two activation layers: no last pair to test.\n")
-                break
-            out.append(f"### Against {c.control} ({why})\n\n{comparison_text(c)}")
-        out.append(per_stratum(runs, pair))
-    if len(acts) >= 2:
-        done = runs[runs["status"] != "failed"]
-        by_pair = done.groupby([acts[-2], acts[-1]])["acc"]
-        means = by_pair.agg(["mean", lambda v: v.std(ddof=0), "min", "max", "count"]).reset_index()
-        means.columns = [acts[-2], acts[-1], "mean", "std", "min", "max", "count"]
-        out.append(f"## Mean final test accuracy (%) per last pair ({acts[-2]}, {acts[-1]})\n")
-        out.append(markdown(sort_rows(means, [acts[-2], acts[-1]])))
+        out += pair_sections(runs, pair)
+    out.append(per_pair_means(runs))
     return "\n".join(p for p in out if p)
+
+
+def pair_sections(runs: pd.DataFrame, pair: tuple[str, str]) -> list[str]:
+    """The pair against both control groups, then per value of the other swept keys."""
+    out = [f"## {pair[0]}, {pair[1]} as the last pair\n"]
+    for isolate, why in ((True, "isolates the pair: the same last activation"), (False, "the study's")):
+        c = compare(runs, pair, isolate)
+        if c is None:
+            return [*out, "The sweep has fewer than two activation layers: no last pair to test.\n"]
+        out.append(f"### Against {c.control} ({why})\n\n{comparison_text(c)}")
+    return [*out, per_stratum(runs, pair)]
+
+
+def per_pair_means(runs: pd.DataFrame) -> str:
+    """Mean, std, min, max and count of the finished runs' accuracies per last pair."""
+    acts = act_keys(runs)
+    if len(acts) < 2:
+        return ""
+    by_pair = runs[finished(runs)].groupby([acts[-2], acts[-1]])["acc"]
+    means = by_pair.agg(["mean", lambda v: v.std(ddof=0), "min", "max", "count"]).reset_index()
+    means.columns = [acts[-2], acts[-1], "mean", "std", "min", "max", "count"]
+    heading = f"## Mean final test accuracy (%) per last pair ({acts[-2]}, {acts[-1]})\n"
+    return f"{heading}\n{markdown(sort_rows(means, [acts[-2], acts[-1]]))}"
