@@ -162,13 +162,15 @@ def scalars(values: dict[str, float]) -> Summary:
 def write_means(sweep_dir: Path) -> int:
     """Each configuration's mean run (see the module's docstring), from the results table; returns how many."""
     rows = table.read(sweep_dir, ["status", "overrides", *CURVES], prefixes=(HPARAMS,))
-    rows = rows[rows["status"] != "failed"]
-    if rows.empty:
+    # Named by what the whole sweep varied, failed jobs too: a mean run keeps its name when they are retried.
+    names = pd.Series(configurations(rows["overrides"]), index=rows.index)
+    trained = rows["status"] != "failed"
+    if not trained.any():
         return 0
-    names = configurations(rows["overrides"])
-    for name, group in rows.groupby(names, sort=False):
+    # By a Series of names: a list of one name (one job) would be taken for a list of keys, and name tuples.
+    for name, group in rows[trained].groupby(names[trained], sort=False):
         write_mean(layout.mean_run(sweep_dir, name), group)
-    return len(set(names))
+    return int(names[trained].nunique())
 
 
 def configurations(overrides: pd.Series) -> list[str]:

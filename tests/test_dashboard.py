@@ -161,3 +161,34 @@ def test_the_experiment_keeps_none_where_it_is_a_value_and_drops_it_past_a_model
     (summary,) = [d.experiment for d in hparams_data(tmp_path / "experiment")]
     domains = {info.name: list(info.domain_discrete) for info in summary.hparam_infos}
     assert domains["batch_norm"] == ["all", "last", "none"] and "act4" not in domains
+
+
+def test_a_sweep_with_one_finished_job_gets_its_mean_run_and_hparams(tmp_path):
+    """One job ok, one failed: the mean run of the one, named by what the sweep varied, and the sweep's HParams
+    experiment (the mean runs' TypeError had stopped the sweep's end before it)."""
+    from sherlocked import table
+    from sherlocked.config import hparams
+    from sherlocked.dashboard import write_experiment, write_means
+    from sherlocked.results import Result
+
+    def result(act2: str, status: str) -> Result:
+        config = {"act1": "relu", "act2": act2, "act3": "relu", "seed": 0}
+        found = Result(status=status, config=config, hparams=hparams(config), overrides=[f"act2={act2}", "seed=0"])
+        if status == "ok":
+            found.final_test_acc = 0.5
+            found.history = {"test_acc": [0.4, 0.5], "test_loss": [1.0, 0.9], "train_loss": [1.1, 0.8]}
+        return found
+
+    jobs = {"act2=sigmoid,seed=0": result("sigmoid", "ok"), "act2=tanh,seed=0": result("tanh", "failed")}
+    for job, found in jobs.items():  # as a population leaves them: the result.json files, then the table's rows
+        (tmp_path / job).mkdir()
+        found.write(tmp_path / job)
+    table.append(tmp_path, list(jobs), list(jobs.values()))
+    assert write_means(tmp_path) == 1 and write_experiment(tmp_path) == 1
+    mean = tmp_path / "tensorboard" / MEAN / "act2=sigmoid"  # the sweep varied act2: its failed value too
+    steps, values = scalars(mean, "accuracy/test")
+    assert steps == [1, 2] and values == pytest.approx([0.4, 0.5])
+    (start,) = [d.session_start_info for d in hparams_data(mean) if d.HasField("session_start_info")]
+    assert start.hparams["act2"].string_value == "sigmoid" and start.hparams["runs"].string_value == "1"
+    (summary,) = [d.experiment for d in hparams_data(tmp_path / EXPERIMENT)]
+    assert {info.name: list(info.domain_discrete) for info in summary.hparam_infos}["act2"] == ["sigmoid"]
