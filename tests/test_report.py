@@ -457,3 +457,30 @@ def assert_titles_fit(runs):
         (title,) = [t.get_window_extent() for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
         assert title.x0 >= 0 and title.x1 <= fig.bbox.width, (fig.get_suptitle(), title, fig.bbox.width)
         plots.plt.close(fig)
+
+
+def read_only(path, command: list[str]) -> list[str]:
+    """`command` run where `path` is mounted read-only (its own mount namespace: root cannot write there either);
+    as tests/test_faults.py has it."""
+    mount = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return ["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(path), *command]
+
+
+def test_rebuild_on_read_only_storage_names_the_results_table_it_cannot_write(tmp_path):
+    import subprocess
+    import sys
+
+    from sherlocked.layout import results_table
+    from sherlocked.table import rebuild
+
+    sweep = fake_sweep(tmp_path / "sweep", [("relu", "sigmoid", "relu")], seeds=[0, 1])
+    rebuild(sweep)
+    report_command = [sys.executable, "-m", "sherlocked.report", str(sweep), "--out", str(tmp_path / "report")]
+    refused = subprocess.run(read_only(sweep, [*report_command, "--rebuild"]), capture_output=True, text=True)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    said = refused.stderr.strip()
+    assert said.startswith(f"sherlocked report: --rebuild cannot write the results table into {results_table(sweep)}")
+    assert "needs write access to the sweep dir; without --rebuild the report reads" in said, said
+    assert str(tmp_path / "report") not in said  # the report's folder was never the trouble
+    read_as_it_is = subprocess.run(read_only(sweep, report_command), capture_output=True, text=True)
+    assert read_as_it_is.returncode == 0, read_as_it_is.stderr[-3000:]

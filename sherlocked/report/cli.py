@@ -158,7 +158,7 @@ def rebuild_table(sweep_dir: Path) -> None:
         sys.exit(
             f"sherlocked report: --rebuild cannot write the results table into {results_table(sweep_dir)} "
             f"({error.strerror}): rebuilding needs write access to the sweep dir; without --rebuild the report "
-            "reads the sweep's table (or its result.json files) as it is"
+            "reads the sweep's table (or its result.json files) as they are"
         )
     print(f"results table rebuilt from {rows} result.json files: {results_table(sweep_dir)}")
 
