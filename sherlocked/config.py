@@ -12,6 +12,7 @@ key. Adding a key that may differ inside a population is one line here.
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -190,6 +191,28 @@ def identity(config: dict) -> dict:
             node = node.get(part, {})
         node.pop(leaf, None)
     return config
+
+
+def identity_key(config: Mapping) -> str:
+    """A job's identity (see identity) as a short name: two configs get the same one exactly when they compute the
+    same job, however their overrides were typed (a default spelled out, a seed listed twice)."""
+    for key in NOT_IDENTITY:
+        config = _without(config, key)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _without(node: Any, path: str) -> Any:
+    """`node` without the key at dotted `path`: the mappings on the path copied, nothing else (a sweep of 100,000
+    jobs names each job's identity; a deep copy of every config cost seconds)."""
+    head, _, rest = path.partition(".")
+    if not isinstance(node, Mapping) or head not in node:
+        return node
+    node = dict(node)
+    if rest:
+        node[head] = _without(node[head], rest)
+    else:
+        del node[head]
+    return node
 
 
 def undeclared(config: Mapping) -> dict[str, Any]:

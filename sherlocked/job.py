@@ -8,6 +8,7 @@ what only the driver needs (the job's Hydra config and .hydra/ files, sherlocked
 stays with the driver.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sherlocked.config import identity_key
 from sherlocked.results import Result
 
 
@@ -27,6 +29,9 @@ class Job:
     sweep_dir: Path | None = None  # where its population keeps what members share (sherlocked.layout); None: none
     events_dir: Path | None = None  # its TensorBoard run; None: <job dir>/<the logger's name>
     finished: Result | None = None  # its result, where an earlier run finished it (so it is not trained again)
+    # An earlier job of the same batch with the same identity (a seed listed twice, a default spelled out): this
+    # one is not trained, and gets that one's result.
+    same_as: "Job | None" = field(default=None, repr=False)
     # The driver's: the job's Hydra config and how its dir is written (sherlocked.hydra_adapter).
     hydra: Any = field(default=None, repr=False, compare=False)
 
@@ -35,6 +40,11 @@ class Job:
         """A job of a composed config (resolved here)."""
         return cls(OmegaConf.to_container(cfg, resolve=True), Path(job_dir), list(overrides), **more)
 
+    @functools.cached_property
+    def identity(self) -> str:
+        """What the job computes, however its overrides were typed (sherlocked.config.identity_key)."""
+        return identity_key(self.config)
+
     def __getstate__(self) -> dict:
         """A worker (a process, a Ray task, a SLURM element) gets the job without the driver's Hydra part."""
-        return {**self.__dict__, "hydra": None}
+        return {**self.__dict__, "hydra": None, "same_as": None}

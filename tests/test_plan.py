@@ -141,7 +141,10 @@ def test_the_same_command_forms_the_same_populations_whatever_finished(monkeypat
     """make sweep on a 4-GPU machine: 576 jobs, 4 x 144; one population finished and a tenth of another, the
     rest resume as the populations they were (and find their checkpoints), not regrouped into 4 x 108."""
     monkeypatch.setattr(devices, "memory_cap", lambda config, device: 10**6)
-    jobs = [Job({"trainer": {"accelerator": "cpu"}}, Path(f"seed={i}"), [f"seed={i}"], index=i) for i in range(576)]
+    jobs = [
+        Job({"seed": i, "trainer": {"accelerator": "cpu"}}, Path(f"seed={i}"), [f"seed={i}"], index=i)
+        for i in range(576)
+    ]
     first = plan.make(jobs, "local", max_members=0, workers=4)
     assert [len(p) for p in first.populations] == [144] * 4
     for job in first.populations[0] + first.populations[1][:14]:

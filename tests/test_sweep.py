@@ -49,6 +49,30 @@ def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path
             assert json.loads(path.read_text())["config"]["model"]["init"] == "default"
 
 
+@pytest.mark.parametrize("spelled_out", ["act1=relu", "model.optimizer.lr=0.01"])  # each its default
+def test_the_same_jobs_typed_otherwise_are_finished_and_never_counted_twice(sweep, tmp_path, capsys, spelled_out):
+    grid = ["hydra/launcher=population", "act2=relu,sigmoid", "seed=0,1"]
+    # The rerun: other dirs, the same four jobs.
+    with sweep(tmp_path / "sweep", *grid), sweep(tmp_path / "sweep", *grid, spelled_out) as again:
+        assert all(job.return_value.skipped for job in again.returns[0])
+        assert "4/4 jobs: 0 ok, 0 diverged, 0 failed, 4 skipped" in capsys.readouterr().out
+        assert len(results(tmp_path / "sweep")) == 4  # nothing trained, no dir written
+        runs = read_runs(tmp_path / "sweep")
+        assert len(runs) == 4 and sorted(runs.groupby("act2")["seed"].count()) == [2, 2]
+
+
+def test_a_job_listed_twice_trains_once_and_counts_once(sweep, tmp_path, capsys):
+    with sweep(tmp_path / "sweep", "hydra/launcher=population", "seed=0,1,0") as first:
+        returns = [job.return_value for job in first.returns[0]]
+        expected = [("ok", False, 2), ("ok", False, 2), ("ok", True, 2)]
+        assert [(r.status, r.skipped, r.population_size) for r in returns] == expected
+        assert returns[2].final_test_acc == returns[0].final_test_acc
+        out = capsys.readouterr().out
+        assert "plan: 3 jobs, 0 finished before, 1 the same job as another of the sweep (trained once)" in out
+        assert out.strip().splitlines()[-1].endswith("3/3 jobs: 2 ok, 0 diverged, 0 failed, 1 skipped")
+        assert len(results(tmp_path / "sweep")) == 2 and len(read_runs(tmp_path / "sweep")) == 2
+
+
 def test_a_failing_job_is_recorded_the_rest_complete_and_the_exit_code_counts_it(sweep, tmp_path, capsys):
     with (
         pytest.raises(SystemExit) as stopped,

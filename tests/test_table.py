@@ -1,8 +1,11 @@
 """A sweep's results table: equal to its result.json files, read by resume and the report, every writer's rows
 kept, never half a row, rebuilt from the files alike."""
 
+import errno
 import json
+import logging
 import multiprocessing
+import shutil
 import subprocess
 import sys
 
@@ -40,21 +43,88 @@ def test_the_table_holds_each_jobs_result_and_the_report_reads_it_as_it_reads_th
         pd.testing.assert_frame_equal(read_runs(sweep_dir), from_table)
 
 
-def test_resume_reads_the_table_and_adds_the_rows_it_lacks(sweep, tmp_path):
+def test_resume_trusts_the_files_on_disk_retrains_deleted_jobs_restores_damaged_ones_and_adds_lacking_rows(
+    sweep, tmp_path
+):
     sweep_dir = tmp_path / "sweep"
     with sweep(sweep_dir, *GRID):
-        first, *others = sorted(p.parent for p in sweep_dir.rglob("result.json"))
-        for job in others:  # their own records gone: the table still holds their results
-            (job / "result.json").unlink()
+        lacking, deleted_result, deleted_dir, damaged, *kept = sorted(p.parent for p in sweep_dir.rglob("result.json"))
         rows = table.read(sweep_dir)
-        for part in table.parts(sweep_dir):
+        for part in table.parts(sweep_dir):  # the table without the first job's row
             part.unlink()
-        kept = rows[rows["job"] != str(first.relative_to(sweep_dir))]
-        table.write(sweep_dir, pa.Table.from_pandas(kept, preserve_index=False))
-        with sweep(sweep_dir, *GRID) as again:  # the first job from its result.json, the others from the table
-            assert [r.return_value.skipped for r in again.returns[0]] == [True] * 8
+        table.write(sweep_dir, pa.Table.from_pandas(rows[rows["job"] != lacking.name], preserve_index=False))
+        (deleted_result / "result.json").unlink()
+        shutil.rmtree(deleted_dir)
+        whole = (damaged / "result.json").read_bytes()
+        (damaged / "result.json").write_bytes(whole[:100])  # cut short
+        # The report counts the runs of the table whose files are on disk: 5 (the first job's row comes back with the
+        # next run of the sweep; a run killed between a job's result.json and its row leaves the same).
+        assert len(read_runs(sweep_dir)) == 5
+        with sweep(sweep_dir, *GRID) as again:
+            skipped = sorted(r.return_value.skipped for r in again.returns[0])
+            assert skipped == [False] * 2 + [True] * 6  # the two deleted trained again
+            assert (damaged / "result.json").read_bytes() == whole  # restored from the table, as it was
             assert sorted(table.read(sweep_dir)["job"]) == sorted(rows["job"])  # the first job's row added back
-            assert not any((job / "result.json").exists() for job in others)  # nothing trained again
+            assert all((job / "result.json").is_file() for job in (deleted_result, deleted_dir))
+            assert len(read_runs(sweep_dir)) == 8
+
+
+def test_a_damaged_file_of_the_table_is_rebuilt_from_the_result_files_it_covered(sweep, tmp_path, caplog):
+    sweep_dir = tmp_path / "sweep"
+    with sweep(sweep_dir, *GRID, "hydra.launcher.max_members=2"):
+        rows = table.read(sweep_dir)
+        for part in table.parts(sweep_dir):  # the table as four files, one per population (as before compaction)
+            part.unlink()
+        for start in range(0, 8, 2):
+            table.write(sweep_dir, pa.Table.from_pandas(rows[start : start + 2], preserve_index=False))
+        damaged = table.parts(sweep_dir)[1]
+        damaged.write_bytes(damaged.read_bytes()[:-40])  # cut short
+        said = logging.getLogger("sherlocked.table")
+        said.addHandler(caplog.handler)  # Hydra's logging replaced the root's handlers, caplog's among them
+        try:
+            assert len(read_runs(sweep_dir)) == 8  # not 6
+        finally:
+            said.removeHandler(caplog.handler)
+        assert "could not be read: the 2 jobs the other files lack were read from their result.json" in caplog.text
+        assert damaged.with_name(damaged.name + ".unreadable").is_file() and damaged not in table.parts(sweep_dir)
+        rebuilt = table.read(sweep_dir)
+        assert sorted(rebuilt["job"]) == sorted(rows["job"])
+        assert sorted(rebuilt["result"].map(table.result_of).map(lambda r: r.final_test_acc)) == sorted(
+            rows["result"].map(table.result_of).map(lambda r: r.final_test_acc)
+        )
+
+
+def test_one_identity_in_two_dirs_is_read_once_its_latest_finished_row(tmp_path):
+    def job(name: str, status: str, lr: float) -> Result:
+        (tmp_path / name).mkdir()
+        result = Result(status=status, config={"seed": 0, "model": {"optimizer": {"lr": lr}}}, final_test_acc=0.5)
+        result.write(tmp_path / name)
+        return result
+
+    table.append(tmp_path, ["seed=0", "other"], [job("seed=0", "ok", 0.01), job("other", "ok", 0.1)])
+    table.append(tmp_path, ["lr=0.01,seed=0"], [job("lr=0.01,seed=0", "ok", 0.01)])  # the same job spelled out
+    table.append(tmp_path, ["seed=0,study=b"], [job("seed=0,study=b", "failed", 0.01)])  # later, but failed
+    assert sorted(table.read(tmp_path)["job"]) == ["lr=0.01,seed=0", "other"]
+    assert len(table.read(tmp_path, on_disk=False)) == 4  # as written
+
+
+def test_a_table_that_cannot_be_written_fails_no_finished_job_and_the_next_run_adds_its_rows(
+    sweep, tmp_path, capsys, monkeypatch
+):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    sweep_dir = tmp_path / "sweep"
+    grid = ["hydra/launcher=population", "act3=relu,tanh", "seed=0,1"]
+    monkeypatch.setattr(table, "write", read_only)
+    with sweep(sweep_dir, *grid) as first:
+        assert [job.return_value.status for job in first.returns[0]] == ["ok"] * 4
+        assert capsys.readouterr().out.strip().endswith("4/4 jobs: 4 ok, 0 diverged, 0 failed, 0 skipped")
+        assert not table.parts(sweep_dir)
+        monkeypatch.undo()
+        with sweep(sweep_dir, *grid) as again:
+            assert all(job.return_value.skipped for job in again.returns[0])
+            assert len(table.read(sweep_dir)) == 4
 
 
 def append_populations(sweep_dir, first: int, count: int) -> None:
@@ -77,7 +147,7 @@ def test_two_writers_and_a_compaction_at_once_lose_no_row(tmp_path):
     for worker in workers:
         worker.join()
         assert worker.exitcode == 0
-    rows = table.read(tmp_path)
+    rows = table.read(tmp_path, on_disk=False)  # rows without job dirs: the table alone
     assert len(rows) == 120 * 4 and rows["job"].is_unique
 
 
@@ -102,7 +172,7 @@ def test_a_writer_killed_while_it_writes_leaves_no_half_row(tmp_path):
     table.append(tmp_path, ["kept/a"], [Result(status="ok", config={"seed": 1}, final_test_acc=0.9)])
     killed = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], capture_output=True)
     assert killed.returncode == -9
-    assert list(table.read(tmp_path)["job"]) == ["kept/a"]  # its population: all rows or none
+    assert list(table.read(tmp_path, on_disk=False)["job"]) == ["kept/a"]  # its population: all rows or none
     assert len(table.parts(tmp_path)) == 1 and len(list((tmp_path / "results").glob(".*.tmp"))) == 1
 
 
@@ -124,7 +194,7 @@ def test_compaction_keeps_each_jobs_latest_row_and_every_column(tmp_path):
     table.append(tmp_path, ["x", "y"], [result("ok", act1="relu"), result("ok", act1="selu", act5="gelu")])  # deeper
     merged = table.compact(tmp_path)
     assert table.parts(tmp_path) == [merged]
-    rows = table.read(tmp_path).set_index("job")
+    rows = table.read(tmp_path, on_disk=False).set_index("job")
     assert rows["status"].to_dict() == {"x": "ok", "y": "ok", "z": "ok"}  # x trained again after failing
     assert rows["hp.act5"].fillna("-").to_dict() == {"x": "-", "y": "gelu", "z": "-"}
     assert {json.loads(r)["status"] for r in rows["result"]} == {"ok"}

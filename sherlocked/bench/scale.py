@@ -10,6 +10,7 @@ timed whole, with its peak memory.
 
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sherlocked import table
+from sherlocked import layout, table
 from sherlocked.activations import ACTIVATIONS
 from sherlocked.config import hparams
 from sherlocked.results import Result
@@ -68,9 +69,17 @@ def runs(n: int, seed: int = 0):
 
 
 def synthetic_sweep(sweep_dir: Path, n: int) -> None:
-    """A sweep dir whose results table holds n made-up runs (and no job dirs: the report reads only the table)."""
+    """A sweep dir whose results table holds n made-up runs, each with a job dir holding a result.json (the report
+    counts a run whose file is on disk: one file, hard-linked into every job dir, since only its presence is read)."""
     made = runs(n)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    stand_in = sweep_dir / "result-stand-in.json"
     while chunk := list(itertools.islice(made, CHUNK)):
+        if not stand_in.exists():
+            stand_in.write_text(json.dumps(chunk[0][1].to_json()))
+        for job, _ in chunk:
+            (sweep_dir / job).mkdir()
+            os.link(stand_in, layout.result(sweep_dir / job))
         table.append(sweep_dir, [job for job, _ in chunk], [result for _, result in chunk])
 
 

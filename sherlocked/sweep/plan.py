@@ -16,18 +16,23 @@ sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pandas as pd
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
-from sherlocked import hydra_adapter, table
+from sherlocked import hydra_adapter, layout, table
 from sherlocked.config import is_member_key, shared
 from sherlocked.job import Job
-from sherlocked.results import FINISHED, finished_as, finished_result
+from sherlocked.results import FINISHED, Result, finished_as, finished_result, read_result
 from sherlocked.sweep import backends, devices
+
+log = logging.getLogger(__name__)
 
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -58,24 +63,73 @@ def jobs_of(context: HydraContext, master: DictConfig, job_overrides: Sequence[S
     return sorted(jobs, key=lambda job: job.index)
 
 
-def read_finished(jobs: Sequence[Job]) -> list[Job]:
-    """Each job's result, where an earlier run finished it with the same identity: from the sweep's table, read
-    once for all; for a job it lacks (a sweep from before the table, or one killed between a job's result.json
-    and its row) from the job's own result.json. Returns the jobs found so, whose rows the table lacks."""
-    rows = {}
+@dataclass
+class Found:
+    """What reading the finished jobs found to mend, once the sweep may write (--plan writes nothing)."""
+
+    lacking: list[Job] = field(default_factory=list)  # finished (their result.json says), the table lacks their rows
+    # (job dir, its result) of finished jobs (the table says) whose result.json is damaged
+    damaged: list[tuple[Path, Result]] = field(default_factory=list)
+
+    def mend(self) -> None:
+        """The rows the table lacks added; damaged result.json files restored from the table."""
+        for job_dir, result in self.damaged:
+            try:
+                result.write(job_dir)
+                log.warning(f"{layout.result(job_dir)} was damaged: restored from the sweep's results table")
+            except OSError as error:  # read-only storage: the table's copy serves this run
+                log.warning(f"{layout.result(job_dir)} is damaged and could not be restored ({error.strerror})")
+        table.record(self.lacking, [job.finished for job in self.lacking])
+
+
+def read_finished(jobs: Sequence[Job]) -> Found:
+    """Each job's result, where an earlier run finished it with the same identity (in its own dir, or in another's:
+    the same job typed otherwise, a default spelled out): from the sweep's table, read once for all, where the
+    job's result.json is on disk (a deleted one trains again; one of another size is read, and restored from the
+    table if damaged); for a job the table lacks (a sweep from before the table, a table that could not be
+    written, a run killed between a job's result.json and its row), from the job's own result.json."""
+    by_identity, by_dir = {}, {}
     for sweep_dir in {job.sweep_dir for job in jobs if job.sweep_dir is not None}:
-        found = table.read(sweep_dir, ["status", "result"])
-        rows.update({sweep_dir / job: row for job, row in zip(found["job"], found.itertuples())})
-    lacking = []
+        found = table.read(sweep_dir, ["status", "result", table.SIZE])
+        for row in found[found["status"].isin(FINISHED)].itertuples():
+            if isinstance(getattr(row, table.IDENTITY, None), str):
+                by_identity[(sweep_dir, row.identity)] = (sweep_dir / row.job, row)
+            by_dir[sweep_dir / row.job] = (sweep_dir / row.job, row)  # a table from before the identity column
+    mend = Found()
     for job in jobs:
-        row = rows.get(job.job_dir)
-        if row is None:
+        job_dir, row = by_identity.get((job.sweep_dir, job.identity)) or by_dir.get(job.job_dir) or (None, None)
+        if row is not None:
+            job.finished = finished_as(table.result_of(row.result), job.config)
+            if job.finished is not None and not same_size(job_dir, row):
+                stored = read_result(job_dir)
+                if stored is None:
+                    mend.damaged.append((job_dir, job.finished))
+                else:  # rewritten since its row (by a run that could not write the table): the file says
+                    job.finished = finished_as(stored, job.config)
+        if job.finished is None and row is None:
             job.finished = finished_result(job.job_dir, job.config)
             if job.finished is not None and job.sweep_dir is not None:
-                lacking.append(job)
-        elif row.status in FINISHED:  # (a failed row's result is not read: it trains again)
-            job.finished = finished_as(table.result_of(row.result), job.config)
-    return lacking
+                mend.lacking.append(job)
+    return mend
+
+
+def same_size(job_dir: Path, row) -> bool:
+    """Whether a job's result.json has the size its table row recorded (or the row recorded none)."""
+    recorded = getattr(row, table.SIZE, None)
+    if recorded is None or pd.isna(recorded):
+        return True
+    return table.size_on_disk(job_dir.parent, job_dir.name) == int(recorded)
+
+
+def once_each(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose identity no earlier job of the batch has; each later one of an identity is marked the same as
+    the first (a seed listed twice, a default spelled out next to its absence): trained once, counted once."""
+    first: dict[str, Job] = {}
+    for job in jobs:
+        seen = first.setdefault(job.identity, job)
+        if seen is not job:
+            job.same_as = seen
+    return [job for job in jobs if job.same_as is None]
 
 
 def split(jobs: Sequence[Job], max_members: int, device: str, workers: int = 0) -> list[list[Job]]:
@@ -105,7 +159,7 @@ class Plan:
 
     @property
     def todo(self) -> list[Job]:
-        return [job for job in self.jobs if job.finished is None]
+        return [job for job in self.jobs if job.finished is None and job.same_as is None]
 
     def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
         return split(jobs, self.max_members, self.device, self.workers)
@@ -121,8 +175,11 @@ class Plan:
         sizes = Counter(len(population) for population in self.populations)
         shapes = ", ".join(f"{n} x {size} members" for size, n in sorted(sizes.items(), reverse=True))
         populations = f"{len(self.populations)} population{'' if len(self.populations) == 1 else 's'}"
+        finished = sum(job.finished is not None for job in self.jobs)
+        twins = sum(job.finished is None and job.same_as is not None for job in self.jobs)
+        twice = f", {twins} the same job as another of the sweep (trained once)" if twins else ""
         return (
-            f"plan: {len(self.jobs)} jobs, {len(self.jobs) - len(self.todo)} finished before; {len(self.todo)} to "
+            f"plan: {len(self.jobs)} jobs, {finished} finished before{twice}; {len(self.todo)} to "
             f"train in {populations} ({shapes or 'none'}) on {self.where}, {self.device}"
         )
 
@@ -135,5 +192,5 @@ def make(jobs: list[Job], backend: str, max_members: int | None, workers: int) -
     plan = Plan(jobs, backend, device, cap, devices.worker_count(workers) if backend == "local" else 0)
     # Split with the finished jobs in: the unfinished ones then form what they formed before (and their checkpoint
     # is found), where splitting the unfinished alone would regroup them once any population finished.
-    plan.populations = [todo for p in plan.split(jobs) if (todo := [job for job in p if job.finished is None])]
+    plan.populations = [todo for p in plan.split(once_each(jobs)) if (todo := [j for j in p if j.finished is None])]
     return plan

@@ -12,6 +12,7 @@ finishes. Ctrl-C stops with one line: every result is written whole or not at al
 (SIGTERM...) too, once the populations in training saved where they stood (sherlocked.signals).
 """
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -36,25 +37,17 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     with phases.timed("compose"):  # every job composed or derived, so checked, before any is written
         jobs = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)
     with phases.timed("dirs"):
-        lacking = plan.read_finished(jobs)
+        found = plan.read_finished(jobs)
     the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers)
     if launcher.plan:  # hydra.launcher.plan=true (--plan): the plan and its cost, nothing written or trained
         print("\n".join(estimate.lines(the_plan)))
         sys.exit(0)
     log.info(the_plan.describe())
-    add_rows(lacking)
+    found.mend()
     returns = Run(launcher, the_plan, sweep_dir).carry_out()
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return returns
-
-
-def add_rows(jobs: list[Job]) -> None:
-    """The rows the sweep's table lacks of jobs finished before (found in their result.json)."""
-    try:
-        table.record(jobs, [job.finished for job in jobs])
-    except OSError as error:  # a finished sweep read back from read-only storage: its table stays as it is
-        log.warning(f"the results table was left as it is ({error.strerror})")
 
 
 class Run:
@@ -67,6 +60,10 @@ class Run:
         # Building a job's config for the callbacks costs more than the rest of its preparation: only where read.
         self.with_configs = any(getattr(c, "reads_job_config", True) for c in self.callbacks.callbacks)
         self.results: dict[int, Result] = {}
+        self.twins: dict[int, list[Job]] = {}  # the later jobs of an identity, by its first job's index
+        for job in the_plan.jobs:
+            if job.same_as is not None:
+                self.twins.setdefault(job.same_as.index, []).append(job)
         self.locks = JobLocks()  # a job another sweep is training is left to it, then read back
 
     def carry_out(self) -> list[JobReturn]:
@@ -139,6 +136,9 @@ class Run:
                 self.locks.finished(job.job_dir)
             job_return = job.hydra.job_return(job, result, self.with_configs)
             self.callbacks.on_job_end(config=self.config(job), job_return=job_return)
+            twins = self.twins.pop(job.index, [])
+            if twins:  # trained once, counted once: the others of its identity were not trained
+                self.finish(twins, [dataclasses.replace(result, skipped=True)] * len(twins))
 
     def interrupted(self, signum: int | None = None) -> None:
         """Ctrl-C, or a stop signal (signum): one line, then exit 128 + the signal's number (130 for Ctrl-C), after
