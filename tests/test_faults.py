@@ -362,3 +362,13 @@ def test_a_population_killed_after_an_epoch_cut_short_by_limit_train_batches_res
         resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
         assert (resumed["resumed_epochs"], resumed["resumed_step"], whole["resumed_epochs"]) == (1, 5, 0)
         assert resumed["history"] == whole["history"]
+
+
+def test_a_population_that_starts_afresh_over_an_earlier_attempts_events_writes_each_point_once(sweep, tmp_path):
+    """The same job dirs trained again from the start (here: on another accelerator setting, part of a job's identity
+    but not of its dir's name; likewise a population stopped before its first checkpoint): one point an epoch."""
+    grid = ["hydra/launcher=population", "act3=relu,tanh"]
+    with sweep(tmp_path / "sweep", *grid), sweep(tmp_path / "sweep", *grid, "trainer.accelerator=auto") as again:
+        assert not any(job.return_value.skipped for job in again.returns[0])  # trained again, in the same dirs
+        for run in ("act3=relu", "act3=tanh"):
+            assert steps_and_values(tmp_path / "sweep" / "tensorboard" / run, "accuracy/test")[0] == [1, 2]

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -73,6 +74,15 @@ def rewind_events(path: Path) -> None:
                 file.unlink()
             elif file.stat().st_size > events[str(file)]:
                 os.truncate(file, events[str(file)])  # events are appended whole: the size then ends one
+
+
+def forget_events(folders: Iterable[Path]) -> None:
+    """The event files in the members' TensorBoard folders removed, before a population that starts afresh writes
+    its own: an earlier attempt at the same jobs (stopped before its first checkpoint, or trained elsewhere
+    with another population or device) wrote them, and TensorBoard would show each step twice."""
+    for folder in folders:
+        for file in folder.glob(EVENT_FILES):
+            file.unlink(missing_ok=True)
 
 
 class Stopped(BaseException):

@@ -113,6 +113,8 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
             callbacks = [checkpoints.PopulationCheckpoint(checkpoint, every_s)] if checkpoint else []
             callbacks += [Reporter(report, [" ".join(job.overrides) for job in jobs])] if report else []
             module, data, trainer, loggers = build(jobs, quiet, callbacks)
+            if not resumed_step:  # afresh: what an unfinished attempt of these members logged would be shown twice
+                checkpoints.forget_events(Path(logger.log_dir) for logger in loggers)
         start = time.perf_counter()
         with phases.timed("fit"):  # the module counts its steps' share as "steps"
             stopped = interruptible_fit(trainer, module, data, checkpoint if resumed_step else None)
