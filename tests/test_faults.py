@@ -50,9 +50,26 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
-def test_workers_die_with_a_driver_killed_with_minus_9(tmp_path, data_root):
+def workers_spawned(driver: int) -> bool:
+    """The driver started its two worker processes (which then import torch for seconds before they train)."""
+    spawned = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        spawned += int(fields[1]) == driver and b"spawn_main" in command
+    return spawned >= 2
+
+
+@pytest.mark.parametrize("moment", ["workers starting", "workers training"])
+def test_workers_die_with_a_driver_killed_with_minus_9(tmp_path, data_root, moment):
     sweep = start_sweep(tmp_path, data_root)
-    wait_for(lambda: workers_started(tmp_path))
+    if moment == "workers starting":
+        wait_for(lambda: workers_spawned(sweep.pid))
+    else:
+        wait_for(lambda: workers_started(tmp_path))
     sweep.kill()  # SIGKILL: no handler runs in the driver
     sweep.wait()
     wait_for(lambda: not group_alive(sweep.pid), seconds=20)  # the workers were told by the kernel

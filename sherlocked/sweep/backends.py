@@ -182,7 +182,7 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
     gpus = context.Queue()
     for gpu in range(workers):
         gpus.put(gpu)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus,))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus, os.getpid()))
     futures = {}
     try:
         share = share_of_cores(workers)
@@ -220,10 +220,16 @@ def share_of_cores(processes: int) -> int:
     return max(1, cores // processes)
 
 
-def _start_worker(gpus) -> None:
-    """Worker initializer: die with the driver (even killed with -9), see one GPU only (before torch is imported)."""
+def _start_worker(gpus, driver: int) -> None:
+    """Worker initializer: die with the driver (even killed with -9), see one GPU only (before torch is imported).
+
+    A spawned worker imports the sweep's main module (torch with it: seconds) before it gets here; a driver
+    killed meanwhile left it to init, and the kernel's notice (PR_SET_PDEATHSIG) comes only for a parent that
+    dies after it was asked for: such a worker, whose parent is no longer the driver, ends here."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != driver:
+        os._exit(1)
     os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
 
 
