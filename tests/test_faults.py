@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -334,27 +335,34 @@ def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes
 
 
 @pytest.mark.parametrize("every_s", ["3600", "null"])
-def test_a_single_run_sent_sigterm_says_what_it_saved_and_ends_by_the_signal(tmp_path, data_root, every_s):
-    """A single run (no sweep driver): it ends by SIGTERM, as the process would have, once it said what it saved;
-    with checkpoints off (null) Lightning stops it at the step's end and nothing is saved."""
+def test_a_single_run_sent_sigterm_says_what_it_saved_and_the_command_that_goes_on(tmp_path, data_root, every_s):
+    """A single run (no sweep driver): it ends by SIGTERM, as the process would have, once it said what it saved and
+    how to go on: its own run dir (the same command would start in a new one); with checkpoints off (null)
+    Lightning stops it at the step's end and nothing is saved."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), "5", "TERM", *SMALL]
-    command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.run.dir={run_dir}"]
-    run = subprocess.run([*command, f"checkpoint_every_s={every_s}"], cwd=tmp_path, capture_output=True, text=True)
+    overrides = [*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"checkpoint_every_s={every_s}"]
+    command = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), "5", "TERM", *overrides]
+    run = subprocess.run([*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == -signal.SIGTERM, run.stderr[-3000:]
     checkpoints = list((run_dir / ".checkpoints").glob("*.ckpt"))
     said = run.stderr.strip().splitlines()[-1]
+    assert not (run_dir / "result.json").exists() and "Traceback" not in run.stderr
     if every_s == "null":
         assert not checkpoints
         assert said == (
-            "sherlocked: SIGTERM stopped training at step 5 with nothing new saved: run the same command again to go on"
+            "sherlocked: SIGTERM stopped training at step 5 with nothing new saved: run the same command again to "
+            "train from the start"
         )
-    else:
-        assert said == (
-            f"sherlocked: SIGTERM stopped training after step 5; the population is saved in {checkpoints[0]}: run "
-            "the same command again to go on"
-        )
-    assert not (run_dir / "result.json").exists() and "Traceback" not in run.stderr
+        return
+    head = (
+        f"sherlocked: SIGTERM stopped training after step 5; the population is saved in {checkpoints[0]}: go on with: "
+    )
+    assert said.startswith(head), said
+    go_on = shlex.split(said.removeprefix(head))
+    assert go_on[:3] == ["python", "-m", "sherlocked.train"] and go_on[-1] == f"hydra.run.dir={run_dir}"
+    subprocess.run([sys.executable, *go_on[1:]], cwd=tmp_path, check=True, capture_output=True)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["status"], result["resumed_step"]) == ("ok", 5) and not checkpoints[0].exists()
 
 
 def test_a_population_killed_after_an_epoch_cut_short_by_limit_train_batches_resumes_as_if_never_stopped(

@@ -93,15 +93,18 @@ class Stopped(BaseException):
         super().__init__(signum, step, path)
         self.signum, self.step, self.path = signum, step, path
 
-    def end(self) -> NoReturn:
-        """Say what was saved, then end as the signal asks (signals.end_by), with the handler the process had
-        before the fit (Lightning restores it as the fit ends)."""
+    def end(self, resume_command: str | None = None) -> NoReturn:
+        """Say what was saved and how to go on, then end as the signal asks (signals.end_by), with the handler the
+        process had before the fit (Lightning restores it as the fit ends). resume_command: the command that goes
+        on from the saved population where the same command would not find it (a single run's, which starts in a
+        new run dir); None: the same command goes on (a sweep's)."""
         if self.path is None:  # Lightning's own handler stopped it: no checkpoint to save, or before training began
             said = f"at step {self.step} with nothing new saved"
+            go_on = "run the same command again to " + ("go on" if resume_command is None else "train from the start")
         else:
             said = f"after step {self.step}; the population is saved in {self.path}"
-        stop = signals.name(self.signum)
-        print(f"sherlocked: {stop} stopped training {said}: run the same command again to go on", file=sys.stderr)
+            go_on = "run the same command again to go on" if resume_command is None else f"go on with: {resume_command}"
+        print(f"sherlocked: {signals.name(self.signum)} stopped training {said}: {go_on}", file=sys.stderr)
         signals.end_by(self.signum)
 
 

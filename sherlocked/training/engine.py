@@ -11,6 +11,7 @@ collect), build, collect. Hydra's entry point is sherlocked/train.py; train_job 
 
 import gc
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -126,10 +127,21 @@ def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
         if report:
             discard(report)
     if stopped:
-        stopped.end()  # the process ends here: its jobs have no result, their population is saved
+        stopped.end(resume_command(jobs))  # the process ends here: its jobs have no result, their population is saved
     if checkpoint:
         discard(checkpoint)
     return results
+
+
+def resume_command(jobs: Sequence[Job]) -> str | None:
+    """The command that goes on from a single run's saved population: the same overrides in the same run dir (the
+    same command would start in a new one, named by the time). None for a sweep's populations: the same command
+    finds them, in the sweep's dir."""
+    if jobs[0].sweep_dir is not None or not HydraConfig.initialized():
+        return None
+    overrides = HydraConfig.get().overrides
+    kept = [o for o in [*overrides.hydra, *overrides.task] if not o.startswith(("hydra.run.dir=", "hydra.mode="))]
+    return shlex.join(["python", "-m", "sherlocked.train", *kept, f"hydra.run.dir={jobs[0].job_dir}"])
 
 
 def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpoints.Stopped | None:
