@@ -1,4 +1,5 @@
-"""A mistyped command line as one line that names the valid choices, instead of Hydra's report of it.
+"""A mistyped command line as one line that names the valid choices, instead of Hydra's report of it; and a write
+the storage refused (a full disk, a read-only one) as one line instead of a traceback.
 
     python -m sherlocked.train dataset=mnist5k
     sherlocked: dataset=mnist5k: no such dataset (did you mean mnist_5k?); choose from cifar10, fashion_mnist, ...
@@ -8,6 +9,7 @@ Hydra prints a config it cannot compose as several lines (the config search path
 one line, exit code 2, raised before anything is written. Torch-free.
 """
 
+import errno
 import os
 import sys
 from contextlib import contextmanager
@@ -39,6 +41,22 @@ def one_line(error: Exception) -> str | None:
     return None
 
 
+# What storage says when it refuses a write: not a bug to trace, a condition to name (what was written is whole:
+# every file is written to a temporary and renamed into place, sherlocked.results.replacing).
+FULL = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some of your quota"}
+REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_refused(error: Exception) -> str | None:
+    """A write the storage refused (full, over quota, read-only, not permitted) in one line; None for other errors."""
+    if not isinstance(error, OSError) or error.errno not in {*FULL, *REFUSED}:
+        return None
+    where = error.filename2 or error.filename
+    what = f"{error.strerror} writing {where}" if where else error.strerror
+    fix = FULL.get(error.errno, "write elsewhere (hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep)")
+    return f"{what}: {fix}, then run the same command again (every result written so far is whole)"
+
+
 def unknown_key(cause: OmegaConfBaseException) -> str | None:
     """`trainer.max_epoch` for `trainer.max_epochs`: the key, the closest one its parent has, the parent's keys."""
     parent = cause.parent_node
@@ -67,6 +85,9 @@ def reported():
     except Exception as error:
         line = one_line(error)
         os.environ.pop("HYDRA_FULL_ERROR", None)
+        if line is None and (refused := storage_refused(error)):
+            print(f"sherlocked: {refused}", file=sys.stderr)
+            sys.exit(1)
         if line is None:  # not the command line's: Hydra's own report, as without this
             hydra_adapter.report(error)
         print(f"sherlocked: {line}", file=sys.stderr)

@@ -397,3 +397,31 @@ def test_a_population_that_starts_afresh_over_an_earlier_attempts_events_writes_
         assert not any(job.return_value.skipped for job in again.returns[0])  # trained again, in the same dirs
         for run in ("act3=relu", "act3=tanh"):
             assert steps_and_values(tmp_path / "sweep" / "tensorboard" / run, "accuracy/test")[0] == [1, 2]
+
+
+def on_a_full_disk(path: Path, size: str, command: list[str]) -> list[str]:
+    """`command` run where `path` is a file system of `size` bytes (a tmpfs in its own mount namespace)."""
+    mount = 'mount -t tmpfs -o size="$1" tmpfs "$0" && shift && exec "$@"'
+    return ["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(path), size, *command]
+
+
+@pytest.mark.parametrize("where", ["single run, checkpoint", "sweep, job dirs", "sweep, checkpoint"])
+def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, data_root, where):
+    full = tmp_path / "full"
+    full.mkdir()
+    command = [sys.executable, "-m", "sherlocked.train", *SMALL, "trainer.max_epochs=1", "checkpoint_every_s=0"]
+    command += [f"dataset.root={data_root}", "diagnostics=off"]  # the study's widths: a 5 MB checkpoint
+    if where.startswith("single"):
+        command += [f"hydra.run.dir={full / 'run'}"]
+    else:
+        command[3:3] = ["-m", "hydra/launcher=population", "seed=0,1", f"hydra.sweep.dir={full / 'sweep'}"]
+    size = "4k" if "job dirs" in where else "1m"
+    done = subprocess.run(on_a_full_disk(full, size, command), cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1] if where.startswith("single") or "job dirs" in where else ""
+    if last:  # the run stopped there: one line says why
+        assert last.startswith("sherlocked: No space left on device") and "free some space" in last, last
+    else:  # the sweep went on: each population's failure is one line, its jobs counted failed
+        assert done.stdout.strip().endswith("2/2 jobs: 0 ok, 0 diverged, 2 failed, 0 skipped"), done.stdout[-2000:]
+        assert "No space left on device" in done.stderr + done.stdout
