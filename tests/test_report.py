@@ -484,3 +484,12 @@ def test_rebuild_on_read_only_storage_names_the_results_table_it_cannot_write(tm
     assert str(tmp_path / "report") not in said  # the report's folder was never the trouble
     read_as_it_is = subprocess.run(read_only(sweep, report_command), capture_output=True, text=True)
     assert read_as_it_is.returncode == 0, read_as_it_is.stderr[-3000:]
+
+
+def test_one_job_in_two_dirs_counts_once_without_a_table_too(tmp_path):
+    fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1])
+    seed_0 = next(tmp_path.glob("*seed=0"))
+    spelled_out = tmp_path / f"act1=relu,{seed_0.name}"  # the same job, its default spelled out
+    spelled_out.mkdir()
+    (spelled_out / "result.json").write_bytes((seed_0 / "result.json").read_bytes())
+    assert sorted(read_runs(tmp_path)["seed"]) == [0, 1]

@@ -57,7 +57,7 @@ def rows_of_results(sweep_dir: Path) -> pd.DataFrame:
             print(f"sherlocked: {path} is unreadable; left out of the report", file=sys.stderr)
             continue
         rows.append(table.row(str(path.parent.relative_to(sweep_dir)), result, written=0.0))
-    return pd.DataFrame(rows)
+    return table.once_each(pd.DataFrame(rows))  # the same job in two dirs (a default spelled out) counts once
 
 
 def runs_of(rows: pd.DataFrame) -> pd.DataFrame:
