@@ -425,3 +425,26 @@ def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, data_root, where):
     else:  # the sweep went on: each population's failure is one line, its jobs counted failed
         assert done.stdout.strip().endswith("2/2 jobs: 0 ok, 0 diverged, 2 failed, 0 skipped"), done.stdout[-2000:]
         assert "No space left on device" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("step", [15, 10])
+def test_a_population_sent_sigterm_in_epochs_cut_by_limit_train_batches_resumes_as_if_never_stopped(
+    tmp_path, data_root, step
+):
+    """10 of an epoch's 16 batches; SIGTERM during step 15 (step 5 of epoch 2: the rerun trains epoch 2's other 5),
+    or during step 10, epoch 1's last (saved at the epoch's end: the rerun draws epoch 2's order)."""
+    grid = ["hydra/launcher=population", "act3=relu,tanh", *SMALL, "trainer.max_epochs=3", "diagnostics=off"]
+    grid += ["+trainer.limit_train_batches=10", "checkpoint_every_s=3600"]
+    grid += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    signalled = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), str(step), "TERM", "-m", *grid]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
+    sweep = tmp_path / "sweep"
+    first = subprocess.run([*signalled, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
+    subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
+    for path in sorted(sweep.rglob("result.json")):
+        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+        assert (resumed["resumed_step"], resumed["resumed_epochs"]) == (step, 1)
+        assert resumed["history"] == whole["history"] and len(whole["history"]["test_acc"]) == 3
