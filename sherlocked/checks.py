@@ -5,27 +5,149 @@
 Torch-free, so a sweep checks every value it will run on a laptop or a login node in
 milliseconds. MemberSpec is one member's model as the training side builds it
 (sherlocked.training.population); validate() derives it from a config and checks the rest
-a run needs (dataset, widths, numbers, batch norm against the batch size, compile mode).
+a run needs (dataset, widths, every number, flag and list a run reads against its type, sign
+and NaN (RULES), batch norm against the batch size, one device, compile mode). output_dir()
+checks the folder a run or a sweep will write before Hydra makes it.
 """
 
 import ast
 import functools
 import importlib.util
-from collections.abc import Mapping
+import math
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from sherlocked.activations import MIX, parse
-from sherlocked.config import ConfigError, activations, suggestion
-from sherlocked.datasets import SOURCES, TRAIN_SIZES
+from sherlocked.config import ConfigError, activations, select, suggestion
+from sherlocked.datasets import CHANNELS, CLASSES, INPUTS, SOURCES, TRAIN_SIZES
 
 INITS = ("default", "kaiming", "xavier", "lecun")
 BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
 NO_MOMENTUM = ("torch.optim.Adam", "torch.optim.AdamW")  # optimisers without a momentum setting
 TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer", "pytorch_lightning.Trainer")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # the names Lightning's Trainer takes
+ONE_DEVICE = (
+    "a population trains on one device; for several GPUs run a sweep (-m hydra/launcher=population), "
+    "one worker per GPU (hydra.launcher.workers) or hydra.launcher.backend=ray|submitit"
+)
+ABSENT = object()  # a key the config lacks (momentum with Adam): nothing to check
+
+
+def plain(value: Any) -> Any:
+    """A composed config's list or mapping as Python's (a resolved config holds those already), else the value."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # true is 1 to Python
+
+
+def is_finite(value: Any) -> bool:
+    """A number, not a bool, NaN (every comparison with it is false, so it passes any bound) or infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value: Any) -> bool:
+    return is_finite(value) and value > 0
+
+
+def at_least_zero(value: Any) -> bool:
+    return is_finite(value) and value >= 0
+
+
+def positive_whole(value: Any) -> bool:
+    return is_whole(value) and value > 0
+
+
+def boolean(value: Any) -> bool:
+    return isinstance(value, bool)  # bool("maybe") is true: a string would silently switch a setting on
+
+
+def boolean_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, bool)  # null: Lightning's or torch's default
+
+
+def seconds_or_null(value: Any) -> bool:
+    """null (never), or seconds >= 0; infinity is allowed: a checkpoint only on a stop signal."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
+
+
+def batches(value: Any) -> bool:
+    """Lightning's limit_*_batches: null (all), a number of batches, or a fraction of them; 0 trains or tests
+    nothing (and the run then fails on its empty history)."""
+    return value is None or (positive(value) and (value <= 1 or float(value).is_integer()))
+
+
+def sanity_steps(value: Any) -> bool:
+    return is_whole(value) and value >= -1  # -1: every validation batch
+
+
+def two_betas(value: Any) -> bool:
+    value = plain(value)
+    return isinstance(value, list | tuple) and len(value) == 2 and all(at_least_zero(b) and b < 1 for b in value)
+
+
+def folders(value: Any) -> bool:
+    value = plain(value)
+    return isinstance(value, list | tuple) and all(isinstance(folder, str) and folder for folder in value)
+
+
+def folder(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike) and str(value) != ""  # null would be a folder named None
+
+
+def trainer_logger(value: Any) -> bool:
+    """Lightning's own logger: on, off, or a logger's config (instantiated with the Trainer)."""
+    return value is None or isinstance(value, bool) or isinstance(plain(value), dict | list)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the value at a dotted config path must be: a test and its words. A path the config lacks is not
+    checked (Adam has no momentum; Lightning's limits are added with +trainer.limit_train_batches=...)."""
+
+    path: str
+    ok: Callable[[Any], bool]
+    meaning: str
+
+
+TRUE_OR_FALSE = "true or false"
+POSITIVE_WHOLE = "a positive whole number"
+BATCHES = "a whole number of batches >= 1 or a fraction of them in (0, 1]"
+# Every number, flag and list a run reads from conf/ (but what checks below by hand: model, dataset, devices).
+RULES = (
+    Rule("model.optimizer.lr", positive, "a finite positive number"),
+    Rule("dataset.batch_size", positive_whole, POSITIVE_WHOLE),
+    Rule("trainer.max_epochs", positive_whole, POSITIVE_WHOLE),
+    Rule("model.optimizer.momentum", at_least_zero, "a finite number >= 0"),  # torch refuses < 0
+    Rule("model.optimizer.weight_decay", at_least_zero, "a finite number >= 0"),
+    Rule("model.optimizer.betas", two_betas, "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    Rule("model.optimizer.eps", positive, "a finite positive number"),
+    Rule("model.optimizer.fused", boolean_or_null, "true, false or null"),
+    Rule("dataset.test_batch_size", positive_whole, POSITIVE_WHOLE),
+    Rule("dataset.root", folder, "a folder's path"),
+    Rule("dataset.download", boolean, TRUE_OR_FALSE),
+    Rule("dataset.fallback_dirs", folders, "a list of folders' paths, e.g. [/usr/share/datasets/fashion-mnist]"),
+    Rule("diagnostics.enabled", boolean, TRUE_OR_FALSE),
+    Rule("diagnostics.interval", positive_whole, f"{POSITIVE_WHOLE} of training steps"),
+    Rule("diagnostics.probe_size", positive_whole, f"{POSITIVE_WHOLE} of test images"),
+    Rule("diagnostics.histograms", boolean, TRUE_OR_FALSE),
+    Rule("checkpoint_every_s", seconds_or_null, "null (never) or a number of seconds >= 0 (0: every epoch)"),
+    Rule("trainer.enable_progress_bar", boolean_or_null, TRUE_OR_FALSE),
+    Rule("trainer.enable_checkpointing", boolean_or_null, TRUE_OR_FALSE),
+    Rule("trainer.enable_model_summary", boolean_or_null, TRUE_OR_FALSE),
+    Rule("trainer.logger", trainer_logger, "true, false or a logger's config"),
+    Rule("trainer.log_every_n_steps", positive_whole, POSITIVE_WHOLE),  # steps % it, in the module
+    Rule("trainer.num_sanity_val_steps", sanity_steps, "a whole number >= -1 (-1: every validation batch)"),
+    Rule("trainer.limit_train_batches", batches, BATCHES),
+    Rule("trainer.limit_val_batches", batches, BATCHES),
+)
 
 
 @dataclass(frozen=True)
@@ -109,17 +231,16 @@ def member_spec(cfg: Mapping) -> MemberSpec:
         except ConfigError as error:
             raise ConfigError(f"act{i}: {error}") from None
     model = cfg["model"]
-    bn = (
-        OmegaConf.to_container(model["batch_norm"]) if OmegaConf.is_config(model["batch_norm"]) else model["batch_norm"]
-    )
-    widths = tuple(model["widths"])
-    if not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
-        raise ConfigError(f"model.widths={list(widths)} must be whole numbers")
+    widths = plain(model["widths"])
+    if not isinstance(widths, list | tuple) or not all(is_whole(w) for w in widths):
+        raise ConfigError(f"model.widths={widths!r} must be whole numbers, e.g. [784, 500, 256, 10]")
+    if not boolean(model["output_activation"]):
+        raise ConfigError(f"model.output_activation={model['output_activation']!r} must be {TRUE_OR_FALSE}")
     return MemberSpec(
-        widths=widths,
+        widths=tuple(widths),
         activations=tuple(acts),
-        batch_norm=batch_norm_layers(bn, len(widths) - 1),
-        output_activation=bool(model["output_activation"]),
+        batch_norm=batch_norm_layers(plain(model["batch_norm"]), len(widths) - 1),
+        output_activation=model["output_activation"],
         init=str(model["init"]),
         seed=cfg["seed"],  # checked by MemberSpec: 1.5 is no seed
     )
@@ -128,28 +249,82 @@ def member_spec(cfg: Mapping) -> MemberSpec:
 def validate(cfg: Mapping) -> MemberSpec:
     """Check everything a run needs before anything is written (cfg as for member_spec)."""
     spec = member_spec(cfg)
-    data = cfg["dataset"]
+    _check_dataset(spec, cfg["dataset"])
+    for rule in RULES:
+        value = select(cfg, rule.path, ABSENT)
+        if value is not ABSENT and not rule.ok(value):
+            raise ConfigError(f"{rule.path}={plain(value)!r} must be {rule.meaning}")
+    compile_mode(cfg.get("compile"))
+    _check_trainer(cfg["trainer"])
+    _check_one_device(cfg["trainer"])
+    _check_batches(spec, cfg)
+    _check_optimizer(cfg["model"]["optimizer"])
+    return spec
+
+
+def _check_dataset(spec: MemberSpec, data: Mapping) -> None:
+    """The dataset is one sherlocked has, described as it is (its image size, its classes, a number per channel to
+    normalise with), and the model's widths fit it."""
     name = data["name"]
     if name not in SOURCES:
         raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(SOURCES)}")
+    # Any other value trains a model of the wrong shape: a shape error in the first step, or labels out of range.
+    for key, value, means in (("input_dim", INPUTS[name], "values of an image"), ("num_classes", CLASSES, "classes")):
+        if data.get(key) != value or not is_whole(data.get(key)):
+            raise ConfigError(f"dataset.{key}={data.get(key)!r} must be {value}, the {means} of {name}")
     if spec.widths[0] != data["input_dim"] or spec.widths[-1] != data["num_classes"]:
         raise ConfigError(
             f"model.widths={list(spec.widths)} must start with {name}'s {data['input_dim']} inputs "
             f"and end with its {data['num_classes']} classes"
         )
-    numbers = {  # key: (value, type, what it must be)
-        "model.optimizer.lr": (cfg["model"]["optimizer"]["lr"], int | float, "a positive number"),
-        "dataset.batch_size": (data["batch_size"], int, "a positive whole number"),
-        "trainer.max_epochs": (cfg["trainer"]["max_epochs"], int, "a positive whole number"),
-    }
-    for key, (value, kind, meaning) in numbers.items():
-        if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key}={value!r} must be {meaning}")
-    compile_mode(cfg.get("compile"))
-    _check_trainer(cfg["trainer"])
-    _check_batches(spec, cfg)
-    _check_optimizer(cfg["model"]["optimizer"])
-    return spec
+    channels = CHANNELS[name]
+    for key, ok, number in (("mean", is_finite, "finite number"), ("std", positive, "positive number")):
+        value = plain(data.get(key, ABSENT))
+        if value is not ABSENT and not (
+            isinstance(value, list | tuple) and len(value) == channels and all(ok(v) for v in value)
+        ):
+            raise ConfigError(
+                f"dataset.{key}={value!r} must be a list of {channels} {number}{'s' * (channels > 1)}, "
+                f"one per channel of {name}'s images"
+            )
+
+
+def _check_one_device(trainer: Mapping) -> None:
+    """A population trains on one device: Lightning's DDP on several would start the command again in each of
+    its processes (a sweep then waits forever on itself, a single run ends in a traceback)."""
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r}; choose from {', '.join(ACCELERATORS)}"
+            f"{suggestion(str(accelerator), ACCELERATORS)}"
+        )
+    devices = plain(trainer.get("devices", 1))
+    one_gpu = isinstance(devices, list) and len(devices) == 1 and is_whole(devices[0]) and devices[0] >= 0
+    if not (is_whole(devices) and devices == 1) and not (one_gpu and accelerator in ("gpu", "cuda")):
+        raise ConfigError(f"trainer.devices={devices!r} must be 1 (with trainer=gpu: one GPU, e.g. [0]): {ONE_DEVICE}")
+    nodes = trainer.get("num_nodes", 1)
+    if not is_whole(nodes) or nodes != 1:
+        raise ConfigError(f"trainer.num_nodes={nodes!r} must be 1: {ONE_DEVICE}")
+    strategy = trainer.get("strategy", "auto")
+    if strategy != "auto":
+        raise ConfigError(f"trainer.strategy={plain(strategy)!r} must be auto: {ONE_DEVICE}")
+
+
+def output_dir(key: str, path: Any, read_back: bool = False) -> None:
+    """The folder a run or a sweep writes (hydra.run.dir, hydra.sweep.dir) is one, or can be made: its nearest
+    existing folder is not a file and can be written. read_back: a sweep dir holding a sweep's multirun.yaml may
+    be read-only (a finished sweep read back from read-only storage, its jobs skipped)."""
+    target = Path(os.path.abspath(str(path)))
+    existing = next(p for p in (target, *target.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path}: {existing} is not a folder; choose another {key}")
+    if os.access(existing, os.W_OK | os.X_OK):
+        return
+    if read_back and existing == target and (target / "multirun.yaml").is_file():
+        return
+    read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+    why = "its file system is read-only" if read_only else "permission denied"
+    raise ConfigError(f"{key}={path}: {existing} cannot be written ({why}); choose a folder that can be written")
 
 
 @functools.cache

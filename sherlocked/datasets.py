@@ -21,6 +21,10 @@ from sherlocked.results import replacing
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "mnist_5k")
 TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
 TEST_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000, "mnist_5k": 1_000}
+# What an image is: its channels, and its values (a model's inputs); every dataset has 10 classes.
+CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3, "mnist_5k": 1}
+INPUTS = {"mnist": 784, "fashion_mnist": 784, "cifar10": 3072, "mnist_5k": 784}
+CLASSES = 10
 # Where torchvision's classes find their files under dataset.root (a test holds these to torchvision's own).
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # <root>/<folder>/raw/
 IDX_FILES = (

@@ -1,7 +1,8 @@
 """The Hydra callback around runs and sweeps (registered in conf/train.yaml, any launcher).
 
-- before anything is written: checks the command line and the launcher's backend, one line and exit code 2 if bad
-  (torch-free: a sweep's values are checked in milliseconds, on a laptop or a login node);
+- before anything is written: checks the command line (every swept value, and that each sweep has values a grid
+  can list), the launcher's backend, the folder it will write and the GPU it asks for; one line and exit code 2 if
+  bad (torch-free but for a GPU asked for here: a sweep's values are checked in milliseconds, on a login node too);
 - while a sweep trains: its populations' progress, live (sherlocked.sweep.progress);
 - after each job of a sweep: one progress line (done/total, failures, elapsed, ETA);
 - at the end of a sweep: a summary as the last line, exit code 1 if any job failed.
@@ -10,18 +11,28 @@
 import math
 import sys
 import time
+from collections.abc import Callable
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sherlocked import config_errors, hydra_adapter, table
-from sherlocked.checks import validate
+from sherlocked.checks import output_dir, plain, validate
 from sherlocked.config import ConfigError, is_member_key
 from sherlocked.dashboard import write_experiment, write_means
 from sherlocked.datasets import DataError, data_key, on_disk
 from sherlocked.results import Result
 from sherlocked.sweep.backends import check
+from sherlocked.sweep.devices import check_gpu
 from sherlocked.sweep.progress import Watch, clock, console, eta_s, steps_per_job
+
+# Sweepers that run the grid of every listed value (conf/train.yaml's and Hydra's); an interval has no list.
+GRID_SWEEPERS = (
+    "hydra_plugins.sherlocked_launcher.sherlocked_sweeper.SherlockedSweeper",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+)
+# Hydra's launcher that runs a sweep's jobs one by one in this process (the population launcher says its backend).
+LOCAL_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 def sweep_lines(config: DictConfig) -> list[str]:
@@ -84,6 +95,51 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
             yield template.derive(job, 0).config
         else:
             yield loader.load_sweep_config(config, overrides)
+
+
+def sweeps_or_exit(config: DictConfig, choices: list[list[str] | None]) -> None:
+    """Each swept key has values a sweep can run (choices: parsed_overrides(config)): range(0) lists none, and a
+    grid sweeper cannot list an interval's."""
+    sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
+    for override, values in zip(hydra_adapter.parse(sweep_lines(config)), choices):
+        if values == []:
+            stop(f"{override.input_line}: the sweep of {override.get_key_element()} has no values")
+        if values is None and sweeper in GRID_SWEEPERS:
+            name = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/sweeper", sweeper)
+            stop(
+                f"{override.input_line}: hydra/sweeper={name} runs a grid of listed values (a,b,c or range(...)); "
+                "an interval needs a search sweeper such as hydra/sweeper=optuna"
+            )
+
+
+def trains_here(config: DictConfig) -> bool:
+    """Whether a sweep's jobs train on this machine: the population launcher's local backend, or Hydra's own."""
+    backend = OmegaConf.select(config, "hydra.launcher.backend")
+    return backend == "local" or OmegaConf.select(config, "hydra.launcher._target_") == LOCAL_LAUNCHER
+
+
+def devices_or_exit(config: DictConfig, configs: list) -> None:
+    """The GPU each job asks for is there, where the jobs train here; a population launcher's population sees one
+    GPU of its own, as GPU 0 (a local worker's CUDA_VISIBLE_DEVICES, a Ray task's or a SLURM element's GPU)."""
+    if OmegaConf.select(config, "hydra.launcher.backend") is not None:
+        for job in configs:
+            devices = plain(job["trainer"].get("devices"))
+            if isinstance(devices, list) and devices != [0]:
+                stop(
+                    f"trainer.devices={devices}: each population of a sweep sees one GPU of its own, as [0]; "
+                    "drop trainer.devices (hydra.launcher.workers: one worker per GPU)"
+                )
+    if trains_here(config):
+        for job in configs:
+            or_exit(check_gpu, job)
+
+
+def or_exit(check: Callable, *arguments) -> None:
+    """check(*arguments), its ConfigError said in one line with exit code 2."""
+    try:
+        check(*arguments)
+    except ConfigError as error:
+        stop(str(error))
 
 
 def validate_or_exit(config: DictConfig) -> None:
@@ -214,6 +270,8 @@ class StudyCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         validate_or_exit(config)
+        or_exit(check_gpu, config)  # a single run trains here
+        or_exit(output_dir, "hydra.run.dir", config.hydra.run.dir)
         data_or_exit([config])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -225,13 +283,19 @@ class StudyCallback(Callback):
     def check_and_watch(self, config: DictConfig) -> None:
         """Every swept value and dataset checked (one line and exit code 2 if bad), then the sweep's live view."""
         launcher_or_exit(config)
+        planning = OmegaConf.select(config, "hydra.launcher.plan")  # --plan: nothing trains, nothing is written
+        if not planning:
+            or_exit(output_dir, "hydra.sweep.dir", config.hydra.sweep.dir, True)
         choices = parsed_overrides(config)
+        sweeps_or_exit(config, choices)
         size = sweep_size(config, choices)
         jobs = "?" if size is None else size
         console.print(f"sweep of {jobs} jobs into {config.hydra.sweep.dir}: checking its values")  # then training
         configs = list(each_swept_value(config, choices))
         for job_config in configs:
             validate_or_exit(job_config)
+        if not planning:
+            devices_or_exit(config, configs)
         data_or_exit(configs)
         self.progress = SweepProgress(size)
         self.watch = Watch(config.hydra.sweep.dir, self.progress.line, self.progress.live_line)

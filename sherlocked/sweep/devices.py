@@ -10,6 +10,9 @@ trains elsewhere (Ray, SLURM) still asks what this machine has, as the old launc
 import os
 from collections.abc import Mapping
 
+from sherlocked.checks import plain
+from sherlocked.config import ConfigError
+
 
 def device_of(config: Mapping) -> str:
     """cuda where the job's trainer asks for a GPU (or takes one when it may) and one is visible, else cpu."""
@@ -62,3 +65,23 @@ def memory_cap(config: Mapping, device: str) -> int:
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return max(1, free // 2 // member_bytes(config))
+
+
+def check_gpu(config: Mapping) -> None:
+    """The GPU a job asks for (trainer=gpu) is visible here: ConfigError (one line) if not, instead of Lightning's
+    traceback. Only for jobs that train on this machine: a cluster's nodes have GPUs its login node may lack."""
+    trainer = config["trainer"]
+    accelerator = trainer.get("accelerator")
+    if accelerator not in ("gpu", "cuda"):
+        return  # auto takes a GPU where there is one, else the CPU
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: no CUDA GPU is visible here (torch.cuda.device_count() is 0); "
+            "use trainer=cpu"
+        )
+    devices = plain(trainer.get("devices"))
+    if isinstance(devices, list) and devices and devices[0] >= count:  # a list of one index: sherlocked.checks
+        raise ConfigError(f"trainer.devices={devices}: the GPUs visible here are 0..{count - 1}")
