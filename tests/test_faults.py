@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sherlocked import table
+from sherlocked import layout, table
 from tests.conftest import SMALL
 
 
@@ -91,6 +91,17 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
     assert rerun.wait(timeout=300) == 0
 
 
+def two_in_their_first_half(sweep_dir: Path) -> bool:
+    """Two populations in training, each short of half its steps (by the progress files they write)."""
+    reported = []
+    for path in layout.progress_files(sweep_dir):
+        try:
+            reported.append(json.loads(path.read_text()))
+        except (OSError, ValueError):  # gone meanwhile (its population finished)
+            return False
+    return len(reported) == 2 and all(0 < p["step"] < p["steps"] / 2 for p in reported)
+
+
 @pytest.mark.parametrize("to", ["driver", "group"])
 def test_sigterm_to_a_sweep_lets_its_workers_save_where_they_stand_and_a_rerun_goes_on_from_there(
     tmp_path, data_root, to
@@ -99,8 +110,7 @@ def test_sigterm_to_a_sweep_lets_its_workers_save_where_they_stand_and_a_rerun_g
     own job): each worker saves its population at the end of its step, then the driver ends by the signal."""
     longer = ["checkpoint_every_s=3600", "trainer.max_epochs=60"]  # ~12 s a job; no epoch checkpoint is due
     sweep = start_sweep(tmp_path, data_root, *longer)
-    wait_for(lambda: workers_started(tmp_path))
-    time.sleep(1)  # into their first epochs
+    wait_for(lambda: two_in_their_first_half(tmp_path / "sweep"))  # neither finishes before the signal
     if to == "driver":
         sweep.send_signal(signal.SIGTERM)
     else:

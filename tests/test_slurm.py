@@ -91,8 +91,8 @@ def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads
 
 
 def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, tmp_path, data_root):
-    every_epoch = "checkpoint_every_s=0"
-    sweep = start_sweep(tmp_path, data_root, every_epoch)
+    every_epoch = ["checkpoint_every_s=0", "trainer.max_epochs=150"]  # ~25 s: both elements train when requeued
+    sweep = start_sweep(tmp_path, data_root, *every_epoch)
     wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
     array = running(slurm)[0].split("_")[0]
     subprocess.run(["scontrol", "requeue", array], check=True)  # what an administrator, or preemption, does
@@ -102,7 +102,7 @@ def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbe
     assert sweep.wait(timeout=600) == 0, (tmp_path / "out.txt").read_text()[-2000:]
     found = results(tmp_path / "sweep")
     assert all(r["status"] == "ok" and r["resumed_epochs"] > 0 for r in found.values()), found
-    alone = start_sweep(tmp_path, data_root, every_epoch, log="alone.txt", into="alone")  # never requeued
+    alone = start_sweep(tmp_path, data_root, *every_epoch, log="alone.txt", into="alone")  # never requeued
     assert alone.wait(timeout=600) == 0
     assert same_results(found, results(tmp_path / "alone"))
 
