@@ -6,6 +6,8 @@ VENV ?= .venv
 MANAGED := $(shell $(SYSTEM_PYTHON) -c "import os, sys, sysconfig; print(int(sys.prefix == sys.base_prefix and \
 	os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))))" 2>/dev/null)
 PYTHON ?= $(if $(or $(wildcard $(VENV)/bin/python),$(filter 1,$(MANAGED))),$(VENV)/bin/python,$(SYSTEM_PYTHON))
+# The same Python named from anywhere (the installed-check runs it from /): a path made absolute, a bare name as it is.
+ABSOLUTE_PYTHON = $(if $(findstring /,$(PYTHON)),$(abspath $(PYTHON)),$(PYTHON))
 ARGS ?=
 # What make installs: the tools and every optional engine, so that make test runs every test CI runs (.ci/run).
 EXTRAS = dev,ray,slurm,optuna
@@ -27,7 +29,7 @@ install: ## install sherlocked, its tools and its optional engines (Ray, submiti
 	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ] && [ ! -x "$(PYTHON)" ]; then \
 		echo "$(SYSTEM_PYTHON) refuses pip installs (PEP 668): installing into a virtual environment, $(VENV)"; \
 		$(SYSTEM_PYTHON) -m venv $(VENV); fi
-	@if [ .installed -nt pyproject.toml ] && (cd / && $(PYTHON) -c 'import sherlocked') 2>/dev/null; then :; \
+	@if [ .installed -nt pyproject.toml ] && (cd / && $(ABSOLUTE_PYTHON) -c 'import sherlocked') 2>/dev/null; then :; \
 	else $(PYTHON) -m pip install -e '.[$(EXTRAS)]' && touch .installed; fi
 
 demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report

@@ -89,3 +89,30 @@ def test_make_test_installs_what_ci_tests_with(tmp_path):
     (extras,) = re.findall(r"pip install -e '\.\[([^\]]+)\]'", (ROOT / ".ci" / "run").read_text())
     assert set(extras.split(",")) >= {"dev", "ray", "slurm", "optuna"}
     assert f"{sys.executable} -m pip install -e '.[{extras}]'" in install_commands(tmp_path, sys.executable)
+
+
+def a_checkout_with_a_venv(tmp_path: Path) -> Path:
+    """The Makefile and pyproject.toml in a folder whose .venv/bin/python is this Python, except that it notes a pip
+    install (in pip-ran) instead of running one."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$@" >> {tmp_path / "pip-ran"}; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
+def test_make_installs_once_and_a_second_make_install_runs_no_pip(tmp_path):
+    checkout = a_checkout_with_a_venv(tmp_path)
+    make = ["make", "-s", "install", "PYTHON=.venv/bin/python"]  # the path make picks once .venv exists
+    first = subprocess.run(make, cwd=checkout, capture_output=True, text=True)
+    assert first.returncode == 0 and (checkout / "pip-ran").is_file(), first.stderr  # nothing installed yet
+    (checkout / "pip-ran").unlink()
+    second = subprocess.run(make, cwd=checkout, capture_output=True, text=True)
+    assert second.returncode == 0 and not (checkout / "pip-ran").exists(), second.stdout + second.stderr
+    assert second.stdout == ""
