@@ -9,7 +9,7 @@ stays with the driver.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,3 +48,10 @@ class Job:
     def __getstate__(self) -> dict:
         """A worker (a process, a Ray task, a SLURM element) gets the job without the driver's Hydra part."""
         return {**self.__dict__, "hydra": None, "same_as": None}
+
+
+def population_task(task: Callable) -> Callable:
+    """Marks a Hydra task function as sherlocked's (it trains the job its config describes, and nothing else), so
+    the population launcher may train its jobs together instead of calling it once a job."""
+    task.trains_populations = True
+    return task

@@ -16,13 +16,17 @@ from omegaconf import DictConfig
 
 from sherlocked import config_errors
 from sherlocked.config import CONFIG_DIR
+from sherlocked.job import population_task
 from sherlocked.results import Result
-from sherlocked.training.engine import population_task, train_job
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 @population_task
 def main(cfg: DictConfig) -> Result:
+    # Torch and Lightning (seconds) only once the checks passed and a job trains here: a typo, --help and --plan
+    # answer without them.
+    from sherlocked.training.engine import train_job
+
     return train_job(cfg)
 
 

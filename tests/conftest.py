@@ -99,7 +99,8 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sweep(hydra_sweep_runner, data_root):
     """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
-    from sherlocked.training.engine import population_task, train_job
+    from sherlocked.job import population_task
+    from sherlocked.training.engine import train_job
 
     def start(directory: Path, *overrides: str):
         runner = hydra_sweep_runner(  # as python -m sherlocked.train -m runs it

@@ -80,3 +80,24 @@ def test_a_single_run_says_its_result_and_nothing_else(tmp_path, data_root):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["final test accuracy", "result", "TensorBoard"], lines
+
+
+# `python -m sherlocked.train ARGS`, saying at its exit whether torch (or Lightning) was ever imported.
+IMPORTS_TORCH = """
+import atexit, runpy, sys
+atexit.register(lambda: print("imported:", sorted({"torch", "lightning"} & set(sys.modules))))
+sys.argv = ["sherlocked.train", *sys.argv[1:]]
+runpy.run_module("sherlocked.train", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["act2=sigmod"], ["-m", "act2=relu,sigmod"], ["--help"], ["--plan", "act2=relu,sigmoid", "seed=0,1"]],
+    ids=["a typo", "a typo in a sweep", "--help", "--plan"],
+)
+def test_the_command_line_answers_without_importing_torch_until_a_job_trains(tmp_path, arguments):
+    command = [sys.executable, "-c", IMPORTS_TORCH, *arguments, "dataset=mnist_5k"]
+    done = subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True)
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+    assert done.stdout.decode().strip().splitlines()[-1] == "imported: []"

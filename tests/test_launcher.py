@@ -129,7 +129,7 @@ def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sw
     def broken(sweep_dir):
         raise RuntimeError("the mean runs failed\nwith a second line")
 
-    monkeypatch.setattr("sherlocked.sweep.callback.write_means", broken)
+    monkeypatch.setattr("sherlocked.dashboard.write_means", broken)
     assert sweep_with_a_failing_population(sweep, tmp_path) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-2] == "the results table and TensorBoard's runs were not finished: RuntimeError: the mean runs failed"

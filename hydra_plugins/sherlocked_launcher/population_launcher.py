@@ -70,7 +70,7 @@ ConfigStore.instance().store(
 
 
 class PopulationLauncher(Launcher):
-    """Batches sherlocked's own task (a task function marked sherlocked.training.engine.population_task) into
+    """Batches sherlocked's own task (a task function marked sherlocked.job.population_task) into
     populations; runs any other task function exactly as Hydra's basic launcher, so it can be a user's default."""
 
     def __init__(

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import config_errors, hydra_adapter, table
+from sherlocked import config_errors, hydra_adapter
 from sherlocked.checks import output_dir, plain, validate
 from sherlocked.config import ConfigError, is_member_key
-from sherlocked.dashboard import write_experiment, write_means
 from sherlocked.datasets import DataError, data_key, on_disk
 from sherlocked.results import Result
 from sherlocked.sweep.backends import check
@@ -313,6 +312,11 @@ class StudyCallback(Callback):
             return
         self.watch.stop()
         failed = self.progress.counts["failed"]
+        # Imported here: the table (pandas, pyarrow) and TensorBoard's writer cost a second that a typo's or --plan's
+        # answer would wait for.
+        from sherlocked import table
+        from sherlocked.dashboard import write_experiment, write_means
+
         try:  # the results table in one file; TensorBoard: a mean run per configuration, one HParams experiment
             table.compact(config.hydra.sweep.dir)
             write_means(config.hydra.sweep.dir)

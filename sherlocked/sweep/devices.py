@@ -4,22 +4,37 @@ member costs (memory, FLOPs).
     python -c "from sherlocked.sweep.devices import default_max_members; print(default_max_members('cpu'))"
 
 Asks torch about the machine (torch.cuda), imported in the functions that ask: a plan that
-trains elsewhere (Ray, SLURM) still asks what this machine has, as the old launcher did.
+trains elsewhere (Ray, SLURM) still asks what this machine has, as the old launcher did. A
+machine with no GPU driver at all answers 0 GPUs without torch (its import costs seconds that
+--plan would wait for).
 """
 
 import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from sherlocked.checks import plain
 from sherlocked.config import ConfigError
 
+# What a machine whose GPUs torch.cuda could use has: NVIDIA's driver (also in containers given GPUs), AMD's (ROCm
+# builds of torch answer through torch.cuda), WSL's GPU device.
+GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_count() -> int:
+    """The CUDA GPUs this process sees: torch's answer, or 0 without importing torch where no GPU driver is found."""
+    if "torch" not in sys.modules and not any(Path(path).exists() for path in GPU_DRIVERS):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
 
 def device_of(config: Mapping) -> str:
     """cuda where the job's trainer asks for a GPU (or takes one when it may) and one is visible, else cpu."""
-    import torch
-
     accelerator = config["trainer"]["accelerator"]
-    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and gpu_count() > 0 else "cpu"
 
 
 def default_max_members(device: str) -> int:
@@ -35,9 +50,7 @@ def worker_count(requested: int) -> int:
     """Local worker processes: as requested, else one per visible GPU where there are several."""
     if requested > 0:
         return requested
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 0
+    return gpu_count() if gpu_count() > 1 else 0
 
 
 def member_bytes(config: Mapping) -> int:
@@ -74,9 +87,7 @@ def check_gpu(config: Mapping) -> None:
     accelerator = trainer.get("accelerator")
     if accelerator not in ("gpu", "cuda"):
         return  # auto takes a GPU where there is one, else the CPU
-    import torch
-
-    count = torch.cuda.device_count()
+    count = gpu_count()
     if count == 0:
         raise ConfigError(
             f"trainer.accelerator={accelerator}: no CUDA GPU is visible here (torch.cuda.device_count() is 0); "

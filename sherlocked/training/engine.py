@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -28,7 +28,7 @@ from sherlocked import layout, phases, table
 from sherlocked.checks import compile_mode, validate
 from sherlocked.config import ConfigError, activations, disagreement, hparams
 from sherlocked.datasets import DataError
-from sherlocked.job import Job
+from sherlocked.job import Job, population_task
 from sherlocked.results import Result, discard, failure, finished_result, git_commit, read_result, versions
 from sherlocked.training import checkpoints
 from sherlocked.training.data import StudyDataModule
@@ -228,13 +228,6 @@ def collect(
         results.append(result)
     table.record(jobs, results)  # after every result.json: the table never holds what a job's own record lacks
     return results
-
-
-def population_task(task: Callable) -> Callable:
-    """Marks a Hydra task function as sherlocked's (it trains the job its config describes, and nothing else), so
-    the population launcher may train its jobs together instead of calling it once a job."""
-    task.trains_populations = True
-    return task
 
 
 @population_task
