@@ -102,9 +102,8 @@ def test_finished_jobs_are_read_from_the_table_and_counted_before_any_training(s
             ]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sweep ")]
     assert lines[0].startswith("sweep of 4 jobs into") and lines[0].endswith("checking its values")
-    assert lines[1].startswith("sweep 1/4 jobs: 0 ok, 0 diverged, 0 failed, 1 skipped")
-    assert lines[2].startswith("sweep 2/4 jobs: 0 ok, 0 diverged, 0 failed, 2 skipped")
-    assert lines[4].startswith("sweep 4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped")
+    assert lines[1].startswith("sweep 1/4 jobs: 0 ok, 0 diverged, 0 failed, 1 skipped")  # before any training
+    assert lines[-2].startswith("sweep 4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped")  # (at most a line a second)
 
 
 def sweep_with_a_failing_population(sweep, tmp_path) -> int:

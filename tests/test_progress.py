@@ -103,3 +103,16 @@ def test_a_watch_stops_with_the_sweep(tmp_path):
     assert watch in progress.watching
     progress.stop_watching()
     assert not progress.watching and watch.thread is None
+
+
+def test_jobs_that_end_together_get_one_line_and_the_last_of_them_at_the_next_tick(tmp_path, capsys):
+    watch = Watch(tmp_path, lambda populations: "", every_s=0.2)
+    watch.start()  # not a terminal here: a thread ticks every 0.2 s
+    try:
+        for n in range(1, 17):  # a population of 16 ends
+            watch.say(f"sweep {n}/32 jobs")
+        time.sleep(0.5)
+        watch.say("sweep 32/32 jobs", last=True)
+    finally:
+        watch.stop()
+    assert capsys.readouterr().out.splitlines() == ["sweep 1/32 jobs", "sweep 16/32 jobs", "sweep 32/32 jobs"]

@@ -288,8 +288,8 @@ class StudyCallback(Callback):
         choices = parsed_overrides(config)
         sweeps_or_exit(config, choices)
         size = sweep_size(config, choices)
-        jobs = "?" if size is None else size
-        console.print(f"sweep of {jobs} jobs into {config.hydra.sweep.dir}: checking its values")  # then training
+        jobs = "? jobs" if size is None else f"{size} job{'' if size == 1 else 's'}"
+        console.print(f"sweep of {jobs} into {config.hydra.sweep.dir}: checking its values")  # then training
         configs = list(each_swept_value(config, choices))
         for job_config in configs:
             validate_or_exit(job_config)
@@ -305,7 +305,7 @@ class StudyCallback(Callback):
             return
         result = job_return.return_value if isinstance(job_return.return_value, Result) else None
         self.progress.add(result, job_return.overrides)
-        console.print(self.progress.line(self.watch.populations()))
+        self.watch.say(self.progress.line(self.watch.populations()), last=self.progress.done == self.progress.total)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.progress is None:

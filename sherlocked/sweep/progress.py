@@ -67,6 +67,9 @@ class Watch:
         self.printed: dict[str, int] = {}
         self.last_read: dict[str, dict] = {}
         self.read_at: float | None = None
+        self.said = threading.Lock()  # say() and the thread that prints epochs share the last line said
+        self.said_at: float | None = None
+        self.unsaid: str | None = None  # the latest sweep line held back, for the next tick
 
     def start(self) -> None:
         if console.is_terminal:
@@ -88,6 +91,24 @@ class Watch:
         if self.thread is not None:
             self.thread.join()
             self.thread = None
+
+    def say(self, line: str, last: bool = False) -> None:
+        """The sweep's line after a job ends, at most one every `every_s`: a population's 16 jobs end together,
+        and 16 lines in one second say nothing the last of them does not. A line held back is said at the next
+        tick in a log (a terminal's live view shows it meanwhile); the sweep's last line always at once."""
+        with self.said:
+            now = time.monotonic()
+            if last or self.said_at is None or now - self.said_at >= self.every_s:
+                console.print(line)
+                self.said_at, self.unsaid = now, None
+            else:
+                self.unsaid = line
+
+    def say_held_back(self) -> None:
+        with self.said:
+            if self.unsaid is not None and time.monotonic() - self.said_at >= self.every_s:
+                console.print(self.unsaid)
+                self.said_at, self.unsaid = time.monotonic(), None
 
     def populations(self) -> dict[str, dict]:
         """What trains now, read at most every `every_s`: a population's jobs end together, so one read
@@ -118,6 +139,7 @@ class Watch:
                         f"population {key[:8]} ({members} members on {where}): epoch {epoch}, step {step}, "
                         f"test acc {acc} %, {diverged} diverged | {self.line(populations)}"
                     )
+            self.say_held_back()
 
 
 def describe(p: dict) -> tuple[str, ...]:
