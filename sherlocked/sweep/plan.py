@@ -178,8 +178,9 @@ class Plan:
         finished = sum(job.finished is not None for job in self.jobs)
         twins = sum(job.finished is None and job.same_as is not None for job in self.jobs)
         twice = f", {twins} the same job as another of the sweep (trained once)" if twins else ""
+        jobs = f"{len(self.jobs)} job{'' if len(self.jobs) == 1 else 's'}"
         return (
-            f"plan: {len(self.jobs)} job{'' if len(self.jobs) == 1 else 's'}, {finished} finished before{twice}; {len(self.todo)} to "
+            f"plan: {jobs}, {finished} finished before{twice}; {len(self.todo)} to "
             f"train in {populations} ({shapes or 'none'}) on {self.where}, {self.device}"
         )
 
