@@ -10,7 +10,8 @@ HParams and final metrics); the sweep writes the one experiment summary, into
 <sweep dir>/hparams/ (replaced at the end of every sweep: TensorBoard keeps the first summary of
 a tag it reads, so an older one must go): each key with the values the runs actually took (a
 discrete domain: a filter per value), the keys that vary first (TensorBoard's default columns),
-final test accuracy as the first metric.
+final test accuracy as the first metric. Its time of writing (time_created_secs) tells it apart from
+what TensorBoard infers without it: sherlocked.board serves once TensorBoard answers with it.
 
 A study of 100,000 runs is more curves than anyone can read (and than TensorBoard's page draws),
 so the sweep also writes <sweep dir>/tensorboard/mean/<configuration> (write_means): for each
@@ -22,6 +23,7 @@ no torch.
 """
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from sherlocked import layout, table
 from sherlocked.config import ACT
+from sherlocked.results import read_result
 from sherlocked.table import HPARAMS
 
 # The HParams tab's metrics: the last value of a run's curves (its final epoch's), so that no scalar exists only
@@ -88,10 +91,14 @@ def write_experiment(sweep_dir: Path) -> int:
     return write_experiment_of([sweep_dir], layout.experiment(sweep_dir))
 
 
-def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
-    """One experiment summary for the trained runs of the sweeps' results tables, into `folder`; returns the runs
-    counted. Each key's values are those any of its runs took (a filter for each), the keys that vary first."""
-    rows = pd.concat([trained_rows(sweep_dir) for sweep_dir in sweep_dirs] or [pd.DataFrame()], ignore_index=True)
+def write_experiment_of(sweep_dirs: list[Path], folder: Path, run_dirs: Sequence[Path] = ()) -> int:
+    """One experiment summary for the trained runs of the sweeps' results tables and of the single runs' result.json
+    files (run_dirs: a single run has no table), into `folder`; returns the runs counted. Each key's values are
+    those any of its runs took (a filter for each), the keys that vary first."""
+    found = [*(trained_rows(sweep_dir) for sweep_dir in sweep_dirs), result_rows(run_dirs)]
+    # As objects: a key some runs lack must not turn the whole numbers of the others into floats (seed 3.0).
+    found = [frame.astype(object) for frame in found if not frame.empty]
+    rows = pd.concat(found or [pd.DataFrame()], ignore_index=True)
     if rows.empty:
         return 0
     infos = []
@@ -106,7 +113,7 @@ def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=shown_as) for tag, shown_as in METRICS.items()
     ]
     writer = fresh_writer(folder)
-    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics, time_created_secs=time.time())
     writer.add_event(event(plugin_summary(metadata.EXPERIMENT_TAG, experiment=experiment)))
     writer.close()
     return len(rows)
@@ -115,6 +122,13 @@ def write_experiment_of(sweep_dirs: list[Path], folder: Path) -> int:
 def trained_rows(sweep_dir: Path) -> pd.DataFrame:
     rows = table.read(Path(sweep_dir), ["status"], prefixes=(HPARAMS,))
     return rows[rows["status"] != "failed"]
+
+
+def result_rows(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """The trained runs among the run dirs' result.json files, as the table's rows give them (status, hp.<name>)."""
+    results = [result for result in map(read_result, run_dirs) if result is not None and result.status != "failed"]
+    rows = [{"status": r.status, **{HPARAMS + name: table.scalar(v) for name, v in r.hparams.items()}} for r in results]
+    return pd.DataFrame(rows)
 
 
 def fresh_writer(folder: Path) -> EventFileWriter:

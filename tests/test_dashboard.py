@@ -51,8 +51,8 @@ def served(command: list[str], seconds: float = 60) -> tuple[dict, list[str]]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=10) as response:
                     return experiment, json.loads(response.read())
             time.sleep(0.5)
-    finally:
-        server.kill()
+    finally:  # SIGTERM: the board removes its summary's temporary folder on the way out
+        server.terminate()
         server.wait()
 
 
@@ -134,15 +134,13 @@ def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep,
 
 
 def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_names_runs_by_study(sweep, tmp_path):
-    from sherlocked import board
-
     outputs = tmp_path / "outputs"
     with (
         sweep(outputs / "sweeps" / "a", "study=a", "act3=relu,tanh", "seed=0", "hydra/launcher=population"),
         sweep(outputs / "sweeps" / "b", "study=b", "act3=relu", "seed=1,2", "hydra/launcher=population"),
     ):
         before = sorted(outputs.rglob("*"))
-        experiment, runs = served(board.command(outputs, tmp_path / "experiment", []))
+        experiment, runs = served([sys.executable, "-m", "sherlocked.board", str(outputs)])
         assert sorted(outputs.rglob("*")) == before  # the summary is written elsewhere
     domains = {info["name"]: info.get("domainDiscrete") for info in experiment["hparamInfos"]}
     assert domains["study"] == ["a", "b"] and domains["seed"] == ["0", "1", "2"] and domains["act3"] == ["relu", "tanh"]
