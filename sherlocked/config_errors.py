@@ -32,6 +32,8 @@ def one_line(error: Exception) -> str | None:
         return f"{group}={option}: no such {group}{suggestion(option, error.options)}; choose from " + ", ".join(
             error.options
         )
+    if isinstance(error, ValueError) and str(error).startswith("Only one of --run"):  # Hydra's options, combined
+        return str(error)
     if isinstance(error, OverrideParseException):
         return f"{error.override}: not an override Hydra can read ({error.message.splitlines()[0]})"
     if isinstance(error, ConfigCompositionException) and isinstance(error.__cause__, OmegaConfBaseException):
@@ -55,6 +57,21 @@ def storage_refused(error: Exception) -> str | None:
     what = f"{error.strerror} writing {where}" if where else error.strerror
     fix = FULL.get(error.errno, "write elsewhere (hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep)")
     return f"{what}: {fix}, then run the same command again (every result written so far is whole)"
+
+
+def unknown_option(argv: list[str], ours: list[str]) -> str | None:
+    """An option neither Hydra nor sherlocked (`ours`: --plan) takes, in one line naming the options; None if all are
+    known. Hydra's own answer is its usage in eight lines, which does not mention --plan."""
+    options = [*ours, *hydra_adapter.command_line_options()]
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if not arg.startswith("-") or name in options:
+            continue
+        if sum(option.startswith(name) for option in options if option.startswith("--")) == 1 and len(name) > 2:
+            continue  # argparse takes a unique prefix: --multi for --multirun
+        long = [option for option in options if option.startswith("--")]
+        return f"{arg}: no such option{suggestion(name, long)}; options: " + ", ".join(long)
+    return None
 
 
 def unknown_key(cause: OmegaConfBaseException) -> str | None:

@@ -67,6 +67,13 @@ def report(error: Exception) -> None:
     run_and_report(again)
 
 
+def command_line_options() -> list[str]:
+    """The options Hydra's command line takes (--multirun, -m, --config-name, ...)."""
+    from hydra._internal.utils import get_args_parser
+
+    return [option for action in get_args_parser()._actions for option in action.option_strings]
+
+
 def basic_launcher():
     """Hydra's BasicLauncher (as its plugin scan leaves it, see basic_sweeper): the population launcher runs any
     task but sherlocked's with it."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from sherlocked.config import identity
 
 RESULT = "result.json"
+HYDRA_FILES = ".hydra"  # Hydra's output_subdir: the job's config.yaml, hydra.yaml, overrides.yaml
 LOCK = ".lock"
 CHECKPOINTS = ".checkpoints"
 PROGRESS = ".progress"
@@ -41,6 +42,16 @@ MEAN = "mean"
 HPARAMS = "hparams"
 RESULTS_TABLE = "results"
 SUBMITIT = ".submitit"
+
+
+def only_hydras(run_dir: Path) -> bool:
+    """Whether a run's dir holds nothing but what Hydra writes as a job starts (.hydra/, the job's log): nothing
+    of the run itself."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and all(
+        path.is_dir() or path.suffix == ".log" or HYDRA_FILES in path.relative_to(run_dir).parts
+        for path in run_dir.rglob("*")
+    )
 
 
 def result(job_dir: Path) -> Path:

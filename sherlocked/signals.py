@@ -74,3 +74,20 @@ def end_by(signum: int) -> NoReturn:
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signum)
     sys.exit(128 + signum)  # a handler that returned (submitit's for SIGTERM only logs it): stopped anyway
+
+
+@contextmanager
+def interrupt_held() -> Iterator[None]:
+    """Ctrl-C within the block raises KeyboardInterrupt as the block ends, not inside it: an import of torch
+    stopped half way ended in a RecursionError or torch's logging at exit instead of the run's one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if heard:
+        raise KeyboardInterrupt

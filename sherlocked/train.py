@@ -9,12 +9,15 @@
 The work is in sherlocked.training.engine (a sweep's: sherlocked.sweep); nothing imports this module.
 """
 
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sherlocked import config_errors
+from sherlocked import config_errors, layout, signals
 from sherlocked.config import CONFIG_DIR
 from sherlocked.job import population_task
 from sherlocked.results import Result
@@ -23,11 +26,23 @@ from sherlocked.results import Result
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 @population_task
 def main(cfg: DictConfig) -> Result:
-    # Torch and Lightning (seconds) only once the checks passed and a job trains here: a typo, --help and --plan
-    # answer without them.
-    from sherlocked.training.engine import train_job
+    try:
+        # Torch and Lightning (seconds) only once the checks passed and a job trains here: a typo, --help and --plan
+        # answer without them.
+        with signals.interrupt_held():
+            from sherlocked.training.engine import train_job
 
-    return train_job(cfg)
+        return train_job(cfg)
+    except KeyboardInterrupt:
+        forget_an_empty_run(Path(HydraConfig.get().runtime.output_dir))
+        raise
+
+
+def forget_an_empty_run(run_dir: Path) -> None:
+    """After Ctrl-C, a run's dir that holds nothing of the run (Hydra's files only: it was stopped before it
+    trained) goes, instead of staying behind as an empty outputs/runs/<date>/<time>/."""
+    if layout.only_hydras(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def plan_flag(argv: list[str]) -> list[str]:
@@ -41,6 +56,9 @@ def plan_flag(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    if mistyped := config_errors.unknown_option(sys.argv[1:], ours=["--plan"]):
+        print(f"sherlocked: {mistyped}", file=sys.stderr)
+        sys.exit(2)
     sys.argv = plan_flag(sys.argv)
     try:
         with config_errors.reported():

@@ -101,3 +101,17 @@ def test_the_command_line_answers_without_importing_torch_until_a_job_trains(tmp
     done = subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True)
     assert done.returncode in (0, 2), done.stderr[-2000:]
     assert done.stdout.decode().strip().splitlines()[-1] == "imported: []"
+
+
+@pytest.mark.parametrize(
+    "arguments, said",
+    [
+        (["--plna"], "sherlocked: --plna: no such option (did you mean --plan?); options: --plan, --help,"),
+        (["-m", "--cfg", "job"], "sherlocked: Only one of --run, --multirun, --cfg, --info and --shell_completion"),
+    ],
+)
+def test_a_mistyped_option_says_one_line_naming_the_options(tmp_path, arguments, said):
+    done = subprocess.run([sys.executable, "-m", "sherlocked.train", *arguments], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 2 and done.stderr.decode().strip().splitlines() == [done.stderr.decode().strip()]
+    assert done.stderr.decode().startswith(said), done.stderr.decode()
+    assert list(tmp_path.iterdir()) == []

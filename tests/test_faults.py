@@ -166,6 +166,18 @@ def test_ctrl_c_on_a_single_run_says_one_line_and_exits_130(tmp_path, data_root)
     assert "Traceback" not in out, out[-3000:]
 
 
+def test_ctrl_c_on_a_single_run_before_it_trains_leaves_no_empty_run_dir(tmp_path, data_root):
+    command = [sys.executable, "-m", "sherlocked.train", *SMALL, "model.widths=[784,16,12,10]"]
+    command += [f"dataset.root={data_root}", f"hydra.run.dir={tmp_path / 'runs' / 'now'}"]
+    with open(tmp_path / "out.txt", "w") as out:
+        run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    wait_for(lambda: (tmp_path / "runs" / "now" / ".hydra" / "overrides.yaml").is_file(), seconds=60)
+    os.killpg(run.pid, signal.SIGINT)  # while it imports torch, before it trains
+    assert run.wait(timeout=60) == 130
+    assert (tmp_path / "out.txt").read_text().strip().splitlines()[-1].startswith("sherlocked: interrupted")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_unreadable_results_and_table_are_not_finished_the_jobs_rerun_and_the_files_are_replaced(sweep, tmp_path):
     grid = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population"]
     with sweep(tmp_path / "sweep", *grid):

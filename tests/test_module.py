@@ -150,3 +150,13 @@ def test_settings_a_member_wise_optimiser_cannot_honour_are_refused():
     rms = {"_target_": "torch.optim.RMSprop", "_partial_": True}
     with pytest.raises(ConfigError, match="RMSprop"):
         population_optimizer([{**rms, "lr": 0.1}, {**rms, "lr": 0.01}])
+
+
+def test_a_single_runs_progress_bar_counts_epochs_from_1():
+    from types import SimpleNamespace
+
+    from sherlocked.training.reporter import EpochBar
+
+    bar = EpochBar()
+    bar._trainer = SimpleNamespace(max_epochs=1)  # what Lightning sets as the fit starts
+    assert bar._get_train_description(0).strip() == "Epoch 1/1"  # Lightning's own: "Epoch 0/0"

@@ -34,7 +34,7 @@ from sherlocked.training import checkpoints
 from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import PopulationModule
 from sherlocked.training.optimizers import population_optimizer
-from sherlocked.training.reporter import Reporter
+from sherlocked.training.reporter import EpochBar, Reporter
 from sherlocked.training.sessions import log_session
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings = {"enable_progress_bar": False} if quiet else {}
+    if not quiet and first["trainer"].get("enable_progress_bar", True):
+        callbacks = [*callbacks, EpochBar()]
     if callbacks:
         settings.update(callbacks=list(callbacks))
     if any(isinstance(c, checkpoints.PopulationCheckpoint) for c in callbacks):  # Lightning refuses them if it is off
@@ -254,5 +256,5 @@ def train_job(cfg: DictConfig) -> Result:
     print(f"final test accuracy: {result.final_test_acc:.2%} ({acts}; seed {cfg.seed}; {cfg.dataset.name}){skipped}")
     if not multirun:
         print(f"result: {layout.result(job_dir)}")
-        print(f"TensorBoard: tensorboard --logdir {job_dir}")
+        print(f"TensorBoard: python -m tensorboard.main --logdir {job_dir}")  # on PATH without an active venv
     return result

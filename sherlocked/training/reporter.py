@@ -1,5 +1,6 @@
 """Where a population in training stands, in its progress file (sherlocked.layout.progress), for the sweep's
 live line (sherlocked.sweep.progress): written at every test pass and at most once a second in between.
+A single run's progress bar (EpochBar) counts its epochs as the rest of sherlocked does, from 1.
 
 Writing it reads only what the host already holds, so no step waits for the device.
 """
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
 
 from sherlocked.results import write_json
 
@@ -62,3 +64,12 @@ class Reporter(L.Callback):
         except OSError:  # progress is for the eye: training goes on without it
             pass
         self.last = time.time()
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's progress bar, its epochs counted from 1 (it says "Epoch 0/0" for a one-epoch run, where
+    result.json, TensorBoard and the sweep's lines say epoch 1 of 1)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:  # Lightning's counts from 0
+        epochs = "" if self.trainer.max_epochs is None else f"/{self.trainer.max_epochs}"
+        return f"{f'Epoch {current_epoch + 1}{epochs}':{len(self.validation_description)}}"  # as wide as its other bar
