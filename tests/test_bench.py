@@ -109,5 +109,25 @@ def test_the_report_at_scale_reads_a_synthetic_table_of_as_many_runs(tmp_path, c
     assert set(rows["hp.batch_norm"]) == {"none", "all", "last"} and rows["hp.act1"].nunique() == 11  # 1331 triples
     figures = cli.main(["--scale", "300", "--out", str(tmp_path)])
     assert figures["runs"] == 300 and figures["report_wall_s"] > 0
-    assert json.loads((tmp_path / "report_300.json").read_text()) == figures
-    assert "the report of 300 runs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "report_300_11acts.json").read_text()) == figures
+    assert "the report of 300 runs (11 activations on 3 layers x 3 batch-norm placements x 1 seeds" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_the_report_at_scale_takes_a_studys_shape():
+    """--scale-activations 8 --scale-batch-norm none: the 8-activation study (8 cubed x seeds), its curves rising
+    from chance to each configuration's accuracy, (x, sigmoid, relu) near chance."""
+    from sherlocked.bench import scale
+
+    shape = scale.Shape(tuple(scale.ACTIVATIONS)[:8], ("none",), epochs=10)
+    made = list(scale.runs(4608, shape))
+    assert len(made) == 4608 and len({job for job, _ in made}) == 4608
+    assert shape.of(4608) == "8 activations on 3 layers x 9 seeds, 10 epochs"
+    ok = [result for _, result in made if result.status == "ok"]
+    curves = [result.history["test_acc"] for result in ok]
+    assert all(len(c) == 10 and c[-1] == r.final_test_acc for c, r in zip(curves, ok))
+    assert sum(c[0] < c[-1] for c in curves) > 0.95 * len(curves)  # they learn
+    failing = [r.final_test_acc for r in ok if (r.hparams["act2"], r.hparams["act3"]) == ("sigmoid", "relu")]
+    assert len(failing) > 70 and sum(failing) / len(failing) < 0.4  # 8 first activations x 9 seeds
+    assert cli.arguments(["--scale", "4608", "--scale-activations", "8"]).scale_activations == 8

@@ -6,14 +6,19 @@ import json
 import re
 import shutil
 import subprocess
+from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.text import Text
 
+from sherlocked import table as results_table
+from sherlocked.bench import scale
+from sherlocked.bench.scale import Shape
 from sherlocked.report import plots
 from sherlocked.report.cli import report
-from sherlocked.report.runs import read_runs
+from sherlocked.report.runs import read_runs, runs_of
 from sherlocked.report.tables import table
 from sherlocked.results import read_result
 from tests.test_report import ACTS, fake_sweep
@@ -114,8 +119,9 @@ def test_figures_drawn_too_big_with_small_text_are_caught(tmp_path, monkeypatch)
     monkeypatch.setattr(plots, "DPI", 200)
     monkeypatch.setattr(plots, "FONT", 5)
     found = problems(sweep, report(sweep, [("sigmoid", "relu")]).files)
-    assert "heatmap.png is 1600 px wide: shrunk to 50% on the page" in found
-    assert any(line.startswith("curves.png's smallest text is") for line in found)
+    assert "curves.png is 1600 px wide: shrunk to 50% on the page" in found
+    assert any(re.fullmatch(r"heatmap.png is \d+ px wide: shrunk to \d+% on the page", line) for line in found), found
+    assert any(line.startswith("curves.png's smallest text is") for line in found), found
 
 
 def test_the_diagnostics_figure_jitters_points_and_leaves_out_a_diagnostic_every_run_shares(tmp_path):
@@ -129,3 +135,104 @@ def test_the_diagnostics_figure_jitters_points_and_leaves_out_a_diagnostic_every
     assert len(np.unique(xs)) == len(relu_out)  # no two points on one spot
     assert np.allclose(np.sort(xs), np.sort(relu_out.to_numpy()), atol=0.012)  # each near its value
     plots.plt.close(fig)
+
+
+ACTS8 = ("relu", "tanh", "sigmoid", "selu", "gelu", "silu", "elu", "leaky_relu")
+SHAPES = {  # (the sweep's shape, seeds): from one cell to the 8-activation study, one epoch to many
+    "1x1 cells": (Shape(("relu",), ("none",), epochs=2), 2),
+    "2x2 cells, two batch-norm placements": (Shape(("sigmoid", "relu"), ("none", "all"), epochs=2), 2),
+    "the demo's 4x4x4": (Shape(tuple(ACTS), ("none",), epochs=5), 3),
+    "8 activations": (Shape(ACTS8, ("none",), epochs=3), 2),
+    "1 epoch": (Shape(("sigmoid", "relu"), ("none",), epochs=1), 2),
+    "many epochs": (Shape(("tanh", "sigmoid", "relu"), ("none",), epochs=60), 2),
+}
+
+
+def synthetic_runs(shape: Shape, seeds: int) -> pd.DataFrame:
+    """The report's runs of a made-up sweep of `shape` (sherlocked.bench.scale), through the table's rows."""
+    n = seeds * len(shape.batch_norms) * len(shape.activations) ** 3
+    rows = [results_table.row(job, result, written=0.0) for job, result in scale.runs(n, shape)]
+    return runs_of(pd.DataFrame(rows).sort_values("job").reset_index(drop=True))
+
+
+def report_figures(runs: pd.DataFrame) -> dict:
+    pair = ("sigmoid", "relu")
+    found = {
+        "heatmap": plots.heatmap_figure(runs, table(runs), pair)[0],
+        "curves": plots.curves_figure(runs, pair)[0],
+        "diagnostics": plots.diagnostics_figure(runs, pair),
+    }
+    return {name: fig for name, fig in found.items() if fig is not None}
+
+
+def outside_the_canvas(fig) -> list[str]:
+    """Every text the figure draws (titles, labels, tick labels, cell numbers, colour-bar and legend text) and every
+    legend, measured by matplotlib where it is drawn, that reaches past the figure's edges (half a pixel of slack)."""
+    drawn = []
+    draw = Text.draw
+
+    def measured(text, renderer):
+        draw(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            drawn.append((repr(text.get_text()), text.get_window_extent(renderer)))
+
+    with mock.patch.object(Text, "draw", measured):
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    drawn += [("a legend", legend.get_window_extent(renderer)) for legend in legends]
+    canvas = fig.bbox.padded(0.5)
+    return [
+        f"{what} at x {box.x0:.0f}..{box.x1:.0f}, y {box.y0:.0f}..{box.y1:.0f} (canvas {fig.bbox.width:.0f} x "
+        f"{fig.bbox.height:.0f})"
+        for what, box in drawn
+        if not (canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1)
+    ]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_figure_keeps_its_text_inside_the_canvas(shape):
+    runs = synthetic_runs(*SHAPES[shape])
+    found = {}
+    for name, fig in report_figures(runs).items():
+        assert fig.dpi == plots.DPI  # as savefig writes it
+        found[name] = outside_the_canvas(fig)
+        plots.plt.close(fig)
+    assert found == {name: [] for name in found}
+
+
+def test_one_epoch_is_a_marked_point_at_a_whole_epoch_and_many_epochs_have_whole_ticks():
+    for epochs, ticks in ((1, [1]), (60, None)):
+        runs = synthetic_runs(Shape(("sigmoid", "relu"), ("none",), epochs=epochs), seeds=2)
+        fig = plots.curves_figure(runs, ("sigmoid", "relu"))[0]
+        fig.canvas.draw()
+        for ax in fig.axes:
+            low, high = ax.get_xlim()
+            shown = [t for t in ax.get_xticks() if low <= t <= high]
+            assert shown and all(float(t).is_integer() for t in shown), (epochs, shown)
+            assert ticks is None or shown == ticks
+            assert low <= 1 and high >= epochs and high - low >= 1  # the epochs drawn, and not a sliver around them
+            if epochs == 1:
+                assert all(line.get_marker() == "o" for line in ax.get_lines())
+        plots.plt.close(fig)
+
+
+def test_beyond_sixteen_last_pairs_the_curves_draw_the_pair_the_best_and_the_worst_and_say_what_is_left_out(tmp_path):
+    """8 activations: 64 last pairs, 64 panels sharing their axes took a minute to draw (matplotlib's bookkeeping of
+    shared axes grows with the square of their number) and were unreadable at page width."""
+    sweep = tmp_path / "sweep"
+    scale.synthetic_sweep(sweep, 512, Shape(ACTS8, ("none",), epochs=3))
+    runs = read_runs(sweep)
+    means = runs[runs["status"] == "ok"].groupby(["act2", "act3"])["acc"].mean().sort_values(ascending=False)
+    expected = {*means.index[:3], *means.index[-3:], ("sigmoid", "relu")}
+    fig, drawn = plots.curves_figure(runs, ("sigmoid", "relu"))
+    panels = {tuple(part.split("=")[1] for part in title.split(", ")) for title, *_ in drawn}
+    assert panels == expected
+    assert sum(ax.has_data() for ax in fig.axes) == len(expected)
+    assert all(len(ax.get_shared_x_axes().get_siblings(ax)) == 1 for ax in fig.axes)  # limits set, not shared
+    left_out = f"{len(expected)} of the 64 last pairs (act2, act3) drawn: (sigmoid, relu) framed in red, the 3 best"
+    assert left_out in " ".join(fig.get_suptitle().split())  # the figure says what it leaves out
+    plots.plt.close(fig)
+    page = report(sweep, [("sigmoid", "relu")]).files["index.md"].read_text()
+    assert f"{left_out} and the 3 worst by mean final test accuracy" in page  # and so does the page
+    assert f"the other {64 - len(expected)} are in the heatmap and table.md" in page

@@ -244,13 +244,38 @@ def test_plots_are_written_as_pictures(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
-def test_the_command_line_prints_where_the_report_is_and_the_best_and_worst_rows(tmp_path, capsys):
+def test_the_command_line_prints_where_the_report_is_and_the_configurations_ranked(tmp_path, capsys):
     fake_sweep(tmp_path, [("relu", "relu", "relu"), ("relu", "sigmoid", "relu")], seeds=[0])
     main([str(tmp_path)])
     out = capsys.readouterr().out
-    assert f"report: {tmp_path}" in out and "best:" in out and "worst:" in out
+    assert f"report: {tmp_path}" in out and "the 2 configurations by mean, best first:" in out
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--pair", "sigmoid,swish"])
+
+
+def console_rows(out: str) -> list[str]:
+    """The configurations' rows the command printed: act1 act2 act3 mean std n, the header left out."""
+    return [line.split() for line in out.splitlines() if line.split()[:1] in (["relu"], ["tanh"], ["sigmoid"])]
+
+
+def test_few_configurations_are_printed_once_ranked_and_many_as_the_best_and_the_worst(tmp_path, capsys):
+    """4 configurations printed as the 5 best and the 5 worst were the same table twice."""
+    few = tmp_path / "few"
+    fake_sweep(few, list(itertools.product(["relu"], ["sigmoid", "relu"], ["relu", "tanh"])), seeds=[0, 1])
+    main([str(few)])
+    out = capsys.readouterr().out
+    assert "the 4 configurations by mean, best first:" in out and "best" not in out.replace("best first", "")
+    rows = console_rows(out)
+    assert len(rows) == 4 and len({tuple(r[:3]) for r in rows}) == 4  # each once
+    assert [float(r[3]) for r in rows] == sorted((float(r[3]) for r in rows), reverse=True)
+    many = tmp_path / "many"
+    fake_sweep(many, list(itertools.product(ACTS[:3], ["sigmoid", "relu"], ["relu", "tanh"])), seeds=[0])
+    main([str(many)])
+    out = capsys.readouterr().out
+    assert "best 5:" in out and "worst 5:" in out and "configurations by mean" not in out
+    best, worst = out.split("best 5:")[1].split("worst 5:")
+    assert len(console_rows(best)) == 5 and len(console_rows(worst)) == 5  # of 12
+    assert not {tuple(r) for r in console_rows(best)} & {tuple(r) for r in console_rows(worst)}
 
 
 def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
@@ -295,6 +320,24 @@ def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
     assert "dead" not in text.split("## Which mechanism")[1].split("## Per group")[0]
 
 
+def test_the_diagnostics_say_nothing_of_a_group_without_runs(tmp_path):
+    """The init study's shape: sigmoid is layer 2's activation only in the pair's runs, so no other run has a
+    saturation to give; nor did the runs record the probe images' measures."""
+    fake_sweep(tmp_path, [("relu", "sigmoid", "relu"), ("relu", "relu", "relu")], seeds=[0, 1, 2])
+    for path in tmp_path.rglob("result.json"):
+        result = read_result(path.parent)
+        failing = result.hparams["act2"] == "sigmoid"
+        result.diagnostics = {"layer3/dead": [0.1, 0.8 if failing else 0.1 + 0.01 * result.hparams["seed"]]}
+        if failing:  # the engine measures saturation of sigmoid and tanh layers only
+            result.diagnostics["layer2/saturated"] = [0.0, 0.02]
+        result.write(path.parent)
+    written = report(tmp_path, [("sigmoid", "relu")]).files
+    text = written["diagnostics.md"].read_text().split("## Which mechanism")[1].split("## Per group")[0]
+    assert "In layer2, 2.0% of the sigmoid outputs are saturated. " in text
+    assert "sigmoid or tanh there" not in text and "logit" not in text and "probe images every" not in text
+    assert "nan" not in text and "nan" not in written["index.md"].read_text()
+
+
 def test_a_sweep_over_init_and_output_activation_gets_those_columns(tmp_path):
     def tweak(config, i):
         config["model"].update(init="xavier" if i % 2 else "default", output_activation=False)
@@ -313,19 +356,28 @@ def test_the_console_rows_show_a_swept_number_as_typed(tmp_path, capsys):
 
     fake_sweep(tmp_path, [("relu", "relu", "relu")], seeds=[0, 1], tweak=learning_rate)
     main([str(tmp_path)])
-    best = capsys.readouterr().out.split("best:")[1].split("worst:")[0]
-    assert " 0.003 " in best and " 0.0125 " in best
+    ranked = capsys.readouterr().out.split("best first:")[1]
+    assert " 0.003 " in ranked and " 0.0125 " in ranked
 
 
-def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeypatch):
+def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeypatch, capsys):
+    """No sweep dir is a question (make report without STUDY): the answer, exit 0; a sweep dir that does not exist
+    is an error: the same list, exit 1."""
+    import subprocess
+    import sys
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stopped:
-        main([])
-    assert "No sweep under outputs/sweeps yet" in str(stopped.value.code)
+    main([])  # returns: exit code 0
+    assert "No sweep under outputs/sweeps yet: run one first (make demo)." in capsys.readouterr().out
     fake_sweep(tmp_path / "outputs" / "sweeps" / "demo", [("relu", "sigmoid", "relu")], seeds=[0])
     from sherlocked.table import rebuild
 
     rebuild(tmp_path / "outputs" / "sweeps" / "demo")
+    listed = subprocess.run([sys.executable, "-m", "sherlocked.report"], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == (
+        "Sweeps to report: outputs/sweeps/demo. Report one: python -m sherlocked.report outputs/sweeps/demo"
+    )
     with pytest.raises(SystemExit) as stopped:
         main(["outputs/sweeps/mnist"])  # make report STUDY=mnist before that sweep ran
     assert str(stopped.value.code) == (

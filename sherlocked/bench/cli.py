@@ -46,6 +46,23 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=int, default=0, help="only the report of this many runs (a synthetic results table), timed"
     )
+    parser.add_argument(
+        "--scale-activations",
+        type=int,
+        default=len(scale.Shape().activations),
+        help="--scale: the first this many "
+        "activations on each of 3 layers (default all 11; 8 for an 8-activation study)",
+    )
+    parser.add_argument(
+        "--scale-batch-norm", default="none,all,last", help="--scale: the batch-norm placements, comma-separated"
+    )
+    parser.add_argument("--scale-epochs", type=int, default=scale.EPOCHS, help="--scale: epochs a run")
+    parser.add_argument(
+        "--scale-population",
+        type=int,
+        default=0,
+        help="--scale: the table as a sweep of populations this big leaves it (a row group each); 0: 5,000-row files",
+    )
     args = parser.parse_args(argv)
     args.seeds = max(args.seeds, -(-args.members // 64))
     if args.compile is None:
@@ -228,10 +245,15 @@ def main(argv=None) -> dict:
 
 def at_scale(args) -> dict:
     """--scale N: the report of a study of N runs, timed whole (sherlocked.bench.scale)."""
-    doing(f"a synthetic results table of {args.scale:,} runs, then python -m sherlocked.report on it")
-    figures = scale.report_at_scale(args.scale)
+    shape = scale.Shape(
+        tuple(scale.ACTIVATIONS)[: args.scale_activations], tuple(args.scale_batch_norm.split(",")), args.scale_epochs
+    )
+    doing(
+        f"a synthetic results table of {args.scale:,} runs ({shape.of(args.scale)}), then python -m sherlocked.report"
+    )
+    figures = scale.report_at_scale(args.scale, shape, args.scale_population)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"report_{args.scale}.json"
+    path = args.out / f"report_{args.scale}_{len(shape.activations)}acts.json"
     path.write_text(json.dumps(figures, indent=2))
     console.print(f"{scale.show(figures)}\nfigures: {path}")
     return figures

@@ -22,12 +22,14 @@ import pandas as pd
 from sherlocked.activations import ACTIVATIONS
 from sherlocked.layout import results_table
 from sherlocked.report import plots
-from sherlocked.report.mechanism import diagnostics_markdown, mechanism_text
+from sherlocked.report.mechanism import diagnostics_markdown, measured_columns, mechanism_text
 from sherlocked.report.page import index_markdown
 from sherlocked.report.runs import DIAG, error_lines, finished, group_keys, read_runs, shown, table_keys
 from sherlocked.report.significance import stats_markdown
 from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
 from sherlocked.table import rebuild
+
+MAX_LISTED, SHOWN = 10, 5  # the console lists every configuration up to MAX_LISTED; beyond, the SHOWN best and worst
 
 
 class Report(NamedTuple):
@@ -41,7 +43,7 @@ def report(sweep_dir: Path, pairs: list[tuple[str, str]], out: Path | None = Non
     """Read the sweep's runs once and write every file of its report into `out` (default: the sweep dir)."""
     sweep_dir = Path(sweep_dir)
     out = sweep_dir if out is None else Path(out)
-    runs = read_runs(sweep_dir)
+    runs = read_runs(sweep_dir, diagnostics=measured_columns())
     ours = table(runs)
     out.mkdir(parents=True, exist_ok=True)
     written = write_table(sweep_dir, runs, ours, out)
@@ -128,7 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         "--rebuild", action="store_true", help="make the sweep's results table again from its result.json files first"
     )
     args = parser.parse_args(argv)
-    if args.sweep_dir is None or not args.sweep_dir.is_dir():
+    if args.sweep_dir is None:  # a question, answered (make report without STUDY): exit 0
+        print(sweeps_to_report(None))
+        return
+    if not args.sweep_dir.is_dir():
         sys.exit(sweeps_to_report(args.sweep_dir))
     pairs = [tuple(p.split(",")) for p in args.pair or ["sigmoid,relu"]]
     for pair in pairs:
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         print(failures(done))
     else:
         print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
-        print(best_and_worst(done))
+        print(ranked(done))
 
 
 def rebuild_table(sweep_dir: Path) -> None:
@@ -171,11 +176,17 @@ def failures(done: Report) -> str:
     return "\n".join([f"{head}; they ended with:", *(f"  {n} x {line}" for line, n in done.errors.items())])
 
 
-def best_and_worst(done: Report) -> str:
-    """The five best and five worst rows of the table by mean."""
+def ranked(done: Report) -> str:
+    """The table's rows by mean, best first: every one of up to MAX_LISTED (the best and the worst would be the same
+    rows), else the SHOWN best and the SHOWN worst."""
     acts, varied = group_keys(done.runs)
-    ranked = done.table.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
+    rows = done.table.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
     for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals
-        ranked[key] = ranked[key].map(shown)
-    best = ranked.head(5).to_string(index=False, float_format="%.2f")
-    return f"best:\n{best}\nworst:\n" + ranked.tail(5).to_string(index=False, float_format="%.2f")
+        rows[key] = rows[key].map(shown)
+
+    def text(frame: pd.DataFrame) -> str:
+        return frame.to_string(index=False, float_format="%.2f")
+
+    if len(rows) <= MAX_LISTED:
+        return f"the {len(rows)} configurations by mean, best first:\n{text(rows)}"
+    return f"best {SHOWN}:\n{text(rows.head(SHOWN))}\nworst {SHOWN}:\n{text(rows.tail(SHOWN))}"

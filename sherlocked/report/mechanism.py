@@ -38,6 +38,13 @@ DEFINITIONS = (
 )
 
 
+def measured_columns(depth: int = 32) -> list[str]:
+    """The diag.* columns of MEASURES for models of up to `depth` layers (each layer number a measure may take):
+    what the report reads of the diagnostics."""
+    layers = range(1, depth + 1)
+    return sorted({DIAG + key.format(output=k, last_hidden=k) for key in MEASURES.values() for k in layers})
+
+
 def measures(runs: pd.DataFrame) -> dict[str, str]:
     """Table column -> runs column, for this sweep's depth (measures the runs did not record are left out)."""
     acts, _ = group_keys(runs)
@@ -66,9 +73,11 @@ def output_measure(pair: tuple[str, str], columns: dict) -> tuple[str | None, st
 
 
 def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, columns: dict, r: float) -> str:
-    """A paragraph of numbers: what distinguishes the runs whose last pair is `pair`, and which mechanism fits."""
+    """A paragraph of numbers: what distinguishes the runs whose last pair is `pair`, and which mechanism fits. A
+    measure no run recorded, and a group with no run to compare (no other run with a sigmoid or tanh there), go
+    unsaid: nothing is said of them, rather than "nan%"."""
     column, counted, others = output_measure(pair, columns)
-    if hit.empty or column is None:
+    if hit.empty or column is None or hit[column].isna().all():
         return f"No finished run has ({pair[0]}, {pair[1]}) as its last pair, or no diagnostics were recorded.\n"
     if hit["status"].eq("diverged").all():  # NaN weights: nothing is <= 0 or saturated, every fraction says 0
         return (
@@ -76,45 +85,62 @@ def verdict(pair: tuple[str, str], hit: pd.DataFrame, rest: pd.DataFrame, column
             "their diagnostics were measured on non-finite weights and tell no mechanism.\n"
         )
 
-    def mean(frame: pd.DataFrame, name: str) -> float:
-        return frame[columns[name]].mean() if name in columns else np.nan
-
     saturated = next((c for n, c in columns.items() if n.startswith("saturated")), None)
-    a_out, b_out = hit[column].mean(), rest[column].mean()
     a_sat = hit[saturated].mean() if saturated else np.nan
     layer = saturated.split("/")[0].removeprefix(DIAG) if saturated else "the last hidden layer"
     consequence = {
         "relu": "their classes can never be predicted and pass no gradient",
         "leaky_relu": "they pass only their 0.01 slope of the gradient",
     }.get(pair[1], "they pass almost no gradient")
+    rest_acc = "" if rest.empty else f", other runs {rest['acc'].mean():.1f}%"
     text = (
         f"In the {len(hit)} runs whose last pair is ({pair[0]}, {pair[1]}) (mean final test accuracy "
-        f"{hit['acc'].mean():.1f}%, other runs {rest['acc'].mean():.1f}%), {100 * a_out:.1f}% of the output "
-        f"units are {counted}, at the end of training (other runs{others}: {100 * b_out:.1f}%): {consequence}. "
+        f"{hit['acc'].mean():.1f}%{rest_acc}), "
+        f"{percent(hit[column].mean())} of the output units are {counted}, at the end of training"
+        f"{against(f'other runs{others}', rest[column].mean())}: {consequence}. "
     )
-    if "samples_no_gradient" in columns:
-        text += (
-            f"On {100 * mean(hit, 'samples_no_gradient'):.1f}% of the probe images every output unit is flat, so "
-            f"almost no gradient reaches them (other runs: {100 * mean(rest, 'samples_no_gradient'):.1f}%). "
-        )
-    text += (
-        f"{100 * mean(hit, 'samples_all_nonpos'):.1f}% of the probe images have every logit <= 0 (other runs: "
-        f"{100 * mean(rest, 'samples_all_nonpos'):.1f}%); {100 * mean(hit, 'logits_nonpos'):.1f}% of all logits "
-        f"are <= 0 (other runs: {100 * mean(rest, 'logits_nonpos'):.1f}%). "
-    )
-    if not np.isnan(a_sat):
-        text += (
-            f"In {layer}, {100 * a_sat:.1f}% of the {pair[0]} outputs are saturated (other runs with a sigmoid or "
-            f"tanh there: {100 * rest[saturated].mean():.1f}%). "
-        )
-    if "grad_w_layer1" in columns:
-        text += (
-            f"The weight-gradient norm at layer 1 after the last step is {mean(hit, 'grad_w_layer1'):.3g} "
-            f"(other runs: {mean(rest, 'grad_w_layer1'):.3g}). "
-        )
+    text += measured_sentences(hit, rest, columns, pair, layer, saturated)
     if not np.isnan(r):
         text += f"Over all runs{others}, accuracy and the fraction of such output units correlate at r = {r:.2f}. "
-    return text + conclusion(pair, a_out, a_sat, layer) + "\n"
+    return text + conclusion(pair, hit[column].mean(), a_sat, layer) + "\n"
+
+
+def measured_sentences(
+    hit: pd.DataFrame, rest: pd.DataFrame, columns: dict, pair: tuple[str, str], layer: str, saturated: str | None
+) -> str:
+    """The pair's runs against the others in each measure besides the output units' that the runs recorded."""
+
+    def mean(frame: pd.DataFrame, name: str) -> float:
+        return frame[columns[name]].mean() if name in columns else np.nan
+
+    said = {
+        "samples_no_gradient": "On {} of the probe images every output unit is flat, so almost no gradient reaches "
+        "them{}. ",
+        "samples_all_nonpos": "{} of the probe images have every logit <= 0{}. ",
+        "logits_nonpos": "{} of all logits are <= 0{}. ",
+    }
+    text = "".join(
+        sentence.format(percent(mean(hit, name)), against("other runs", mean(rest, name)))
+        for name, sentence in said.items()
+        if not np.isnan(mean(hit, name))
+    )
+    if saturated and not np.isnan(hit[saturated].mean()):
+        others = against("other runs with a sigmoid or tanh there", rest[saturated].mean())
+        text += f"In {layer}, {percent(hit[saturated].mean())} of the {pair[0]} outputs are saturated{others}. "
+    if not np.isnan(mean(hit, "grad_w_layer1")):
+        others = against("other runs", mean(rest, "grad_w_layer1"), "{:.3g}".format)
+        text += f"The weight-gradient norm at layer 1 after the last step is {mean(hit, 'grad_w_layer1'):.3g}{others}. "
+    return text
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
+def against(group: str, value: float, shown=percent) -> str:
+    """The same measure in the runs compared with, as ' (group: value)'; nothing where that group has no run that
+    recorded it (a sweep whose only sigmoid at layer 2 is the pair's has no other saturation to give)."""
+    return "" if np.isnan(value) else f" ({group}: {shown(value)})"
 
 
 def conclusion(pair: tuple[str, str], output: float, saturated: float, layer: str) -> str:

@@ -6,6 +6,7 @@ python -m sherlocked.report outputs/sweeps/demo   # writes index.md beside the f
 
 import pandas as pd
 
+from sherlocked.report.plots import MAX_BANDS, curve_panels
 from sherlocked.report.runs import act_keys, finished, group_keys, shown, table_keys
 from sherlocked.report.significance import compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
@@ -74,14 +75,21 @@ def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
     return " ".join(parts) + "\n"
 
 
-def figures(pair: tuple[str, str]) -> list[str]:
+def figures(runs: pd.DataFrame, pair: tuple[str, str]) -> list[str]:
+    panels = curve_panels(runs, pair)
+    curves = (
+        f"{panels.note[0].upper()}{panels.note[1:]}."
+        if panels.note
+        else f"One panel per last pair, as the heatmap's cells; the ({pair[0]}, {pair[1]}) panel is framed in red."
+    )
     return [
         "## Figures\n",
         "![mean final test accuracy per combination](heatmap.png)\n",
         f"Each cell: the mean final test accuracy of its runs. Red is below, blue above the mean of every other "
         f"last pair; the ({pair[0]}, {pair[1]}) cells are framed.\n",
         "![test accuracy per epoch](curves.png)\n",
-        f"One panel per last pair, as the heatmap's cells; the ({pair[0]}, {pair[1]}) panel is framed in red.\n",
+        f"{curves} In a panel, a line per value of the activations before the last two (and of any other key the "
+        f"sweep varied): the mean over seeds, with its min-max band where a panel has at most {MAX_BANDS} lines.\n",
     ]
 
 
@@ -112,7 +120,7 @@ def index_markdown(
         f"Accuracies are final-epoch test accuracies in %; {STD}.\n",
     ]
     if "heatmap.png" in files:
-        out += figures(pair)
+        out += figures(runs, pair)
     if mechanism is not None:
         out += ["## Why: the diagnostics\n", mechanism, "More: [diagnostics.md](diagnostics.md).\n"]
         if "diagnostics.png" in files:

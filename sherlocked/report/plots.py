@@ -3,8 +3,8 @@
 python -m sherlocked.report outputs/sweeps/demo   # writes heatmap.png, curves.png, diagnostics.png
 """
 
+import functools
 import itertools
-import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +15,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -35,8 +37,12 @@ STYLES = ("-", "--", ":", "-.")
 # A figure is drawn for a page: at most PAGE_WIDTH inches at DPI (800 pixels, the text column of a rendered
 # markdown page), its text at FONT points or more (12.5 pixels at full size).
 PAGE_WIDTH, DPI, FONT = 8.0, 100, 9
-MAX_CELL_TEXTS = 64  # a heatmap panel's cells say their numbers up to an 8 x 8 grid
+LINE = 0.2  # inches a line of text takes, at FONT points and a little over
+MIN_WIDTH = 4.0  # inches: a figure of one narrow panel still has room for its title and legend
+MIN_CELL_TEXT = 0.45  # inches: a heatmap cell this big holds its three lines of numbers; a smaller one is colour only
 MAX_BANDS = 16  # a curves panel shades each line's min-max band up to this many lines
+MAX_PANELS = 16  # the curves draw every last pair up to a 4 x 4 grid; beyond, the pair, the best and the worst
+RANKED = 3  # ... the RANKED best and the RANKED worst last pairs
 
 
 def _panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -95,36 +101,102 @@ def heatmap_figure(runs: pd.DataFrame, table: pd.DataFrame, pair: tuple[str, str
     """Mean final test accuracy as grids of (second-last activation) x (last activation), one panel per value of
     the activations before them (act1 for the study) and per value of any other swept key, two panels a line;
     each cell says its mean, std (ddof 0) and, where it is not the same everywhere, n: the study's table's
-    (tables.table) numbers. The colours are centred on the control (white: the mean of every other last pair),
-    red below and blue above, each side stretched over the range the study spans; the pair's cells are framed."""
+    (tables.table) numbers, where the cell is big enough to hold them. The colours are centred on the control
+    (white: the mean of every other last pair), red below and blue above, each side stretched over the range the
+    study spans; the pair's cells are framed. The figure grows with its labels (see HeatmapSizes)."""
     layout = heatmap_layout(runs, table)
-    n_rows, n_cols = layout.shape
-    columns = min(2, len(layout.panels))
-    lines = -(-len(layout.panels) // columns)
-    cell = min(0.62, (PAGE_WIDTH - 1.0 - columns * 1.25) / (columns * n_cols))  # inches; 1.25 a panel's labels
+    size = heatmap_sizes(layout)
     with style():
-        fig, axes = plt.subplots(
-            lines,
-            columns,
-            figsize=(columns * (n_cols * cell + 1.25) + 1.0, lines * (n_rows * cell + 0.85) + 0.7),
-            squeeze=False,
-            layout="constrained",
-        )
+        fig, axes = plt.subplots(size.lines, size.columns, figsize=size.figure, squeeze=False, layout="constrained")
         norm, centre = colour_scale(runs, layout, pair)
         image = None
         for ax, (title, fixed) in zip(axes.flat, layout.panels):
-            image = heatmap_panel(ax, layout, fixed, norm, pair)
-            ax.set_title(title or "all runs")
+            image = heatmap_panel(ax, layout, fixed, norm, pair, size)
+            ax.set_title(wrapped(title or "all runs", size.grid))
         for ax in list(axes.flat)[len(layout.panels) :]:
             ax.axis("off")
-        counts = [int(n) for _, _, n in layout.cells.values()]
-        n_text = f"n = {counts[0]} runs a cell" if layout.same_n else "n runs a cell as marked"
-        fig.suptitle(fitted(f"mean final test accuracy (%) ± std over seeds; {n_text}", fig))
+        if not size.numbers:
+            outer_heatmap_labels(axes, len(layout.panels))
+        fig.suptitle(wrapped(heatmap_title(layout, size.numbers), size.figure[0] - 0.2, FONT + 1))
         if image is not None:
-            bar = fig.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
-            if centre is not None:
-                bar.set_label(f"white: {centre:.1f} %, every other last pair's mean")
+            colour_bar(fig, image, axes, centre, size.figure[0])
     return fig, [title for title, _ in layout.panels]
+
+
+@dataclass
+class HeatmapSizes:
+    """The heatmap's panels laid out for the page: as many cells across as PAGE_WIDTH holds beside each panel's row
+    labels (measured), at most 0.62 inches a cell; numbers in cells of MIN_CELL_TEXT inches or more; column labels
+    turned upright where they are wider than a cell; a grid at least as wide as its title's longest word; the figure
+    as tall as its lines of panels and text."""
+
+    columns: int  # panels a line
+    lines: int
+    cell: float  # inches
+    grid: float  # inches a panel's grid is wide (and its title)
+    upright: bool  # column labels turned 90 degrees
+    figure: tuple[float, float]  # inches
+
+    @property
+    def numbers(self) -> bool:
+        return self.cell >= MIN_CELL_TEXT
+
+
+def outer_heatmap_labels(axes, panels: int) -> None:
+    """Colour-only grids (many activations) as small multiples: activations named left of the first column and
+    under each column's lowest panel only (every panel has the same rows and columns); a figure of 8 panels of 8 x 8
+    is shorter so, and a third quicker to draw."""
+    columns = axes.shape[1]
+    for k, ax in enumerate(axes.flat[:panels]):
+        lowest = k + columns >= panels
+        ax.tick_params(labelleft=k % columns == 0, labelbottom=lowest)
+        if k % columns:
+            ax.set_ylabel("")
+        if not lowest:
+            ax.set_xlabel("")
+
+
+def heatmap_sizes(layout: HeatmapLayout) -> HeatmapSizes:
+    n_rows, n_cols = layout.shape
+    columns = min(2, len(layout.panels))
+    lines = -(-len(layout.panels) // columns)
+    row_labels = max(text_width(str(v)) for v in layout.order[layout.rows_key]) + 0.45
+    cell = min(0.62, (PAGE_WIDTH - 0.3 - columns * row_labels) / (columns * n_cols))
+    col_names = layout.order[layout.cols_key] if layout.cols_key else [""]
+    widest = max(text_width(str(v)) for v in col_names)
+    upright = widest > 0.9 * cell
+    below = (widest + 0.1 if upright else LINE) + LINE + 0.15  # tick labels, the axis label, padding
+    numbers = cell >= MIN_CELL_TEXT
+    gaps = lines * below if numbers else below + (lines - 1) * 0.15  # colour only: labels under the last line
+    # a panel's title is centred on its grid and may not be wider (constrained layout makes room for its height
+    # only): a grid too narrow for a title's longest word is drawn wider
+    grid = max(n_cols * cell, *(text_width(word) for title, _ in layout.panels for word in (title or "").split()))
+    titles = max(lines_of(wrapped(title or "all runs", grid)) for title, _ in layout.panels)
+    width = max(2.5, columns * (grid + row_labels) + 0.3)
+    title = lines_of(wrapped(heatmap_title(layout, numbers), width - 0.2, FONT + 1))
+    bar = 0.15 + 2.5 * LINE  # the colour bar, its tick labels and (at least) one line of its label
+    height = lines * (n_rows * cell + titles * LINE) + gaps + title * LINE + bar + 0.2
+    return HeatmapSizes(columns, lines, cell, grid, upright, (width, height))
+
+
+def heatmap_title(layout: HeatmapLayout, numbers: bool) -> str:
+    """What the cells show and how many runs each holds."""
+    counts = [int(n) for _, _, n in layout.cells.values()]
+    if layout.same_n and counts:
+        n_text = f"n = {counts[0]} runs a cell"
+    else:
+        n_text = "n runs a cell as marked" if numbers else "n per cell in table.md"
+    shows = "± std over seeds" if numbers else "by colour (cells too small for numbers: table.md has them)"
+    return f"mean final test accuracy (%) {shows}; {n_text}"
+
+
+def colour_bar(fig: Figure, image, axes, centre: float | None, width: float) -> None:
+    """The colour scale under the panels, its label wrapped to its length: a label along a bar beside a short
+    figure ran past the figure's top and bottom."""
+    # pad is a fraction of the panels' height: the default (0.15) left a tall figure's label under its bottom edge
+    bar = fig.colorbar(image, ax=axes, location="bottom", shrink=0.6, aspect=max(10.0, 0.6 * width / 0.15), pad=0.02)
+    if centre is not None:
+        bar.set_label(wrapped(f"white: {centre:.1f} %, every other last pair's mean", 0.6 * width))
 
 
 def colour_scale(runs: pd.DataFrame, layout: HeatmapLayout, pair: tuple[str, str]) -> tuple[Normalize, float | None]:
@@ -141,9 +213,9 @@ def colour_scale(runs: pd.DataFrame, layout: HeatmapLayout, pair: tuple[str, str
     return Normalize(vmin=low - 0.5, vmax=high + 0.5), None
 
 
-def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict, norm: Normalize, pair: tuple[str, str]):
-    """One panel: its grid of means, each cell with its numbers written in (where a grid is small enough to
-    read them: a study of 11 activations has 121 cells a panel, coloured only), the pair's cell framed."""
+def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict, norm: Normalize, pair: tuple[str, str], size):
+    """One panel: its grid of means, each cell with its numbers written in where the cells are big enough to read
+    them (size.numbers), the pair's cell framed."""
     rows, cols = layout.order[layout.rows_key], layout.order[layout.cols_key] if layout.cols_key else [None]
     grid = np.full(layout.shape, np.nan)
     for i, row in enumerate(rows):
@@ -154,15 +226,17 @@ def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict, norm: Normalize, pair:
                 continue
             mean, std, n = cell
             grid[i, j] = mean
-            if grid.size <= MAX_CELL_TEXTS:
+            if size.numbers:
                 text = f"{mean:.1f}\n±{std:.1f}" + ("" if layout.same_n else f"\nn={int(n)}")
                 dark = abs(float(norm(mean)) - 0.5) > 0.3  # the scale's deep ends: white text
                 ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black")
-    image = ax.imshow(grid, cmap="RdBu", norm=norm)
+    # aspect "auto": constrained layout then places the panel's labels and title in full (an equal-aspect image
+    # shrinks inside its box after the layout is made); the figure's size keeps the cells near square
+    image = ax.imshow(grid, cmap="RdBu", norm=norm, aspect="auto")
     if pair[0] in rows and pair[1] in cols:
         i, j = rows.index(pair[0]), cols.index(pair[1])
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=2.5))
-    ax.set_xticks(range(len(cols)), cols if layout.cols_key else [""])
+    ax.set_xticks(range(len(cols)), cols if layout.cols_key else [""], rotation=90 if size.upright else 0)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(layout.cols_key or "")
     ax.set_ylabel(layout.rows_key)
@@ -176,47 +250,166 @@ def curves(runs: pd.DataFrame, pair: tuple[str, str], path: Path) -> list[tuple[
     return drawn
 
 
-def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, list[tuple[str, str, str, str]]]:
-    """Per-epoch test accuracy as small multiples: one panel per (second-last, last activation), as the heatmap's
-    cells, the pair's panel framed in red; in a panel, one line per value of the activations before them (act1)
-    and of any other swept key, the mean over seeds with its min-max band."""
+@dataclass
+class CurvePanels:
+    """Which last pairs the curves draw, a panel each. Up to MAX_PANELS, every one, as the heatmap's grid; beyond
+    (64 panels for 8 activations: unreadable at page width, and a minute to draw), those a reader needs: the pair
+    the study asks about, the RANKED best and the RANKED worst by mean final accuracy, each titled with its rank."""
+
+    rows_key: str | None  # the second-last activation (none in a one-layer sweep)
+    cols_key: str  # the last
+    shape: tuple[int, int]  # panels: lines x columns
+    panels: list[tuple]  # (row value, column value) of each panel, line by line
+    titles: list[str]
+    total: int  # the sweep's last pairs
+    note: str = ""  # what the figure leaves out ("" where it draws every last pair)
+
+    @property
+    def grid(self) -> bool:
+        return not self.note
+
+
+def curve_panels(runs: pd.DataFrame, pair: tuple[str, str]) -> CurvePanels:
     acts = act_keys(runs)
-    _, varied = group_keys(runs)
     rows_key, cols_key = (acts[-2], acts[-1]) if len(acts) >= 2 else (None, acts[0])
     rows, cols = _ordered(runs, rows_key) or [None], _ordered(runs, cols_key)
-    inner = [*acts[: len(acts) - (2 if rows_key else 1)], *varied]  # what tells a panel's lines apart
-    look = line_looks(runs, inner)
-    side = min(1.9, (PAGE_WIDTH - 1.0) / len(cols))
+    if len(rows) * len(cols) > MAX_PANELS:
+        return ranked_panels(runs, pair, rows_key, cols_key, len(rows) * len(cols))
+    panels = list(itertools.product(rows, cols))
+    titles = [f"{cols_key}={col}" if i == 0 else "" for i, _ in enumerate(rows) for col in cols]  # the grid's top
+    return CurvePanels(rows_key, cols_key, (len(rows), len(cols)), panels, titles, len(panels))
+
+
+def ranked_panels(runs: pd.DataFrame, pair: tuple[str, str], rows_key: str, cols_key: str, total: int) -> CurvePanels:
+    """The pair's panel, the RANKED best and the RANKED worst, best first, four a line; the note says the rest."""
+    ranked = ranked_last_pairs(runs, rows_key, cols_key)
+    shown = [*ranked.index[:RANKED], *ranked.index[-RANKED:], *([pair] if pair in ranked.index else [])]
+    shown = sorted(set(shown), key=ranked.index.get_loc)
+    titles = [
+        f"{rows_key}={row}, {cols_key}={col}\nrank {ranked.index.get_loc((row, col)) + 1} of {len(ranked)}: "
+        f"{ranked[(row, col)]:.1f} %"
+        for row, col in shown
+    ]
+    framed = f"({pair[0]}, {pair[1]}) framed in red, " if pair in ranked.index else ""
+    note = (
+        f"{len(shown)} of the {total} last pairs ({rows_key}, {cols_key}) drawn: {framed}the {RANKED} best and the "
+        f"{RANKED} worst by mean final test accuracy, each titled with its rank; the other {total - len(shown)} are "
+        "in the heatmap and table.md"
+    )
+    columns = min(4, len(shown))
+    return CurvePanels(rows_key, cols_key, (-(-len(shown) // columns), columns), shown, titles, total, note)
+
+
+def ranked_last_pairs(runs: pd.DataFrame, rows_key: str, cols_key: str) -> pd.Series:
+    """Mean final accuracy of each last pair's finished runs, best first (a pair with none has no rank)."""
     done = runs[finished(runs)]
+    means = done.groupby([rows_key, cols_key], sort=False)["acc"].mean()
+    return means.sort_values(ascending=False, kind="stable")
+
+
+def curves_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> tuple[Figure, list[tuple[str, str, str, str]]]:
+    """Per-epoch test accuracy as small multiples: one panel per (second-last, last activation), as the heatmap's
+    cells, the pair's panel framed in red (beyond MAX_PANELS, the panels a reader needs: CurvePanels); in a panel,
+    one line per value of the activations before them (act1) and of any other swept key, the mean over seeds with
+    its min-max band. The panels share their limits without sharing axes: matplotlib's bookkeeping of shared axes
+    grows with the square of their number."""
+    panels = curve_panels(runs, pair)
+    acts = act_keys(runs)
+    _, varied = group_keys(runs)
+    inner = [*acts[: len(acts) - (2 if panels.rows_key else 1)], *varied]  # what tells a panel's lines apart
+    look = line_looks(runs, inner)
+    done = runs[finished(runs)]
+    epochs = max((len(c) for c in done["curve"]), default=1)
+    size = curves_sizes(panels, line_labels(done, inner), pair)
     drawn = []
     with style():
-        fig, axes = plt.subplots(
-            len(rows),
-            len(cols),
-            figsize=(len(cols) * side + 1.0, len(rows) * side * 0.8 + 1.3),
-            squeeze=False,
-            sharex=True,
-            sharey=True,
-            layout="constrained",
-        )
-        for (i, row), (j, col) in itertools.product(enumerate(rows), enumerate(cols)):
-            ax = axes[i, j]
-            here = (done[rows_key] == row if rows_key else True) & (done[cols_key] == col)
-            title = ", ".join(f"{k}={v}" for k, v in ((rows_key, row), (cols_key, col)) if k)
-            ax.set_title(f"{cols_key}={col}" if i == 0 else "")
-            drawn += [(title, *line) for line in curve_lines(ax, done[here], inner, look)]
-            small_panel(ax, framed=(row, col) == pair or (rows_key is None and col == pair[1]))
-            if j == 0:
-                ax.set_ylabel(f"{rows_key}={row}" if rows_key else "accuracy (%)")
-            if i == len(rows) - 1:
-                ax.set_xlabel("epoch")
+        fig, axes = plt.subplots(*panels.shape, figsize=size.figure, squeeze=False, layout="constrained")
+        for ax, (row, col), title in zip(axes.flat, panels.panels, panels.titles):
+            here = (done[panels.rows_key] == row if panels.rows_key else True) & (done[panels.cols_key] == col)
+            named = ", ".join(f"{k}={v}" for k, v in ((panels.rows_key, row), (panels.cols_key, col)) if k)
+            drawn += [(named, *line) for line in curve_lines(ax, done[here], inner, look)]
+            small_panel(ax, framed=(row, col) == pair or (panels.rows_key is None and col == pair[1]), epochs=epochs)
+            ax.set_title(wrapped(title, size.panel))
+        outer_labels(axes, panels)
         fig.supylabel("test accuracy (%)")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        title = "test accuracy per epoch: mean and min-max over seeds; framed in red: " + f"({', '.join(pair)})"
-        fig.suptitle(fitted(title, fig))
-        if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
+        fig.suptitle(size.title)
+        legend(fig, axes, size)
     return fig, drawn
+
+
+@dataclass
+class CurvesSizes:
+    """The curves' figure for the page: panels as wide as PAGE_WIDTH holds, 1.9 inches at most; the figure at least
+    MIN_WIDTH wide, as tall as its panels, titles and legend; the legend in as many columns as its widest label
+    leaves room for, a label wider than the figure wrapped."""
+
+    figure: tuple[float, float]
+    panel: float  # inches a panel's title may take
+    title: str  # the figure's, wrapped
+    label_width: float  # inches a legend label may take
+    legend_columns: int
+
+
+def curves_sizes(panels: CurvePanels, labels: list[str], pair: tuple[str, str]) -> CurvesSizes:
+    lines, columns = panels.shape
+    side = min(1.9, (PAGE_WIDTH - 1.0) / columns)
+    width = max(MIN_WIDTH, columns * side + 1.0)
+    title = "test accuracy per epoch: mean and min-max over seeds; framed in red: " + f"({', '.join(pair)})"
+    title = wrapped(f"{title}. {panels.note}." if panels.note else title, width - 0.2, FONT + 1)
+    labels = [legend_label(label, width - 0.8) for label in labels]
+    column = max((text_width(label) for label in labels), default=0) + 0.6  # a label, its line's sample, the gaps
+    legend_columns = max(1, min(4, len(labels), int((width - 0.2) // column)))
+    per_line = [
+        max(lines_of(label) for label in labels[i : i + legend_columns]) for i in range(0, len(labels), legend_columns)
+    ]
+    panel_titles = max(lines_of(wrapped(t, side)) for t in panels.titles) if any(panels.titles) else 0
+    height = lines * (side * 0.8 + panel_titles * LINE) + 3 * LINE + lines_of(title) * LINE + sum(per_line) * LINE + 0.2
+    return CurvesSizes((width, height), side, title, width - 0.8, legend_columns)
+
+
+def legend_label(label: str, width: float) -> str:
+    """A line's label, one key a line where it is wider than `width` inches."""
+    return label.replace(", ", ",\n") if text_width(label) > width else label
+
+
+def line_labels(done: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The labels of the lines the panels draw, in their order: the legend's."""
+    if not keys:
+        return ["all runs"]
+    groups = sort_rows(done[keys].drop_duplicates(), keys)
+    return [", ".join(f"{k}={shown(v)}" for k, v in zip(keys, values)) for values in groups.itertuples(index=False)]
+
+
+def outer_labels(axes, panels: CurvePanels) -> None:
+    """Epochs under each column's lowest panel (a ranked figure's last line may be short), accuracies left of the
+    first column; each line of a grid named on its left. (A figure-wide "epoch" would sit on the legend.)"""
+    columns = axes.shape[1]
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels.panels):
+            ax.axis("off")
+            continue
+        lowest = k + columns >= len(panels.panels)
+        ax.tick_params(labelleft=k % columns == 0, labelbottom=lowest)
+        ax.set_xlabel("epoch" if lowest else "")
+        if panels.grid and k % columns == 0 and panels.rows_key:
+            ax.set_ylabel(f"{panels.rows_key}={panels.panels[k][0]}")
+
+
+def legend(fig: Figure, axes, size: CurvesSizes) -> None:
+    """One legend for every panel, under them, inside the figure: each line's label once, in drawing order."""
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if not handles:
+        return
+    fig.legend(
+        list(handles.values()),
+        [legend_label(label, size.label_width) for label in handles],
+        loc="outside lower center",
+        ncol=size.legend_columns,
+        frameon=False,
+    )
 
 
 def line_looks(runs: pd.DataFrame, keys: list[str]):
@@ -233,14 +426,20 @@ def line_looks(runs: pd.DataFrame, keys: list[str]):
     return look
 
 
-def small_panel(ax, framed: bool) -> None:
-    """A curves panel's axes: accuracy 0-100, a few epoch ticks; framed in red for the pair the study asks about."""
+def small_panel(ax, framed: bool, epochs: int) -> None:
+    """A curves panel's axes: accuracy 0-100, whole epochs (a one-epoch run is its marked point at epoch 1, not a
+    sliver of axis around it); framed in red for the pair the study asks about."""
     if framed:
         for spine in ax.spines.values():
             spine.set(edgecolor="crimson", linewidth=2.5)
     ax.set_ylim(0, 100)
     ax.set_yticks([0, 50, 100])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
+    if epochs == 1:
+        ax.set_xlim(0.5, 1.5)
+        ax.set_xticks([1])
+    else:
+        ax.set_xlim(1, epochs)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
     ax.grid(alpha=0.3)
 
 
@@ -299,7 +498,7 @@ def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | No
     jitter = np.random.default_rng(0).uniform(-0.012, 0.012, len(done))
     with style():
         fig, axes = plt.subplots(
-            1, len(panels), figsize=(min(PAGE_WIDTH, 4.0 * len(panels)), 3.6), squeeze=False, layout="constrained"
+            1, len(panels), figsize=(min(PAGE_WIDTH, MIN_WIDTH * len(panels)), 3.6), squeeze=False, layout="constrained"
         )
         for ax, (name, column) in zip(axes[0], panels):
             x = done[column].to_numpy(dtype=float) + jitter
@@ -311,7 +510,8 @@ def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | No
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
         axes[0, 0].legend(loc="lower left")
-        fig.suptitle("each run's final test accuracy against its last epoch's diagnostics")
+        title = "each run's final test accuracy against its last epoch's diagnostics"
+        fig.suptitle(wrapped(title, fig.get_figwidth() - 0.2, FONT + 1))
     return fig
 
 
@@ -328,11 +528,44 @@ def measure_label(name: str, runs: pd.DataFrame) -> str:
     return name.replace("_", " ") + ", fraction"
 
 
-def fitted(title: str, fig: Figure) -> str:
-    """A figure's title in lines as wide as the figure: a sweep of one last activation draws a narrow one, whose
-    one-line title would be cut at both sides."""
-    per_inch = 72 / (0.6 * (FONT + 1))  # characters of the title's font an inch, roughly
-    return textwrap.fill(title, width=max(24, int(fig.get_figwidth() * per_inch)))
+@functools.cache
+def _measure() -> RendererAgg:
+    return RendererAgg(1, 1, 72)  # at 72 dots an inch, a text's width in dots is in points
+
+
+@functools.cache
+def _font(size: float) -> FontProperties:
+    return FontProperties(size=size)
+
+
+@functools.lru_cache(maxsize=4096)  # wrapping measures the same words and lines again and again
+def _line_width(line: str, size: float) -> float:
+    return _measure().get_text_width_height_descent(line, _font(size), ismath=False)[0] / 72
+
+
+def text_width(text: str, size: float | None = None) -> float:
+    """Inches the widest line of `text` takes at `size` points (FONT's), as Agg draws it."""
+    return max(_line_width(line, size or FONT) for line in text.split("\n"))
+
+
+def wrapped(text: str, width: float, size: float | None = None) -> str:
+    """`text` broken at spaces into lines at most `width` inches wide at `size` points (a word wider than that
+    keeps a line of its own): a figure's one-line title or label, drawn narrower than it, is cut at its edges."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            longer = f"{line} {word}" if line else word
+            if line and text_width(longer, size) > width:
+                lines.append(line)
+                longer = word
+            line = longer
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def lines_of(text: str) -> int:
+    return text.count("\n") + 1
 
 
 @contextmanager

@@ -4,12 +4,13 @@
 
 A row's columns are any config key sherlocked/config.py does not declare, under its dotted path,
 the job's HParams (act1..., dataset, lr, seed: the short names declared there), then job,
-status, acc (final test accuracy, %), curve (% per epoch) and diag.* (last epoch). A sweep
+status, acc (final test accuracy, %), curve (% per epoch) and diag.* (last epoch; those asked for). A sweep
 written before it had a table is read from its result.json files, as its table would hold them.
 """
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -38,9 +39,11 @@ def shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def read_runs(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job of the sweep (see the module's docstring)."""
-    rows = table.read(sweep_dir, COLUMNS, prefixes=(HPARAMS, DIAG))
+def read_runs(sweep_dir: Path, diagnostics: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per job of the sweep (see the module's docstring). diagnostics: the diag.* columns to read where a
+    table holds them (None: all): each column read costs, and a 3-layer run records 30, of which the report shows 7."""
+    wanted = (COLUMNS, (HPARAMS, DIAG)) if diagnostics is None else ((*COLUMNS, *diagnostics), (HPARAMS,))
+    rows = table.read(sweep_dir, wanted[0], prefixes=wanted[1])
     if rows.empty:
         rows = rows_of_results(sweep_dir)
     if rows.empty:
@@ -92,8 +95,17 @@ def group_keys(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     """
     acts = act_keys(runs)
     skip = {*OUTCOME, "seed", "study", *(c for c in runs.columns if ACT.fullmatch(c))}
-    varied = [c for c in runs.columns if c not in skip and not c.startswith(DIAG) and runs[c].astype(str).nunique() > 1]
+    varied = [c for c in runs.columns if c not in skip and not c.startswith(DIAG) and takes_values(runs[c])]
     return acts, varied
+
+
+def takes_values(column: pd.Series) -> bool:
+    """Whether a column holds more than one value. Counted as they are (fast: the report asks this of every column
+    a dozen times), or as text where a value cannot be hashed."""
+    try:
+        return column.nunique(dropna=False) > 1
+    except TypeError:
+        return column.astype(str).nunique() > 1
 
 
 def table_keys(runs: pd.DataFrame) -> list[str]:
