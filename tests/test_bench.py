@@ -115,6 +115,18 @@ def test_the_report_at_scale_reads_a_synthetic_table_of_as_many_runs(tmp_path, c
     )
 
 
+def test_a_synthetic_sweep_links_each_stand_in_into_a_bounded_number_of_job_dirs(tmp_path, monkeypatch):
+    """ext4 allows a file 65,000 hard links: 100,000 job dirs linked to one stand-in result.json stopped the
+    benchmark at "Too many links"."""
+    from sherlocked.bench import scale
+
+    monkeypatch.setattr(scale, "LINKS", 5)
+    scale.synthetic_sweep(tmp_path, 12, scale.Shape(("relu", "tanh"), ("none",), epochs=2), population=4)
+    stand_ins = sorted(tmp_path.glob("result-stand-in-*.json"))
+    assert [p.stat().st_nlink for p in stand_ins] == [6, 6, 3]  # each file and its 5 (then 2) job dirs' links
+    assert len(list(tmp_path.glob("*/result.json"))) == 12
+
+
 def test_the_report_at_scale_takes_a_studys_shape():
     """--scale-activations 8 --scale-batch-norm none: the 8-activation study (8 cubed x seeds), its curves rising
     from chance to each configuration's accuracy, (x, sigmoid, relu) near chance."""

@@ -1,11 +1,14 @@
 """The report at the scale of a big study: a synthetic results table of N runs, reported by the real command.
 
-    python -m sherlocked.bench --scale 100000
+    python -m sherlocked.bench --scale 100000   # 11 activations on 3 layers x 3 batch-norm placements x seeds
+    python -m sherlocked.bench --scale 4608 --scale-activations 8 --scale-batch-norm none --scale-population 16
 
-The table is the one a sweep writes (sherlocked.table), of made-up runs shaped like a study of
-11 activations on 3 layers x seeds x batch-norm placements (10 epochs, diagnostics on): the
-report reads it as any sweep's. The report runs as a user runs it (python -m sherlocked.report),
-timed whole, with its peak memory.
+The table is the one a sweep writes (sherlocked.table), of made-up runs shaped like a study (Shape: the first K
+activations on 3 layers x batch-norm placements x seeds, 10 epochs, diagnostics on), each configuration a mean
+accuracy as studies find them and each run a learning curve rising from chance to its accuracy: the report
+reads it as any sweep's. --scale-population P writes it as a sweep of populations of P leaves it (a file a
+population, merged at the end: a row group a population, what reading it costs). The report runs as a user runs
+it (python -m sherlocked.report), timed whole, with its peak memory.
 """
 
 import itertools
@@ -30,6 +33,7 @@ from sherlocked.results import Result
 EPOCHS, CHUNK = 10, 5_000  # rows a file of the table (as compacted sweeps of that many jobs leave it)
 DIAGNOSTICS = ("pre_mean", "pre_std", "flat", "flat_units", "dead", "zero", "saturated", "grad_w", "grad_b")
 CHANCE = 0.1  # MNIST's ten classes
+LINKS = 10_000  # job dirs a stand-in result.json is linked into: ext4 allows a file 65,000 links
 
 
 @dataclass(frozen=True)
@@ -105,18 +109,20 @@ def result(acts: tuple, bn: str, seed: int, status: str, accuracies: list[float]
 
 def synthetic_sweep(sweep_dir: Path, n: int, shape: Shape = Shape(), population: int = 0) -> None:
     """A sweep dir whose results table holds n made-up runs, each with a job dir holding a result.json (the report
-    counts a run whose file is on disk: one file, hard-linked into every job dir, since only its presence is read).
+    counts a run whose file is on disk: a file hard-linked into LINKS job dirs, since only its presence is read).
     population: the table as a sweep leaves it, a file a population of that many jobs merged into one at its end
     (sherlocked.table.compact; its row groups stay a population each); 0: files of CHUNK rows."""
     made = runs(n, shape)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    stand_in = sweep_dir / "result-stand-in.json"
+    linked = 0
     while chunk := list(itertools.islice(made, population or CHUNK)):
-        if not stand_in.exists():
-            stand_in.write_text(json.dumps(chunk[0][1].to_json()))
-        for job, _ in chunk:
+        for job, result in chunk:
+            stand_in = sweep_dir / f"result-stand-in-{linked // LINKS}.json"
+            if not stand_in.exists():
+                stand_in.write_text(json.dumps(result.to_json()))
             (sweep_dir / job).mkdir()
             os.link(stand_in, layout.result(sweep_dir / job))
+            linked += 1
         table.append(sweep_dir, [job for job, _ in chunk], [result for _, result in chunk])
     if population:
         table.compact(sweep_dir)

@@ -4,12 +4,14 @@
     python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
     python -m sherlocked.report /archive/sweeps/mnist --out reports/mnist  # a sweep on read-only storage
     python -m sherlocked.report outputs/sweeps/demo --rebuild  # its results table made again from its result.json files
+    python -m sherlocked.report  # no sweep dir: the sweeps there are to report (exit 0)
 
 Reads the sweep's results table (sherlocked.table); writes into the sweep dir (or --out): index.md
 (the one page: question, setup, answer, figures, table, mechanism, published figures), table.md/.csv,
 heatmap.png, curves.png, stats.md, with diagnostics diagnostics.md/.png and, when the sweep has the
 published study's architecture, comparison.md/.csv.
 Columns adapt to what the sweep varied; failed and diverged runs are counted, never silently dropped.
+It prints every configuration ranked where there are up to MAX_LISTED, else the SHOWN best and worst.
 """
 
 import argparse
