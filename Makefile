@@ -16,7 +16,7 @@ GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,si
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
 
-.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale tensorboard test-tools test lint clean
+.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-gpu: install ## the GPU benchmark: the whole 576-job study shape, 10 epoch
 
 bench-scale: install ## the report of a study of 100,000 runs (a synthetic results table), timed whole
 	$(PYTHON) -m sherlocked.bench --scale 100000 $(ARGS)
+
+waits: install ## what a newcomer waits for, timed whole: a typo's line, --help, --plan, a run, make demo's sweep and report (the README's figures)
+	$(PYTHON) -m sherlocked.bench.waits --demo $(ARGS)
 
 tensorboard: install ## TensorBoard over every run and sweep under outputs/: runs named by study, one HParams table
 	$(PYTHON) -m sherlocked.board outputs $(ARGS)

@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sherlocked import table
 from sherlocked.report.runs import read_runs
@@ -198,3 +199,11 @@ def test_compaction_keeps_each_jobs_latest_row_and_every_column(tmp_path):
     assert rows["status"].to_dict() == {"x": "ok", "y": "ok", "z": "ok"}  # x trained again after failing
     assert rows["hp.act5"].fillna("-").to_dict() == {"x": "-", "y": "gelu", "z": "-"}
     assert {json.loads(r)["status"] for r in rows["result"]} == {"ok"}
+
+
+def test_compaction_writes_row_groups_of_thousands_of_rows_not_one_a_population(tmp_path):
+    result = Result(status="ok", config={"seed": 0}, final_test_acc=0.5)
+    for p in range(40):  # 40 populations of 16: one row group of 640 rows once merged, not 40 of 16
+        table.append(tmp_path, [f"p{p}/job{k}" for k in range(16)], [result] * 16)
+    merged = table.compact(tmp_path)
+    assert pq.ParquetFile(merged).metadata.num_row_groups == 1 and len(table.read(tmp_path, on_disk=False)) == 640
