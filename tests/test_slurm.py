@@ -78,7 +78,11 @@ def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads
     slurm, tmp_path, data_root
 ):
     sweep = start_sweep(tmp_path, data_root)
-    wait_for(lambda: len(running(slurm)) == 2, seconds=120)
+    # the elements hold their jobs' locks once they train (their event files): before that, SLURM's RUNNING is a
+    # Python still starting, and a rerun then trains the jobs itself (the old elements wait, read, train nothing)
+    wait_for(
+        lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4, seconds=120
+    )
     first = {job["id"] for job in slurm.jobs()}
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()

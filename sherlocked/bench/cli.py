@@ -43,6 +43,20 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--sweep-jobs", type=int, default=576, help="one-step jobs of the larger overhead sweep")
     parser.add_argument("--sweep-small", type=int, default=64, help="one-step jobs of the smaller overhead sweep")
     parser.add_argument("--out", type=Path, default=BENCH)
+    scale_arguments(parser)
+    args = parser.parse_args(argv)
+    args.seeds = max(args.seeds, -(-args.members // 64))
+    if args.compile is None:
+        args.compile = ["default", "reduce-overhead"] if args.device == "cuda" else ["default"]
+    for mode in args.compile:
+        compile_mode(mode)  # a mode torch.compile does not know stops here, not after the other paths
+    args.baseline_epochs = args.baseline_epochs or args.epochs
+    args.compile_epochs = args.compile_epochs or args.epochs
+    return args
+
+
+def scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """--scale and its options: the report of a synthetic study, timed."""
     parser.add_argument(
         "--scale", type=int, default=0, help="only the report of this many runs (a synthetic results table), timed"
     )
@@ -63,15 +77,6 @@ def arguments(argv=None) -> argparse.Namespace:
         default=0,
         help="--scale: the table as a sweep of populations this big leaves it (a row group each); 0: 5,000-row files",
     )
-    args = parser.parse_args(argv)
-    args.seeds = max(args.seeds, -(-args.members // 64))
-    if args.compile is None:
-        args.compile = ["default", "reduce-overhead"] if args.device == "cuda" else ["default"]
-    for mode in args.compile:
-        compile_mode(mode)  # a mode torch.compile does not know stops here, not after the other paths
-    args.baseline_epochs = args.baseline_epochs or args.epochs
-    args.compile_epochs = args.compile_epochs or args.epochs
-    return args
 
 
 @dataclass
