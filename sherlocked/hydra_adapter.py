@@ -13,9 +13,11 @@ A group whose configs cannot be derived exactly (a member value that is a mappin
 interpolation, a deletion; an interpolation that reads a member key; a sweep subdir other
 than the override_dirname; hydra.job.chdir) is composed job by job and written by Hydra's run_job.
 
-Only this module imports hydra._internal and omegaconf._utils (tests/test_imports.py holds it to
-that): a Hydra release that moves them breaks this file and its tests, which compare what it
-writes with Hydra's own run_job byte for byte, and nothing else.
+Only this module imports hydra._internal (tests/test_imports.py holds it to that; omegaconf._utils,
+for OmegaConf's YAML text, only sherlocked.yaml_text): a Hydra release that moves them breaks this
+file and its tests, which compare what it writes with Hydra's own run_job byte for byte, and
+nothing else. The job records (sherlocked.job) hold no Hydra object: each job's Hydra side
+(HydraJob) is kept by the driver's plan, by the job's index, and nothing else names its types.
 """
 
 import copy
@@ -26,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from hydra._internal.config_loader_impl import get_overrides_dirname  # what Hydra names job dirs with
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -34,27 +35,14 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf._utils import get_omega_conf_dumper
 
 from sherlocked.config import is_member_key
 from sherlocked.job import Job
 from sherlocked.results import Result
+from sherlocked.yaml_text import to_yaml
 
 SUBDIR = "${hydra.job.override_dirname}"  # conf/train.yaml's hydra.sweep.subdir
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
-
-
-class _Dumper(yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.SafeDumper):
-    """OmegaConf's YAML (its string quoting), emitted by libyaml where PyYAML has it."""
-
-
-for _type, _representer in get_omega_conf_dumper().yaml_representers.items():
-    _Dumper.add_representer(_type, _representer)
-
-
-def to_yaml(container) -> str:
-    """What OmegaConf.to_yaml writes for a config whose plain, unresolved form is `container`."""
-    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_Dumper)
 
 
 def report(error: Exception) -> None:
@@ -284,14 +272,15 @@ class Template:
         return OmegaConf.to_container(task, resolve=True)
 
     def derive(self, overrides: Sequence[Override], index: int, sweep_dir: Path | None = None) -> Job:
-        """Job `index`: its dir and resolved config, the template's with this job's member values."""
+        """Job `index`: its dir and resolved config, the template's with this job's member values (its Hydra side:
+        DerivedJob(template, overrides))."""
         resolved = copy.deepcopy(self.resolved)
         for override in overrides:
             if is_member(override):
                 _set(resolved, override.key_or_group, copy.deepcopy(override.value()))
         job_dir = Path(os.path.abspath(os.path.join(self.sweep_dir, self.dirname(overrides))))
         lines = [o.input_line for o in overrides]
-        return Job(resolved, job_dir, lines, index, sweep_dir, hydra=DerivedJob(self, list(overrides)))
+        return Job(resolved, job_dir, lines, index, sweep_dir)
 
     def dirname(self, overrides: Sequence[Override]) -> str:
         exclude_keys, item_sep, kv_sep = self.naming
@@ -312,26 +301,34 @@ class Template:
 
 
 def group_jobs(
-    context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], indices: Sequence[int]
+    context: HydraContext,
+    master: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    indices: Sequence[int],
+    sides: dict[int, HydraJob],
 ) -> list[Job]:
     """The jobs of one group (jobs that differ in member keys only), each composed or derived, none written:
-    one composition for the group where its jobs can be derived, else one each."""
+    one composition for the group where its jobs can be derived, else one each. Each job's Hydra side goes into
+    `sides`, by the job's index: the job record itself holds no Hydra object."""
     sweep_dir = Path(os.path.abspath(str(master.hydra.sweep.dir)))
     load = context.config_loader.load_sweep_config
     first = load(master, list(job_overrides[0]))
     template = Template(first)
     parsed = [parse(overrides) for overrides in job_overrides]
     if template.derivable(parsed):
+        sides.update((index, DerivedJob(template, job)) for job, index in zip(parsed, indices))
         return [template.derive(job, index, sweep_dir) for job, index in zip(parsed, indices)]
     composed = [first] + [load(master, list(overrides)) for overrides in job_overrides[1:]]
+    sides.update((index, ComposedJob(config, context)) for config, index in zip(composed, indices))
     return [
-        _composed_job(config, list(overrides), index, sweep_dir, context)
+        _composed_job(config, list(overrides), index, sweep_dir)
         for config, overrides, index in zip(composed, job_overrides, indices)
     ]
 
 
-def _composed_job(config: DictConfig, overrides: list[str], index: int, sweep_dir: Path, context) -> Job:
-    """A job Hydra composed: its dir and resolved config as run_job makes them (with its HydraConfig set)."""
+def _composed_job(config: DictConfig, overrides: list[str], index: int, sweep_dir: Path) -> Job:
+    """A job Hydra composed: its dir and resolved config as run_job makes them (with its HydraConfig set); its
+    members may differ beyond their overrides (a ${hydra:job.num}), so its plan compares their configs."""
     with open_dict(config):
         config.hydra.job.id = index
         config.hydra.job.num = index
@@ -343,7 +340,7 @@ def _composed_job(config: DictConfig, overrides: list[str], index: int, sweep_di
     HydraConfig.instance().set_config(config)
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
     resolved = OmegaConf.to_container(task, resolve=True)
-    return Job(resolved, job_dir, overrides, index, sweep_dir, hydra=ComposedJob(config, context))
+    return Job(resolved, job_dir, overrides, index, sweep_dir, composed_alone=True)
 
 
 def is_member(override: Override) -> bool:

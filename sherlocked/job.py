@@ -3,16 +3,15 @@ engine, and handed back to Hydra's callbacks with its result.
 
     python -c "from sherlocked.job import Job; help(Job)"
 
-Torch-free and small: what a worker process needs travels with it (config, dirs, overrides);
-what only the driver needs (the job's Hydra config and .hydra/ files, sherlocked.hydra_adapter)
-stays with the driver.
+Torch-free, Hydra-free and small: what a worker process needs travels with it (config, dirs,
+overrides); what only the driver needs (the job's Hydra config and .hydra/ files) the Hydra
+adapter keeps by the job's index (sherlocked.sweep.plan.Plan.hydra).
 """
 
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,8 +31,9 @@ class Job:
     # An earlier job of the same batch with the same identity (a seed listed twice, a default spelled out): this
     # one is not trained, and gets that one's result.
     same_as: "Job | None" = field(default=None, repr=False)
-    # The driver's: the job's Hydra config and how its dir is written (sherlocked.hydra_adapter).
-    hydra: Any = field(default=None, repr=False, compare=False)
+    # Composed on its own, not derived from its group's one composition (sherlocked.hydra_adapter): the jobs of its
+    # group may differ beyond their overrides, so the plan compares their configs before training them together.
+    composed_alone: bool = False
 
     @classmethod
     def of(cls, cfg: DictConfig, job_dir: Path, overrides: Sequence[str] = (), **more) -> "Job":
@@ -46,8 +46,8 @@ class Job:
         return identity_key(self.config)
 
     def __getstate__(self) -> dict:
-        """A worker (a process, a Ray task, a SLURM element) gets the job without the driver's Hydra part."""
-        return {**self.__dict__, "hydra": None, "same_as": None}
+        """A worker (a process, a Ray task, a SLURM element) gets the job without the batch's other jobs."""
+        return {**self.__dict__, "same_as": None}
 
 
 def population_task(task: Callable) -> Callable:

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sherlocked import hydra_adapter
+from sherlocked.yaml_text import to_yaml
 from tests.conftest import CONF
 
 BASE = ["dataset=mnist_5k", "trainer=cpu", "model.widths=[784,16,12,12,10]"]
@@ -29,7 +30,7 @@ def test_derived_configs_equal_hydras_own_composition():
     assert template.derivable(parsed)
     for index, (overrides, job) in enumerate(zip(JOBS, parsed)):
         derived = template.derive(job, index)
-        derived_task, derived_hydra = derived.hydra.files(derived)
+        derived_task, derived_hydra = hydra_adapter.DerivedJob(template, job).files(derived)
         hydra = composed(overrides)
         task = OmegaConf.masked_copy(hydra, [k for k in hydra if k != "hydra"])
         assert derived_task == OmegaConf.to_container(task, enum_to_str=True)
@@ -41,8 +42,8 @@ def test_derived_configs_equal_hydras_own_composition():
         expected["runtime"].pop("output_dir", None)
         expected["job"].pop("id"), expected["job"].pop("num")  # ??? in a composition outside a launcher
         assert node == expected
-        assert hydra_adapter.to_yaml(derived_task) == OmegaConf.to_yaml(task)
-        assert hydra_adapter.to_yaml(derived_hydra) == OmegaConf.to_yaml(OmegaConf.create(derived_hydra))
+        assert to_yaml(derived_task) == OmegaConf.to_yaml(task)
+        assert to_yaml(derived_hydra) == OmegaConf.to_yaml(OmegaConf.create(derived_hydra))
 
 
 @pytest.mark.parametrize(
@@ -133,11 +134,13 @@ def test_a_groups_job_dirs_are_what_hydras_own_run_job_writes_byte_for_byte(tmp_
         ours, theirs = tmp_path / "ours", tmp_path / "theirs"
         master = compose("train", [f"hydra.sweep.dir={ours}"], return_hydra_config=True)
         indices = list(range(5, 5 + len(group)))
-        jobs = hydra_adapter.group_jobs(context, master, group, indices)
+        sides = {}
+        jobs = hydra_adapter.group_jobs(context, master, group, indices, sides)
         assert [job.index for job in jobs] == indices and not ours.exists()  # planned: nothing written yet
-        assert isinstance(jobs[0].hydra, hydra_adapter.DerivedJob) == derived
+        assert isinstance(sides[indices[0]], hydra_adapter.DerivedJob) == derived
+        assert all(job.composed_alone != derived for job in jobs)
         for job in jobs:
-            job.hydra.write(job)
+            sides[job.index].write(job)
         reference = compose("train", [f"hydra.sweep.dir={theirs}"], return_hydra_config=True)
         for job, overrides in zip(jobs, group):
             config = loader.load_sweep_config(reference, list(overrides))

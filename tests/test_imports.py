@@ -190,12 +190,47 @@ def test_a_sweeps_driver_imports_torch_only_inside_the_functions_that_train():
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def reaching(internals: str) -> set[str]:
+    return {name for name, path in modules().items() if any(n.startswith(internals) for n in imported_names(path))}
+
+
 def test_only_the_hydra_adapter_reaches_into_hydras_internals(tmp_path):
-    found = modules()
-    reaching = {name for name, path in found.items() if any(n.startswith(INTERNALS) for n in imported_names(path))}
-    assert reaching == {"sherlocked.hydra_adapter"}
+    assert reaching("hydra._internal") == {"sherlocked.hydra_adapter"}
+    assert reaching("omegaconf._utils") == {"sherlocked.yaml_text"}  # OmegaConf's YAML representers, nothing else
     (tmp_path / "bad.py").write_text("def f():\n    from omegaconf._utils import get_omega_conf_dumper\n")
     assert any(n.startswith(INTERNALS) for n in imported_names(tmp_path / "bad.py"))  # the check can fail
+
+
+def test_training_imports_nothing_of_the_hydra_adapter():
+    """The engine trains job records; how Hydra's side of a job is written stays with the sweep's driver."""
+    edges = graph()
+    training = {name for name in edges if layer(name) == "training"}
+    assert "sherlocked.training.engine" in training
+    assert reach(training, edges) & {"sherlocked.hydra_adapter", "sherlocked.config_errors"} == set()
+    wrong = {**edges, "sherlocked.training.sessions": {"sherlocked.hydra_adapter"}}
+    assert "sherlocked.hydra_adapter" in reach(training, wrong)  # the check can fail
+
+
+ADAPTER_TYPES = {"HydraJob", "DerivedJob", "ComposedJob"}  # the adapter's records of a job's Hydra side
+
+
+def names_used(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+
+
+def test_only_the_adapter_knows_its_job_types(tmp_path):
+    """Nothing outside the adapter names (let alone tests isinstance against) its job types: the plan keeps each
+    job's Hydra side by index and calls its methods; the job record holds no Hydra object."""
+    users = {name for name, path in modules().items() if names_used(path) & ADAPTER_TYPES}
+    assert users == {"sherlocked.hydra_adapter"}
+    (tmp_path / "bad.py").write_text("def f(job):\n    return isinstance(job, hydra_adapter.DerivedJob)\n")
+    assert names_used(tmp_path / "bad.py") & ADAPTER_TYPES  # the check can fail
+    job_fields = ast.parse((ROOT / "sherlocked" / "job.py").read_text())
+    annotated = {n.target.id for n in ast.walk(job_fields) if isinstance(n, ast.AnnAssign)}
+    assert "config" in annotated and "hydra" not in annotated
 
 
 def test_only_the_entry_point_uses_hydra_main_and_nothing_imports_it():

@@ -38,9 +38,9 @@ def planned(tmp_path, monkeypatch):
             load = loader.load_sweep_config
             monkeypatch.setattr(loader, "load_sweep_config", lambda *a: composed.append(a[1]) or load(*a))
             master = compose("train", [f"hydra.sweep.dir={tmp_path / 'sweep'}"], return_hydra_config=True)
-            jobs = plan.jobs_of(HydraContext(config_loader=loader, callbacks=None), master, GRID, 10)
+            jobs, hydra = plan.jobs_of(HydraContext(config_loader=loader, callbacks=None), master, GRID, 10)
         plan.read_finished(jobs)
-        return plan.make(jobs, backend, max_members, workers)
+        return plan.make(jobs, backend, max_members, workers, hydra)
 
     make.composed = composed
     return make
@@ -59,7 +59,8 @@ def test_a_plan_composes_each_group_once_and_splits_its_jobs_into_populations(pl
     assert the_plan.describe().endswith(described)
     assert not (tmp_path / "sweep").exists()  # planned: nothing written, nothing trained
     worker = pickle.loads(pickle.dumps(the_plan.jobs[0]))  # what a worker process, Ray or SLURM gets
-    assert worker.hydra is None and worker == the_plan.jobs[0] and the_plan.jobs[0].hydra is not None
+    assert worker == the_plan.jobs[0] and not hasattr(worker, "hydra")  # the job record holds no Hydra object
+    assert sorted(the_plan.hydra) == list(range(10, 22))  # the plan keeps each job's Hydra side, by its index
 
 
 def test_finished_jobs_are_left_out_of_the_populations(planned):

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from sherlocked.config import hparams
 from sherlocked.datasets import TEST_SIZES, TRAIN_SIZES
-from sherlocked.hydra_adapter import to_yaml
 from sherlocked.results import Result, versions
 from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
 from sherlocked.sweep.plan import Plan
+from sherlocked.yaml_text import to_yaml
 
 BENCH = Path("outputs/bench")  # where python -m sherlocked.bench writes its figures (its --out)
 # Measured bytes: a scalar event in a TensorBoard file; a 64-bin histogram event; a row of the results table
@@ -88,7 +88,7 @@ def disk_line(plan: Plan) -> str:
     if not plan.todo:
         return "  disk: nothing to write"
     job = plan.todo[0]
-    task, hydra = job.hydra.files(job)
+    task, hydra = plan.hydra[job.index].files(job)
     written = hydra["hydra"]["output_subdir"] is not None  # Hydra's .hydra/ files (hydra.output_subdir=null: none)
     files = {".hydra/": [len(to_yaml(part).encode()) for part in (task, hydra, job.overrides)] if written else []}
     files["result.json"] = [result_bytes(job.config)]

@@ -45,22 +45,28 @@ def population_key(job: Job) -> tuple:
     composed on its own (not derived from its group's one composition), its resolved config but its member keys,
     which may differ beyond the overrides (a ${hydra:job.num} gives each job its own value)."""
     key = group_key(job.overrides)
-    if isinstance(job.hydra, hydra_adapter.DerivedJob):  # the same shared part as its group's by construction
+    if not job.composed_alone:  # derived from its group's one composition: the same shared part by construction
         return key
     return (*key, json.dumps(shared(job.config), sort_keys=True, default=str))
 
 
-def jobs_of(context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], first: int) -> list[Job]:
-    """Every job of a batch (numbered from `first`), composed once per group and derived, in Hydra's order."""
+def jobs_of(
+    context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
+) -> tuple[list[Job], dict]:
+    """Every job of a batch (numbered from `first`), composed once per group and derived, in Hydra's order; and
+    the driver's Hydra side of each (sherlocked.hydra_adapter), by job index."""
     by_group: dict[tuple, list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         by_group.setdefault(group_key(overrides), []).append(i)
+    sides: dict = {}
     jobs = [
         job
         for ids in by_group.values()
-        for job in hydra_adapter.group_jobs(context, master, [job_overrides[i] for i in ids], [first + i for i in ids])
+        for job in hydra_adapter.group_jobs(
+            context, master, [job_overrides[i] for i in ids], [first + i for i in ids], sides
+        )
     ]
-    return sorted(jobs, key=lambda job: job.index)
+    return sorted(jobs, key=lambda job: job.index), sides
 
 
 @dataclass
@@ -156,6 +162,9 @@ class Plan:
     max_members: int  # the most members of one population (0: no limit)
     workers: int  # local worker processes, one per GPU (0: in this process)
     populations: list[list[Job]] = field(default_factory=list)  # the jobs to train, as they train together
+    # The driver's Hydra side of each job, by its index: how its dir is written, what Hydra's callbacks get
+    # (sherlocked.hydra_adapter; the job records hold none, so a worker gets none).
+    hydra: dict = field(default_factory=dict, repr=False)
 
     @property
     def todo(self) -> list[Job]:
@@ -185,12 +194,14 @@ class Plan:
         )
 
 
-def make(jobs: list[Job], backend: str, max_members: int | None, workers: int) -> Plan:
-    """The plan for jobs whose finished results are read: the device policy applied to them."""
+def make(jobs: list[Job], backend: str, max_members: int | None, workers: int, hydra: dict | None = None) -> Plan:
+    """The plan for jobs whose finished results are read: the device policy applied to them (hydra: each job's
+    Hydra side, by index, as jobs_of gives it)."""
     backends.check(backend)
     device = devices.device_of(jobs[0].config) if jobs else "cpu"
     cap = devices.default_max_members(device) if max_members is None else max_members
     plan = Plan(jobs, backend, device, cap, devices.worker_count(workers) if backend == "local" else 0)
+    plan.hydra = hydra or {}
     # Split with the finished jobs in: the unfinished ones then form what they formed before (and their checkpoint
     # is found), where splitting the unfinished alone would regroup them once any population finished.
     plan.populations = [todo for p in plan.split(once_each(jobs)) if (todo := [j for j in p if j.finished is None])]

@@ -35,10 +35,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     sweep_dir = hydra_adapter.start(launcher.config, create=not launcher.plan)
     phases.cpu.clear()  # this sweep's own
     with phases.timed("compose"):  # every job composed or derived, so checked, before any is written
-        jobs = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)
+        jobs, hydra = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)
     with phases.timed("dirs"):
         found = plan.read_finished(jobs)
-    the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers)
+    the_plan = plan.make(jobs, launcher.backend, launcher.max_members, launcher.workers, hydra)
     if launcher.plan:  # hydra.launcher.plan=true (--plan): the plan and its cost, nothing written or trained
         print("\n".join(estimate.lines(the_plan)))
         sys.exit(0)
@@ -85,16 +85,19 @@ class Run:
             self.interrupted(stop.signum)
         finally:
             self.locks.release()
-        return [job.hydra.job_return(job, self.results[job.index], self.with_configs) for job in jobs]
+        return [self.job_return(job, self.results[job.index]) for job in jobs]
 
     def config(self, job: Job):
-        return job.hydra.callback_config(job) if self.with_configs else None
+        return self.plan.hydra[job.index].callback_config(job) if self.with_configs else None
+
+    def job_return(self, job: Job, result: Result) -> JobReturn:
+        return self.plan.hydra[job.index].job_return(job, result, self.with_configs)
 
     def prepare(self, todo: list[Job]) -> list[Job]:
         """The dirs of the jobs to train, their TensorBoard runs, their locks; returns those another sweep holds."""
         with phases.timed("dirs"):
             for job in todo:
-                job.hydra.write(job)
+                self.plan.hydra[job.index].write(job)
         layout.name_runs(self.plan.jobs, self.sweep_dir, [job for job in todo if job.config.get("logger")])
         return [job for job in todo if not self.locks.try_lock(job.job_dir)]
 
@@ -134,8 +137,7 @@ class Run:
             self.results[job.index] = result
             if result.finished:
                 self.locks.finished(job.job_dir)
-            job_return = job.hydra.job_return(job, result, self.with_configs)
-            self.callbacks.on_job_end(config=self.config(job), job_return=job_return)
+            self.callbacks.on_job_end(config=self.config(job), job_return=self.job_return(job, result))
             twins = self.twins.pop(job.index, [])
             if twins:  # trained once, counted once: the others of its identity were not trained
                 self.finish(twins, [dataclasses.replace(result, skipped=True)] * len(twins))

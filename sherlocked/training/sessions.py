@@ -11,7 +11,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from sherlocked.dashboard import session_summaries
-from sherlocked.hydra_adapter import to_yaml
+from sherlocked.yaml_text import to_yaml
 
 
 def log_session(logger: TensorBoardLogger, hparams: Mapping) -> None:
