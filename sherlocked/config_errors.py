@@ -44,7 +44,7 @@ def one_line(error: Exception) -> str | None:
 
 
 # What storage says when it refuses a write: not a bug to trace, a condition to name (what was written is whole:
-# every file is written to a temporary and renamed into place, sherlocked.results.replacing).
+# every file is written to a temporary and renamed into place, sherlocked.atomic.replacing).
 FULL = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some of your quota"}
 REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
 

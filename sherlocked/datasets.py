@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from sherlocked.results import replacing
+from sherlocked.atomic import replacing
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "mnist_5k")
 TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
@@ -88,7 +88,7 @@ def idx_complete(path: Path) -> bool:
 
 
 def _unpack(archive: Path, target: Path) -> None:
-    """Decompress beside the target, check it, then rename (results.replacing): a reader never sees half a file."""
+    """Decompress beside the target, check it, then rename (sherlocked.atomic): a reader never sees half a file."""
     with replacing(target) as temporary:
         try:
             with gzip.open(archive) as source, open(temporary, "wb") as out:

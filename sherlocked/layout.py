@@ -14,7 +14,7 @@
       hparams/                            TensorBoard's HParams experiment: every key, the values they took
       results/                            the sweep's results table (one table for all its jobs)
       .submitit/                          submitit's logs and pickles (hydra.launcher.backend=submitit)
-      .<file>.<random>.tmp                beside any file above: its writer's temporary (results.replacing)
+      .<file>.<random>.tmp                beside any file above: its writer's temporary (sherlocked.atomic)
 
 A population is named by its members' identities in order (population_key): formed again
 by a rerun, it finds its checkpoint. What a population's jobs share lives in their common

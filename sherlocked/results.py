@@ -1,5 +1,5 @@
-"""result.json: the one format a job leaves, written by the engine (atomically, last) and read by
-the sweep's plan, its callback and the report; and the atomic writes every file of a sweep goes through.
+"""result.json: the one format a job leaves, written (atomically, sherlocked.atomic) by the one recorder of a job's
+outcome (sherlocked.outcomes) and read by the sweep's plan, its callback and the report.
 
     python -c "from sherlocked.results import read_result; print(read_result('outputs/sweeps/demo/act1=relu,...'))"
 """
@@ -8,23 +8,21 @@ import contextlib
 import dataclasses
 import functools
 import json
-import os
 import platform
-import secrets
 import subprocess
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sherlocked import layout
+from sherlocked.atomic import write_json
 from sherlocked.config import hparams, identity
 
 SCHEMA = 1  # result.json files without "schema" are version 0: the same fields, read alike
 FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
-TRANSIENT = {"skipped", "exception"}  # Result fields never written to result.json
+TRANSIENT = {"skipped", "exception", "recorded"}  # Result fields never written to result.json
 PACKAGES = ("sherlocked", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf")
 
 
@@ -49,10 +47,12 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
     schema: int = SCHEMA
-    # Not stored: a result found finished on disk, which the job did not train again;
-    # and a failed job's exception, for a single run that raises it.
+    # Not stored: a result found finished on disk, which the job did not train again; a failed job's exception,
+    # for a single run that raises it; whether its record (result.json, its table row) is whole
+    # (sherlocked.outcomes), so that it is recorded once, by the process that trained it.
     skipped: bool = field(default=False, compare=False)
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    recorded: bool = field(default=False, compare=False)
 
     def __float__(self) -> float:
         """The job's objective for a search sweeper (Optuna asks float(return value)): final test accuracy."""
@@ -97,42 +97,6 @@ def failure(error: BaseException, config: dict, overrides: list[str]) -> Result:
     )
 
 
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` to write; renamed over `path` when the block ends without error, removed
-    otherwise. Readers see the old file or the whole new one, and the temporary name is this writer's own,
-    so two processes writing the same file never share one. Named before anything is created, so that an
-    interrupt at any point still removes it; only a writer killed mid-write leaves one (see temporaries)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def temporaries(path: Path) -> list[Path]:
-    """What writers of `path` (see replacing) that were killed mid-write left beside it."""
-    path = Path(path)
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
-
-
-def discard(path: Path) -> None:
-    """Remove a file, and its folder once nothing else is in it (a population's checkpoint, its progress)."""
-    Path(path).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        Path(path).parent.rmdir()
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write atomically (see replacing), synced to disk before it is renamed into place."""
-    with replacing(path) as temporary, open(temporary, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def read_result(job_dir: Path) -> Result | None:
     """The job's result, or None when there is none (not run, interrupted before the end, or unreadable)."""
     try:
@@ -175,8 +139,9 @@ def finished_result(job_dir: Path, config: dict) -> Result | None:
 
 
 def finished_as(result: Result | None, config: dict) -> Result | None:
-    """`result`, marked skipped, if it finished with this same config (the same identity); else None."""
+    """`result`, marked skipped (and recorded: read from its record), if it finished with this same config (the same
+    identity); else None."""
     if result is None or not result.finished or identity(result.config) != identity(config):
         return None
-    result.skipped = True
+    result.skipped = result.recorded = True
     return result

@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sherlocked import layout
+from sherlocked.atomic import replacing
 from sherlocked.config import identity_key, undeclared
-from sherlocked.results import FINISHED, Result, read_result, replacing
+from sherlocked.results import FINISHED, Result, read_result
 
 log = logging.getLogger(__name__)
 METRICS = ("test_acc", "test_loss", "train_loss")

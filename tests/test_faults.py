@@ -250,7 +250,7 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
     first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert not list(sweep.rglob("result.json")) and len(list((sweep / ".checkpoints").glob("*.ckpt"))) == 1
-    # What writers killed mid-write leave (results.replacing's temporaries), beside each file the population replaces:
+    # What writers killed mid-write leave (sherlocked.atomic's temporaries), beside each file the population replaces:
     (checkpoint,) = (sweep / ".checkpoints").glob("*.ckpt")
     progress = sweep / ".progress" / checkpoint.with_suffix(".json").name
     job_dirs = [path.parent for path in sweep.rglob(".hydra")]

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from sherlocked.atomic import write_json
 from sherlocked.config import hparams
 from sherlocked.report.cli import main, report
 from sherlocked.report.runs import read_runs
 from sherlocked.report.tables import table
-from sherlocked.results import Result, read_result, write_json
+from sherlocked.results import Result, read_result
 
 ACTS = ["relu", "tanh", "sigmoid", "selu"]
 

@@ -326,7 +326,7 @@ def test_a_failure_never_replaces_a_finished_result(make_cfg, tmp_path):
 def test_concurrent_writers_of_one_result_never_share_a_temporary_file(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from sherlocked.results import write_json
+    from sherlocked.atomic import write_json
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: write_json(tmp_path / "result.json", {"writer": i, "pad": [i] * 5000}), range(40)))

@@ -26,9 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sherlocked import layout, signals
+from sherlocked.atomic import temporaries
 from sherlocked.config import ConfigError
 from sherlocked.job import Job
-from sherlocked.results import Result, failure, temporaries
+from sherlocked.results import Result, failure
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)

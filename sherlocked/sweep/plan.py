@@ -15,8 +15,8 @@ finished, which train together in which populations, on which backend.
 sherlocked.sweep.run carries a plan out; Plan.describe() says what it will do.
 """
 
+import dataclasses
 import json
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,13 +26,11 @@ import pandas as pd
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
-from sherlocked import hydra_adapter, layout, table
+from sherlocked import hydra_adapter, outcomes, table
 from sherlocked.config import is_member_key, shared
 from sherlocked.job import Job
-from sherlocked.results import FINISHED, Result, finished_as, finished_result, read_result
+from sherlocked.results import FINISHED, finished_as, finished_result, read_result
 from sherlocked.sweep import backends, devices
-
-log = logging.getLogger(__name__)
 
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -71,21 +69,16 @@ def jobs_of(
 
 @dataclass
 class Found:
-    """What reading the finished jobs found to mend, once the sweep may write (--plan writes nothing)."""
+    """What reading the finished jobs found to mend, once the sweep may write (--plan writes nothing): finished
+    jobs whose record is not whole (Result.recorded false), in the dir their record is in."""
 
     lacking: list[Job] = field(default_factory=list)  # finished (their result.json says), the table lacks their rows
-    # (job dir, its result) of finished jobs (the table says) whose result.json is damaged
-    damaged: list[tuple[Path, Result]] = field(default_factory=list)
+    damaged: list[Job] = field(default_factory=list)  # finished (the table says), their result.json is damaged
 
     def mend(self) -> None:
-        """The rows the table lacks added; damaged result.json files restored from the table."""
-        for job_dir, result in self.damaged:
-            try:
-                result.write(job_dir)
-                log.warning(f"{layout.result(job_dir)} was damaged: restored from the sweep's results table")
-            except OSError as error:  # read-only storage: the table's copy serves this run
-                log.warning(f"{layout.result(job_dir)} is damaged and could not be restored ({error.strerror})")
-        table.record(self.lacking, [job.finished for job in self.lacking])
+        """The rows the table lacks added; damaged result.json files restored from the table (sherlocked.outcomes)."""
+        jobs = self.damaged + self.lacking
+        outcomes.record(jobs, [job.finished for job in jobs])
 
 
 def read_finished(jobs: Sequence[Job]) -> Found:
@@ -109,12 +102,14 @@ def read_finished(jobs: Sequence[Job]) -> Found:
             if job.finished is not None and not same_size(job_dir, row):
                 stored = read_result(job_dir)
                 if stored is None:
-                    mend.damaged.append((job_dir, job.finished))
+                    job.finished.recorded = False  # its file is to be restored from its row
+                    mend.damaged.append(dataclasses.replace(job, job_dir=job_dir, finished=job.finished))
                 else:  # rewritten since its row (by a run that could not write the table): the file says
                     job.finished = finished_as(stored, job.config)
         if job.finished is None and row is None:
             job.finished = finished_result(job.job_dir, job.config)
             if job.finished is not None and job.sweep_dir is not None:
+                job.finished.recorded = False  # its row is to be added
                 mend.lacking.append(job)
     return mend
 

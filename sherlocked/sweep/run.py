@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from sherlocked import hydra_adapter, layout, phases, signals, table
+from sherlocked import hydra_adapter, layout, outcomes, phases, signals
 from sherlocked.job import Job
-from sherlocked.results import Result, finished_result, read_result
+from sherlocked.results import Result, finished_result
 from sherlocked.sweep import backends, estimate, plan
 from sherlocked.sweep.locks import JobLocks
 
@@ -110,14 +110,7 @@ class Run:
         finished = backends.dispatch(populations, self.plan.backend, self.plan.workers, self.plan.device, self.settings)
         for number, outcome, where in finished:
             log.info(f"population {number + 1}/{len(populations)} of {len(outcome)} finished on {where}")
-            unwritten = [
-                (job, result)
-                for job, result in zip(populations[number], outcome)
-                if result.status == "failed" and read_result(job.job_dir) is None  # a worker could not write it
-            ]
-            for job, result in unwritten:
-                result.write(job.job_dir)
-            table.record([job for job, _ in unwritten], [result for _, result in unwritten])
+            outcomes.record(populations[number], outcome)  # what no worker recorded: a lost worker's jobs' failure
             self.finish(populations[number], outcome)
 
     def wait_for(self, busy: list[Job]) -> list[Job]:

@@ -32,8 +32,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from sherlocked import signals
+from sherlocked.atomic import discard, replacing
 from sherlocked.layout import EVENT_FILES
-from sherlocked.results import discard, replacing
 
 log = logging.getLogger(__name__)
 

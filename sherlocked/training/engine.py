@@ -24,12 +24,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import layout, phases, table
+from sherlocked import layout, outcomes, phases
+from sherlocked.atomic import discard
 from sherlocked.checks import compile_mode, validate
 from sherlocked.config import ConfigError, activations, disagreement, hparams
 from sherlocked.datasets import DataError
 from sherlocked.job import Job, population_task
-from sherlocked.results import Result, discard, failure, finished_result, git_commit, read_result, versions
+from sherlocked.results import Result, failure, finished_result, git_commit, versions
 from sherlocked.training import checkpoints
 from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import PopulationModule
@@ -76,17 +77,10 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
     try:
         return fit(jobs, quiet)
     except Exception as error:
-        results, written = [], []
-        for job in jobs:
-            job.job_dir.mkdir(parents=True, exist_ok=True)
-            result = failure(error, job.config, job.overrides)
-            stored = read_result(job.job_dir)
-            if stored is None or not stored.finished:  # a finished result (another sweep's) is never replaced
-                result.write(job.job_dir)
-                written.append((job, result))
+        results = [failure(error, job.config, job.overrides) for job in jobs]
+        for result in results:
             result.exception = error
-            results.append(result)
-        table.record([job for job, _ in written], [result for _, result in written])
+        outcomes.record(jobs, results)  # never over a finished result (another sweep's)
         return results
     finally:
         # The population's trainer, module, loops and loggers refer to one another, so only Python's cyclic
@@ -226,9 +220,8 @@ def collect(
             versions=versions(),
             git_commit=git_commit(),
         )
-        result.write(job.job_dir)
         results.append(result)
-    table.record(jobs, results)  # after every result.json: the table never holds what a job's own record lacks
+    outcomes.record(jobs, results)
     return results
 
 

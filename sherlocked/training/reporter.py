@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 
-from sherlocked.results import write_json
+from sherlocked.atomic import write_json
 
 
 class Reporter(L.Callback):
