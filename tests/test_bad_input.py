@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sherlocked import config_errors, hydra_adapter
 from sherlocked.config import CONFIG_DIR
-from sherlocked.sweep.callback import validate_or_exit
+from sherlocked.sweep.preflight import validate_or_exit
 
 # The issue's command: a real run of two steps, were nothing refused.
 BASE = ["dataset=mnist_5k", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
@@ -200,14 +200,14 @@ def test_a_gpu_asked_for_where_there_is_none_is_one_line(mode, gpu, tmp_path, mo
 @pytest.mark.parametrize(("backend", "asked"), [("local", True), ("ray", False), ("submitit", False)])
 def test_only_a_sweep_that_trains_here_asks_this_machine_for_its_gpu(backend, asked, monkeypatch):
     """A SLURM sweep from a login node without a GPU: its elements have theirs."""
-    from sherlocked.sweep import callback
+    from sherlocked.sweep import preflight
 
     overrides = ["hydra/launcher=population", f"hydra.launcher.backend={backend}", "trainer=gpu"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         config = compose("train", overrides, return_hydra_config=True)
     asks = []
-    monkeypatch.setattr(callback, "check_gpu", asks.append)
-    callback.devices_or_exit(config, [config])
+    monkeypatch.setattr(preflight, "check_gpu", asks.append)
+    preflight.devices_or_exit(config, [config])
     assert bool(asks) == asked
 
 

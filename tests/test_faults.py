@@ -15,6 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sherlocked import layout, table
+from sherlocked.population_progress import PopulationProgress
 from tests.conftest import SMALL
 
 
@@ -93,13 +94,10 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_p
 
 def two_in_their_first_half(sweep_dir: Path) -> bool:
     """Two populations in training, each short of half its steps (by the progress files they write)."""
-    reported = []
-    for path in layout.progress_files(sweep_dir):
-        try:
-            reported.append(json.loads(path.read_text()))
-        except (OSError, ValueError):  # gone meanwhile (its population finished)
-            return False
-    return len(reported) == 2 and all(0 < p["step"] < p["steps"] / 2 for p in reported)
+    reported = [PopulationProgress.read(path) for path in layout.progress_files(sweep_dir)]
+    if None in reported:  # gone meanwhile (its population finished)
+        return False
+    return len(reported) == 2 and all(0 < p.step < p.steps / 2 for p in reported)
 
 
 @pytest.mark.parametrize("to", ["driver", "group"])

@@ -67,10 +67,10 @@ def test_an_interpolation_reading_a_member_key_is_composed():
 
 
 def test_a_sweeps_check_derives_member_values_and_composes_the_rest_to_what_composing_gives():
-    """sherlocked.sweep.callback.each_swept_value: one config per swept value, checked before the sweep starts."""
+    """sherlocked.sweep.preflight.each_swept_value: one config per swept value, checked before the sweep starts."""
     from omegaconf import open_dict
 
-    from sherlocked.sweep.callback import each_swept_value, parsed_overrides
+    from sherlocked.sweep.preflight import each_swept_value, parsed_overrides
 
     lines = [
         "act2=relu,sigmoid",

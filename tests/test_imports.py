@@ -171,12 +171,12 @@ def test_a_sweeps_driver_imports_torch_only_inside_the_functions_that_train():
     driver = {name for name in edges if layer(name) in ("sweep", "plugins")}
     assert reach(driver, edges) & users == set()
     code = (
-        "import sys, sherlocked.report.cli, sherlocked.sweep.callback, sherlocked.sweep.run, "
+        "import sys, sherlocked.report.cli, sherlocked.sweep.callback, sherlocked.sweep.run, sherlocked.sweep.finish, "
         "hydra_plugins.sherlocked_launcher.population_launcher, hydra_plugins.sherlocked_launcher.sherlocked_sweeper\n"
         "from hydra import compose, initialize_config_dir\n"
         "from sherlocked.checks import validate\n"
         "from sherlocked.datasets import on_disk\n"
-        "from sherlocked.sweep.callback import each_swept_value, parsed_overrides\n"
+        "from sherlocked.sweep.preflight import each_swept_value, parsed_overrides\n"
         "from omegaconf import open_dict\n"
         "with initialize_config_dir(config_dir=str(sherlocked.config.CONFIG_DIR), version_base='1.3'):\n"
         "    config = compose('train', ['dataset=mnist_5k'], return_hydra_config=True)\n"

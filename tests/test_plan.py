@@ -155,3 +155,32 @@ def test_the_same_command_forms_the_same_populations_whatever_finished(monkeypat
         [job.index for job in first.populations[1][14:]],
         *([job.index for job in p] for p in first.populations[2:]),
     ]
+
+
+def test_the_data_is_fetched_once_for_the_jobs_to_train_and_never_for_a_plan_with_none(planned, monkeypatch, capsys):
+    """Where the plan says the data is needed (sherlocked.sweep.run.fetch_data): once a dataset, by the driver, before
+    any worker starts; not by the sweep's checks, not for a sweep with nothing to train."""
+    from sherlocked.datasets import DataError
+    from sherlocked.sweep import run
+    from sherlocked.training import data
+
+    the_plan = planned(max_members=4)
+    fetched = []
+    monkeypatch.setattr(run, "on_disk", lambda dataset: False)  # as if each had to download
+    monkeypatch.setattr(data, "load", lambda *key: fetched.append(key))
+    run.fetch_data([])
+    assert fetched == []
+    run.fetch_data(the_plan.todo)
+    assert [key[0] for key in fetched] == ["mnist_5k"]  # 12 jobs, one dataset: one fetch
+
+    def refused(*key):
+        raise DataError("mnist is not in nowhere and could not be downloaded (URLError); put its files in ...")
+
+    monkeypatch.setattr(data, "load", refused)
+    with pytest.raises(SystemExit) as stopped:
+        run.fetch_data(the_plan.todo)
+    assert stopped.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "sherlocked: mnist is not in nowhere and could not be downloaded (URLError); put its files in ...\n"
+    )

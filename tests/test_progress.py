@@ -12,15 +12,22 @@ from rich.console import Console
 from sherlocked import layout
 from sherlocked.job import Job
 from sherlocked.layout import PROGRESS as FOLDER
+from sherlocked.population_progress import PopulationProgress, read_all
 from sherlocked.results import Result
 from sherlocked.sweep import progress
-from sherlocked.sweep.progress import Watch, eta_s, read_populations, steps_per_job
+from sherlocked.sweep.progress import Watch, eta_s, steps_per_job
 from tests.conftest import SMALL
 
 
-def population(step: int, steps: int = 100, members: int = 16, **more) -> dict:
-    return {"members": members, "epoch": 3, "epochs": 10, "epochs_done": 2, "step": step, "steps": steps,
-            "acc": [0.1, 0.912], "diverged": 1, "where": "gpu-node, 0", "started": time.time(), **more}  # fmt: skip
+def population(step: int, steps: int = 100, members: int = 16, **more) -> PopulationProgress:
+    at = {"started": time.time(), "updated": time.time(), **more}
+    return PopulationProgress(members, 3, 10, 2, step, steps, acc=[0.1, 0.912], diverged=1, where="gpu-node, 0", **at)
+
+
+def times(sweep_dir) -> dict:
+    """What the population of fedcba98... said of its times (written, then read back)."""
+    data = json.loads((sweep_dir / FOLDER / "fedcba9876543210.json").read_text())
+    return {"started": data["started"], "updated": data["updated"]}
 
 
 def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once():
@@ -38,14 +45,14 @@ def test_the_eta_counts_steps_so_it_holds_while_whole_populations_finish_at_once
 def test_the_eta_holds_while_a_finished_populations_jobs_are_counted_one_by_one(monkeypatch):
     """The sweep learns of a population's end as 16 job lines in a row; what it last read of the population (its
     progress file, read at most every second) still shows it training. Each job counts once."""
-    from sherlocked.sweep.callback import SweepProgress
+    from sherlocked.sweep.progress import SweepProgress
 
     monkeypatch.setattr(time, "time", lambda: 1100.0)  # the lines come in the same second
     progress = SweepProgress(total=64)
     jobs = [[f"seed={i}"] for i in range(16)]
     first = {"p": population(90, jobs=[" ".join(j) for j in jobs], started=1000)}
     before = progress.line(first)
-    done = {"p": population(100, jobs=first["p"]["jobs"], started=1000)}
+    done = {"p": population(100, jobs=first["p"].jobs, started=1000)}
     etas = [before]
     for n, job in enumerate(jobs):
         progress.add(Result(status="ok", config={}), job)
@@ -56,12 +63,14 @@ def test_the_eta_holds_while_a_finished_populations_jobs_are_counted_one_by_one(
 
 def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_path, monkeypatch):
     (tmp_path / FOLDER).mkdir()
-    (tmp_path / FOLDER / "0123456789abcdef.json").write_text(json.dumps(population(250, steps=1250)))
+    population(250, steps=1250).write(tmp_path / FOLDER / "0123456789abcdef.json")
     nested = [Job({"seed": s}, tmp_path / "model" / f"optimizer=adam,seed={s}", sweep_dir=tmp_path) for s in (0, 1)]
     assert layout.progress(nested).parent == tmp_path / FOLDER  # jobs one folder down (a config group override)
-    (tmp_path / FOLDER / "fedcba9876543210.json").write_text(json.dumps(population(5, members=4)))
+    population(5, members=4).write(tmp_path / FOLDER / "fedcba9876543210.json")
     (tmp_path / FOLDER / "half-written.json").write_text("{")
-    assert set(read_populations(tmp_path)) == {"0123456789abcdef", "fedcba9876543210"}
+    (tmp_path / FOLDER / "not-a-record.json").write_text('{"members": 3}')
+    assert set(read_all(tmp_path)) == {"0123456789abcdef", "fedcba9876543210"}
+    assert read_all(tmp_path)["fedcba9876543210"] == population(5, members=4, **times(tmp_path))
     screen = Console(record=True, width=120)
     screen.print(Watch(tmp_path, lambda populations: f"sweep line ({len(populations)} training)").render())
     text = screen.export_text()
@@ -71,11 +80,11 @@ def test_the_live_table_shows_each_population_in_training_under_the_sweep(tmp_pa
 
 
 def test_the_live_view_fits_an_80_column_terminal(tmp_path, monkeypatch):
-    from sherlocked.sweep.callback import SweepProgress
+    from sherlocked.sweep.progress import SweepProgress
 
     monkeypatch.setattr(time, "time", lambda: 4000.0)
     (tmp_path / FOLDER).mkdir()
-    (tmp_path / FOLDER / "0123456789abcdef.json").write_text(json.dumps(population(250, steps=1250, started=1000.0)))
+    population(250, steps=1250, started=1000.0).write(tmp_path / FOLDER / "0123456789abcdef.json")
     progress = SweepProgress(total=4608)
     progress.counts.update(ok=1200, diverged=16)
     progress.start = 0.0

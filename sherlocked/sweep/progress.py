@@ -2,17 +2,16 @@
 
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act1=relu,tanh,sigmoid,selu seed=0,1
 
-A population in training keeps a small JSON file, <sweep dir>/.progress/<population>.json
-(sherlocked.layout), written by sherlocked.training.reporter from whichever process or machine
-trains it (every backend shares the sweep dir), and removed once its results are written.
-The sweep (sherlocked.sweep.callback.StudyCallback) reads those files: in a terminal a live table of the
-populations in training under the sweep's line (rich), elsewhere (CI, a log file) one line each
-time a population finishes an epoch. The ETA counts training steps, not jobs, so a sweep whose
-jobs finish a whole population at a time still gets one that holds after the first population.
+A population in training keeps a small JSON file (sherlocked.population_progress: one record,
+written by sherlocked.training.reporter from whichever process or machine trains it, read here).
+The sweep (SweepProgress, Watch; Hydra's callback, sherlocked.sweep.callback, feeds them each
+job's end) reads those files: in a terminal a live table of the populations in training under
+the sweep's line (rich), elsewhere (CI, a log file) one line each time a population finishes an
+epoch. The ETA counts training steps, not jobs, so a sweep whose jobs finish a whole population
+at a time still gets one that holds after the first population.
 """
 
 import atexit
-import json
 import math
 import threading
 import time
@@ -24,7 +23,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sherlocked import layout
+from sherlocked.population_progress import PopulationProgress, read_all
+from sherlocked.results import Result
 
 console = Console(highlight=False, soft_wrap=True)  # the sweep's lines and its live table share it
 watching: list["Watch"] = []  # started and not stopped
@@ -36,15 +36,71 @@ def stop_watching() -> None:
         watch.stop()
 
 
-def read_populations(sweep_dir: Path) -> dict[str, dict]:
-    """The progress of every population in training in the sweep, by key."""
-    found = {}
-    for path in layout.progress_files(sweep_dir):
-        try:
-            found[path.stem] = json.loads(path.read_text())
-        except (OSError, ValueError):  # removed or replaced while read
-            continue
-    return found
+class SweepProgress:
+    """Counts a sweep's jobs by outcome and says where it stands."""
+
+    def __init__(self, total: int | None):
+        """total: the jobs the sweep will run, None where nobody can say."""
+        self.total, self.start = total, time.time()
+        self.counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": 0}
+        self.training_since: float | None = None  # when the first population began training
+        self.steps_per_job = math.nan  # training steps of a job, as the last populations in training said
+        self.ended: set[str] = set()  # the jobs counted, by their overrides
+        # each population seen in training, until its jobs are all counted
+        self.training: dict[str, PopulationProgress] = {}
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, result: Result | None, overrides: list[str] = ()) -> None:
+        self.ended.add(" ".join(overrides))
+        if result is None:
+            self.counts["failed"] += 1
+        elif result.skipped:
+            self.counts["skipped"] += 1
+        else:
+            self.counts[result.status] += 1
+
+    def summary(self, short: bool = False) -> str:
+        """done/total jobs and each outcome's count; short: the outcomes that occurred (a live line in 80 columns)."""
+        parts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n or not short)
+        return f"{self.done}/{'?' if self.total is None else self.total} jobs" + (f": {parts}" if parts else "")
+
+    def live_line(self, populations: dict[str, PopulationProgress] | None = None) -> str:
+        """The sweep's line as the live view shows it under its populations, in 80 columns."""
+        return self.line(populations, short=True)
+
+    def line(self, populations: dict[str, PopulationProgress] | None = None, short: bool = False) -> str:
+        """The sweep's line; with the populations in training (sherlocked.sweep.progress), an ETA from their steps."""
+        now = time.time()
+        for p in (populations or {}).values():
+            self.training_since = min(self.training_since or p.started, p.started)
+        if populations:
+            self.steps_per_job = steps_per_job(populations)
+        if self.total is None:
+            return f"sweep {self.summary(short)} | elapsed {clock(now - self.start)}"
+        trained, remaining = self.done - self.counts["skipped"], self.total - self.done
+        training_s = now - (self.training_since or self.start)
+        eta = eta_s(remaining, trained, self.in_flight(populations or {}), training_s, self.steps_per_job)
+        if math.isnan(eta) and trained:  # no population in training now: jobs at the rate they finished so far
+            eta = training_s / trained * remaining
+        return f"sweep {self.summary(short)} | elapsed {clock(now - self.start)}, ETA {clock(eta)}"
+
+    def in_flight(self, populations: dict[str, PopulationProgress]) -> float:
+        """The member-steps of jobs not counted yet. A population's 16 jobs end together and are counted one by
+        one: each counts once, as trained or in flight (the ETA halved and doubled back as they arrived)."""
+        self.training.update(populations)
+        steps = 0.0
+        for key, p in list(self.training.items()):
+            left = [job for job in p.jobs if job not in self.ended]
+            if p.jobs and not left:  # all counted
+                del self.training[key]
+            elif key in populations:
+                steps += p.step * (len(left) if p.jobs else p.members)
+            else:  # its file is gone: it finished, and its jobs are being counted
+                steps += p.steps * len(left)
+        return steps
 
 
 class Watch:
@@ -53,8 +109,8 @@ class Watch:
     def __init__(
         self,
         sweep_dir: Path,
-        line: Callable[[dict[str, dict]], str],
-        live_line: Callable[[dict[str, dict]], str] | None = None,
+        line: Callable[[dict[str, PopulationProgress]], str],
+        live_line: Callable[[dict[str, PopulationProgress]], str] | None = None,
         every_s: float = 1.0,
     ):
         """line(populations): the sweep's own line (counts, elapsed, ETA), given what trains now; live_line: the
@@ -65,7 +121,7 @@ class Watch:
         self.thread: threading.Thread | None = None
         self.stopped = threading.Event()
         self.printed: dict[str, int] = {}
-        self.last_read: dict[str, dict] = {}
+        self.last_read: dict[str, PopulationProgress] = {}
         self.read_at: float | None = None
         self.said = threading.Lock()  # say() and the thread that prints epochs share the last line said
         self.said_at: float | None = None
@@ -110,12 +166,12 @@ class Watch:
                 console.print(self.unsaid)
                 self.said_at, self.unsaid = time.monotonic(), None
 
-    def populations(self) -> dict[str, dict]:
+    def populations(self) -> dict[str, PopulationProgress]:
         """What trains now, read at most every `every_s`: a population's jobs end together, so one read
         serves them all."""
         now = time.monotonic()
         if self.read_at is None or now - self.read_at >= self.every_s:
-            self.last_read, self.read_at = read_populations(self.sweep_dir), now
+            self.last_read, self.read_at = read_all(self.sweep_dir), now
         return self.last_read
 
     def render(self) -> Group:
@@ -123,7 +179,7 @@ class Watch:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("population", "members", "epoch", "step", "test acc %", "diverged", "where"):
             table.add_column(column)
-        for key, p in sorted(populations.items(), key=lambda item: item[1].get("started", 0)):
+        for key, p in sorted(populations.items(), key=lambda item: item[1].started):
             table.add_row(key[:8], *describe(p))
         line = self.live_line(populations)
         return Group(table, line) if populations else Group(line)
@@ -132,8 +188,8 @@ class Watch:
         while not self.stopped.wait(self.every_s):
             populations = self.populations()
             for key, p in populations.items():
-                if p.get("epochs_done", 0) > self.printed.get(key, 0):
-                    self.printed[key] = p["epochs_done"]
+                if p.epochs_done > self.printed.get(key, 0):
+                    self.printed[key] = p.epochs_done
                     members, epoch, step, acc, diverged, where = describe(p)
                     console.print(
                         f"population {key[:8]} ({members} members on {where}): epoch {epoch}, step {step}, "
@@ -142,21 +198,14 @@ class Watch:
             self.say_held_back()
 
 
-def describe(p: dict) -> tuple[str, ...]:
-    acc = "-" if not p.get("acc") else f"{100 * p['acc'][0]:.1f}-{100 * p['acc'][1]:.1f}"
-    return (
-        str(p["members"]),
-        f"{p['epoch']}/{p['epochs']}",
-        f"{p['step']}/{p['steps']}",
-        acc,
-        str(p.get("diverged", 0)),
-        p.get("where", "?"),
-    )
+def describe(p: PopulationProgress) -> tuple[str, ...]:
+    acc = "-" if not p.acc else f"{100 * p.acc[0]:.1f}-{100 * p.acc[1]:.1f}"
+    return str(p.members), f"{p.epoch}/{p.epochs}", f"{p.step}/{p.steps}", acc, str(p.diverged), p.where
 
 
-def steps_per_job(populations: dict[str, dict]) -> float:
+def steps_per_job(populations: dict[str, PopulationProgress]) -> float:
     """The training steps one job takes, as the populations in training say (nan with none)."""
-    return sum(p["steps"] for p in populations.values()) / len(populations) if populations else math.nan
+    return sum(p.steps for p in populations.values()) / len(populations) if populations else math.nan
 
 
 def eta_s(jobs_left: int, jobs_trained: int, in_flight: float, elapsed_s: float, per_job: float) -> float:

@@ -22,9 +22,10 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from sherlocked import hydra_adapter, layout, outcomes, phases, signals
+from sherlocked.datasets import DataError, data_key, on_disk
 from sherlocked.job import Job
 from sherlocked.results import Result, finished_result
-from sherlocked.sweep import backends, estimate, plan
+from sherlocked.sweep import backends, estimate, plan, preflight
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,25 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         sys.exit(0)
     log.info(the_plan.describe())
     found.mend()
+    fetch_data(the_plan.todo)
     returns = Run(launcher, the_plan, sweep_dir).carry_out()
     log.info(phases.summary(len(jobs)))
     phases.save(len(jobs))
     return returns
+
+
+def fetch_data(jobs: Sequence[Job]) -> None:
+    """The data of the jobs to train, on disk before any of them trains: downloaded once, here (the workers, Ray
+    tasks or SLURM elements of a sweep would each download it at once); a sweep with nothing to train downloads
+    nothing. One line and exit code 2 where it cannot be had (sherlocked.sweep.preflight checked the rest)."""
+    for key, dataset in {data_key(job.config["dataset"]): job.config["dataset"] for job in jobs}.items():
+        try:
+            if not on_disk(dataset):  # through torchvision: torch imported only for a download
+                from sherlocked.training.data import load
+
+                load(*key)
+        except DataError as error:
+            preflight.stop(str(error))
 
 
 class Run:

@@ -1,10 +1,11 @@
-"""Where a population in training stands, in its progress file (sherlocked.layout.progress), for the sweep's
+"""Where a population in training stands, in its progress file (sherlocked.population_progress), for the sweep's
 live line (sherlocked.sweep.progress): written at every test pass and at most once a second in between.
 A single run's progress bar (EpochBar) counts its epochs as the rest of sherlocked does, from 1.
 
 Writing it reads only what the host already holds, so no step waits for the device.
 """
 
+import contextlib
 import math
 import os
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 
-from sherlocked.atomic import write_json
+from sherlocked.population_progress import PopulationProgress
 
 
 class Reporter(L.Callback):
@@ -24,7 +25,7 @@ class Reporter(L.Callback):
         """jobs: each member's overrides, as one line (the sweep counts each job once, trained or in training)."""
         self.path, self.jobs, self.every_s = Path(path), list(jobs), every_s
         self.started = self.last = time.time()
-        self.reported: dict = {}
+        self.reported: PopulationProgress | None = None
         self.where = f"{socket.gethostname()}, {os.environ.get('CUDA_VISIBLE_DEVICES') or 'cpu'}"
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -42,27 +43,24 @@ class Reporter(L.Callback):
         accuracies = module.history["test_acc"]
         last = [a for a in accuracies[-1] if math.isfinite(a)] if accuracies else []
         if diverged is None:  # between test passes: as the last one said
-            diverged = self.reported.get("diverged", 0)
-        self.reported = {
-            "members": len(module.net),
-            "epoch": trainer.current_epoch + 1,
-            "epochs": trainer.max_epochs,
-            "epochs_done": len(accuracies),
-            "step": trainer.global_step,
-            "steps": trainer.num_training_batches * trainer.max_epochs,
-            "acc": [min(last), max(last)] if last else None,
-            "diverged": diverged,
-            "where": self.where,
-            "started": self.started,
-            "jobs": self.jobs,
-            "pid": os.getpid(),  # the process training it (a Ray worker, a SLURM element...)
-            "updated": time.time(),
-        }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.path, self.reported)
-        except OSError:  # progress is for the eye: training goes on without it
-            pass
+            diverged = self.reported.diverged if self.reported else 0
+        self.reported = PopulationProgress(
+            members=len(module.net),
+            epoch=trainer.current_epoch + 1,
+            epochs=trainer.max_epochs,
+            epochs_done=len(accuracies),
+            step=trainer.global_step,
+            steps=trainer.num_training_batches * trainer.max_epochs,
+            started=self.started,
+            updated=time.time(),
+            acc=[min(last), max(last)] if last else None,
+            diverged=diverged,
+            where=self.where,
+            jobs=self.jobs,
+            pid=os.getpid(),
+        )
+        with contextlib.suppress(OSError):  # progress is for the eye: training goes on without it
+            self.reported.write(self.path)
         self.last = time.time()
 
 
