@@ -15,6 +15,8 @@ STUDY ?=
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
+# Where outputs go, as conf/paths/default.yaml says (SHERLOCKED_OUTPUTS=DIR moves them): $(call OUTPUTS,sweeps).
+OUTPUTS = $(shell $(PYTHON) -m sherlocked.layout $(1))
 
 .PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test lint clean
 
@@ -34,7 +36,7 @@ install: ## install sherlocked, its tools and its optional engines (Ray, submiti
 
 demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000 embedded MNIST digits, then the report
 	$(SWEEP) study=demo dataset=mnist_5k $(GRID) 'seed=range(5)' trainer.max_epochs=5 $(ARGS)
-	$(PYTHON) -m sherlocked.report outputs/sweeps/demo
+	$(PYTHON) -m sherlocked.report $(call OUTPUTS,sweeps)/demo
 
 train: install ## one run with the study's settings; pass overrides as ARGS="act2=sigmoid seed=3"
 	$(TRAIN) $(ARGS)
@@ -49,7 +51,7 @@ sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3
 	$(SWEEP) study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
 
 report: install ## table, plots and statistics of a sweep: make report STUDY=mnist (no STUDY: the sweeps there are)
-	$(PYTHON) -m sherlocked.report $(if $(STUDY),outputs/sweeps/$(STUDY))
+	$(PYTHON) -m sherlocked.report $(if $(STUDY),$(call OUTPUTS,sweeps)/$(STUDY))
 
 bench: install ## speed on this machine: plain loop vs solo runs vs populations (64 triples, mnist_5k), then real multiruns: overhead per job, end to end
 	$(PYTHON) -m sherlocked.bench $(ARGS)
@@ -63,8 +65,8 @@ bench-scale: install ## the report of a study of 100,000 runs (a synthetic resul
 waits: install ## what a newcomer waits for, timed whole: a typo's line, --help, --plan, a run, make demo's sweep and report (the README's figures)
 	$(PYTHON) -m sherlocked.bench.waits --demo $(ARGS)
 
-tensorboard: install ## TensorBoard over every run and sweep under outputs/: runs named by study, one HParams table
-	$(PYTHON) -m sherlocked.board outputs $(ARGS)
+tensorboard: install ## TensorBoard over every run and sweep in the outputs folder: runs named by study, one HParams table
+	$(PYTHON) -m sherlocked.board $(ARGS)
 
 # What tests need from Debian, as command:package: the report page's test renders it with pandoc and Chromium
 # (tests/test_page.py); the SLURM tests start a one-node SLURM (tests/slurm_cluster.py). make installs them where it
@@ -86,5 +88,5 @@ lint: install ## ruff check and format check
 	$(PYTHON) -m ruff format --check .
 
 clean: ## remove generated outputs and caches (not the downloaded data)
-	rm -rf outputs/runs outputs/sweeps outputs/bench .pytest_cache .ruff_cache .installed
+	rm -rf $(call OUTPUTS,runs sweeps bench) .pytest_cache .ruff_cache .installed
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,6 +1,6 @@
 """TensorBoard over every sweep and run under a folder, with one HParams table for all of them.
 
-    python -m sherlocked.board                      # outputs/ (make tensorboard)
+    python -m sherlocked.board                      # the outputs folder: paths.outputs (make tensorboard)
     python -m sherlocked.board outputs --port 6007  # what follows the folder goes to TensorBoard
     python -m sherlocked.board --help               # its own usage; TensorBoard's: python -m tensorboard.main --help
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from sherlocked import layout
 from sherlocked.dashboard import write_experiment_of
 
-SWEEPS, RUNS = "sweeps", "runs"  # where sweeps and single runs go under outputs/ (conf/train.yaml)
+RUNS = "runs"  # what TensorBoard names the single runs (they are in layout.output_paths().runs)
 EXPERIMENT = "hparams"  # the run holding the experiment summary
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
 SUMMARY_WAIT_S = 300  # the longest the server waits for TensorBoard to read the summary before it serves anyway
@@ -59,7 +59,12 @@ def usage() -> argparse.ArgumentParser:
         "python -m sherlocked.board outputs --port 6007 --bind_all. SIGTERM, SIGHUP and Ctrl-C stop TensorBoard "
         "and remove the experiment's temporary folder.",
     )
-    parser.add_argument("folder", nargs="?", metavar="FOLDER", help="where the sweeps and runs are (default: outputs)")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        metavar="FOLDER",
+        help=f"where the sweeps and runs are (default: {layout.output_paths().outputs}, conf/paths' outputs)",
+    )
     return parser
 
 
@@ -69,8 +74,9 @@ def sweeps_under(root: Path) -> list[Path]:
 
 
 def single_runs_under(root: Path, sweeps: list[Path]) -> list[Path]:
-    """Every single run under `root`/runs: a folder with a result.json and no results table (outside the sweeps)."""
-    results = sorted((Path(root) / RUNS).rglob(layout.RESULT))
+    """Every single run in `root`'s runs folder (conf/paths): a folder with a result.json and no results table
+    (outside the sweeps)."""
+    results = sorted(layout.output_paths(root).runs.rglob(layout.RESULT))
     return [result.parent for result in results if not any(result.is_relative_to(sweep) for sweep in sweeps)]
 
 
@@ -79,15 +85,15 @@ def logdir_spec(root: Path, experiment: Path) -> str:
 
     The experiment first: TensorBoard reads the runs one after another in this order (its LocalDataIngester
     walks the entries in order, then reloads the runs in the order they were added)."""
-    root = Path(root)
+    root, places = Path(root), layout.output_paths(root)
     entries = [f"{EXPERIMENT}:{experiment}"]
     for sweep in sweeps_under(root):
-        parts = sweep.relative_to(root).parts or (sweep.resolve().name,)  # root itself a sweep: its name
-        name = "/".join(parts[1:] if parts[0] == SWEEPS and len(parts) > 1 else parts)
+        under = places.sweeps if sweep.is_relative_to(places.sweeps) and sweep != places.sweeps else root
+        parts = sweep.relative_to(under).parts or (sweep.resolve().name,)  # root itself a sweep: its name
         if (sweep / layout.TENSORBOARD).is_dir():
-            entries.append(f"{name}:{sweep / layout.TENSORBOARD}")
-    if (root / RUNS).is_dir():
-        entries.append(f"{RUNS}:{root / RUNS}")
+            entries.append(f"{'/'.join(parts)}:{sweep / layout.TENSORBOARD}")
+    if places.runs.is_dir():
+        entries.append(f"{RUNS}:{places.runs}")
     return ",".join(entries)
 
 
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         usage().print_help()
         return 0
     folder_given = bool(argv) and not argv[0].startswith("-")
-    root, extra = (Path(argv[0]), argv[1:]) if folder_given else (Path("outputs"), argv)
+    root, extra = (Path(argv[0]), argv[1:]) if folder_given else (layout.output_paths().outputs, argv)
     if not root.is_dir():
         print(f"sherlocked: no {root} here: run a sweep first (make demo)", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sherlocked.activations import MIX, parse
-from sherlocked.config import ConfigError, activations, select, suggestion
+from sherlocked.config import OUTPUT_PATHS, ConfigError, activations, select, suggestion
 from sherlocked.datasets import CHANNELS, CLASSES, INPUTS, SOURCES, TRAIN_SIZES
 
 INITS = ("default", "kaiming", "xavier", "lecun")
@@ -37,6 +37,18 @@ ONE_DEVICE = (
     "one worker per GPU (hydra.launcher.workers) or hydra.launcher.backend=ray|submitit"
 )
 ABSENT = object()  # a key the config lacks (momentum with Adam): nothing to check
+# Lightning's callbacks that cannot work on a population (several networks trained as one, each with its own metrics):
+# what stops, checkpoints or tunes them all by one metric. Known by the _target_'s class name, without torch.
+REFUSED_CALLBACKS = {
+    "EarlyStopping": "it would stop every member on one metric; each trains for trainer.max_epochs",
+    "ModelCheckpoint": "it would keep every member by one metric; sherlocked checkpoints each population itself "
+    "(checkpoint_every_s)",
+    "BatchSizeFinder": "it would tune the members' shared dataset.batch_size by their summed loss",
+    "LearningRateFinder": "it would tune one learning rate for every member by their summed loss; sweep "
+    "model.optimizer.lr instead",
+}
+LIGHTNING_MODULES = ("lightning.", "pytorch_lightning.")  # where Lightning's callbacks come from
+LOGGING_CALLBACKS = ("LearningRateMonitor", "DeviceStatsMonitor")  # they log through the Trainer's own logger
 
 
 def plain(value: Any) -> Any:
@@ -147,6 +159,7 @@ RULES = (
     Rule("trainer.num_sanity_val_steps", sanity_steps, "a whole number >= -1 (-1: every validation batch)"),
     Rule("trainer.limit_train_batches", batches, BATCHES),
     Rule("trainer.limit_val_batches", batches, BATCHES),
+    *(Rule(f"paths.{name}", folder, "a folder's path") for name in OUTPUT_PATHS),  # where outputs go (conf/paths)
 )
 
 
@@ -256,6 +269,7 @@ def validate(cfg: Mapping) -> MemberSpec:
             raise ConfigError(f"{rule.path}={plain(value)!r} must be {rule.meaning}")
     compile_mode(cfg.get("compile"))
     _check_trainer(cfg["trainer"])
+    _check_callbacks(cfg["trainer"])
     _check_one_device(cfg["trainer"])
     _check_batches(spec, cfg)
     _check_optimizer(cfg["model"]["optimizer"])
@@ -355,6 +369,31 @@ def _check_trainer(trainer: Mapping) -> None:
             raise ConfigError(
                 f"trainer.{key}: Lightning's Trainer takes no {key}{suggestion(key, known)}; its arguments: "
                 + ", ".join(sorted(known))
+            )
+
+
+def _check_callbacks(trainer: Mapping) -> None:
+    """A user's Lightning callbacks (+trainer.callbacks=[...]) are configs to instantiate, none is one that cannot
+    work on a population (REFUSED_CALLBACKS), and one that logs has a logger to log to."""
+    callbacks = plain(trainer.get("callbacks"))
+    listed = list(callbacks.values()) if isinstance(callbacks, dict) else callbacks
+    example = "[{_target_:lightning.pytorch.callbacks.LearningRateMonitor}]"
+    if callbacks is not None and not (
+        isinstance(listed, list) and all(isinstance(c, dict) and isinstance(c.get("_target_"), str) for c in listed)
+    ):
+        raise ConfigError(f"trainer.callbacks={callbacks!r} must be a list of callbacks with a _target_: {example}")
+    for target in [callback["_target_"] for callback in listed or []]:
+        name = target.rsplit(".", 1)[-1]
+        if name in REFUSED_CALLBACKS and target.startswith(LIGHTNING_MODULES):
+            raise ConfigError(
+                f"trainer.callbacks: {target} cannot work on a population (several networks trained as one, each "
+                f"with its own metrics): {REFUSED_CALLBACKS[name]}"
+            )
+        if name in LOGGING_CALLBACKS and trainer.get("logger") is False:
+            raise ConfigError(
+                f"trainer.callbacks: {target} logs through the Trainer's own logger, which conf/trainer turns off "
+                "(each member has its TensorBoard run, conf/logger): give it one, trainer.logger=true (its events in "
+                "the run's or the sweep's dir, lightning_logs/) or a logger's config"
             )
 
 

@@ -36,6 +36,8 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
 _HERE = Path(__file__).parent
 # An installed wheel carries the configs inside the package; a checkout keeps them at the top level.
 CONFIG_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
+# The folders conf/paths/default.yaml declares (sherlocked.layout.output_paths reads it).
+OUTPUT_PATHS = ("outputs", "runs", "sweeps", "bench")
 
 # act1, act2, ...: one activation per Linear layer, as many as the model has (declared as ACTIVATION).
 ACT = re.compile(r"act(\d+)")
@@ -87,6 +89,8 @@ KEYS = (
     # Neither where nor what: a rerun with another value finds the job finished.
     Key("study", "study", identity=False, dir_name=False),  # which study a run belongs to, in HParams
     Key("dataset.root", identity=False, dir_name=False),
+    # Where outputs go (conf/paths): the group and each of its folders.
+    *(Key(path, identity=False, dir_name=False) for path in ("paths", *(f"paths.{name}" for name in OUTPUT_PATHS))),
     Key("trainer.enable_progress_bar", identity=False, dir_name=False),
     Key("checkpoint_every_s", identity=False, dir_name=False),
     # The same numbers, compiled or eager (sherlocked/training/compiled.py).

@@ -1,5 +1,12 @@
 """Every path a sweep writes, declared once: each module that reads or writes one asks here.
 
+    python -m sherlocked.layout sweeps      # outputs/sweeps: where sweeps go (conf/paths/default.yaml)
+
+    <outputs>/                            paths.outputs (conf/paths/default.yaml; output_paths() reads it)
+      runs/<date>/<time>/                 paths.runs: single runs (hydra.run.dir)
+      sweeps/<study>/                     paths.sweeps: sweeps (hydra.sweep.dir), each a sweep dir below
+      bench/                              paths.bench: python -m sherlocked.bench's figures (--plan reads them)
+
     <sweep dir>/                          hydra.sweep.dir (a single run: its run dir plays both parts)
       multirun.yaml                       Hydra's record of the sweep
       <job dir>/                          hydra.sweep.subdir: the job's overrides (Hydra's override_dirname)
@@ -25,10 +32,14 @@ here take jobs as sherlocked.job.Job records (which import this module's results
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from sherlocked.config import identity
+from omegaconf import OmegaConf
+
+from sherlocked.config import CONFIG_DIR, OUTPUT_PATHS, identity
 
 RESULT = "result.json"
 HYDRA_FILES = ".hydra"  # Hydra's output_subdir: the job's config.yaml, hydra.yaml, overrides.yaml
@@ -42,6 +53,28 @@ MEAN = "mean"
 HPARAMS = "hparams"
 RESULTS_TABLE = "results"
 SUBMITIT = ".submitit"
+PATHS = CONFIG_DIR / "paths" / "default.yaml"  # where outputs go: the config group train.yaml composes
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where sherlocked writes: the outputs root and its folders (conf/paths/default.yaml)."""
+
+    outputs: Path
+    runs: Path
+    sweeps: Path
+    bench: Path
+
+
+def output_paths(outputs: str | os.PathLike | None = None) -> OutputPaths:
+    """conf/paths/default.yaml resolved as a run composes it (SHERLOCKED_OUTPUTS, else outputs/), torch-free and
+    without Hydra: the defaults of the board, the report, --plan and the Makefile. `outputs`: another root, whose
+    folders are then its own (the board pointed at a folder)."""
+    config = OmegaConf.create({"paths": OmegaConf.load(PATHS)})  # as composed: its folders read ${paths.outputs}
+    if outputs is not None:
+        config.paths.outputs = str(outputs)
+    resolved = OmegaConf.to_container(config, resolve=True)["paths"]
+    return OutputPaths(**{name: Path(str(resolved[name])) for name in OUTPUT_PATHS})
 
 
 def only_hydras(run_dir: Path) -> bool:
@@ -132,3 +165,13 @@ def name_runs(jobs: Sequence, sweep_dir: Path, todo: Sequence) -> None:
         job.events_dir = root / name
         job.events_dir.mkdir(parents=True, exist_ok=True)
         (job.events_dir / OWNER).write_text(owner)
+
+
+if __name__ == "__main__":  # the Makefile's: python -m sherlocked.layout sweeps -> outputs/sweeps
+    if unknown := set(sys.argv[1:]) - set(OUTPUT_PATHS):
+        print(
+            f"sherlocked: no output path {', '.join(sorted(unknown))}; choose from {', '.join(OUTPUT_PATHS)}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    print(*(getattr(output_paths(), name) for name in sys.argv[1:] or ["outputs"]), sep="\n")

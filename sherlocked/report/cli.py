@@ -22,7 +22,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from sherlocked.activations import ACTIVATIONS
-from sherlocked.layout import results_table
+from sherlocked.layout import output_paths, results_table
 from sherlocked.report import plots
 from sherlocked.report.mechanism import diagnostics_markdown, measured_columns, mechanism_text
 from sherlocked.report.page import index_markdown
@@ -105,8 +105,10 @@ def write_findings(
     return mechanism, compared
 
 
-def sweeps_to_report(asked: Path | None, under: Path = Path("outputs/sweeps")) -> str:
-    """What to say where no sweep dir (or one that does not exist) was given: the sweeps there are to report."""
+def sweeps_to_report(asked: Path | None, under: Path | None = None) -> str:
+    """What to say where no sweep dir (or one that does not exist) was given: the sweeps there are to report
+    (under: default, where sweeps go, conf/paths' sweeps)."""
+    under = output_paths().sweeps if under is None else Path(under)
     found = sorted(p.parent for p in under.glob(f"**/{results_table('.').name}") if p.is_dir())
     head = f"sherlocked report: no sweep at {asked}. " if asked is not None else ""
     if not found:

@@ -16,14 +16,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from sherlocked.config import hparams
+from sherlocked.config import hparams, select
 from sherlocked.datasets import TEST_SIZES, TRAIN_SIZES
+from sherlocked.layout import output_paths
 from sherlocked.results import Result, versions
 from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
 from sherlocked.sweep.plan import Plan
 from sherlocked.yaml_text import to_yaml
 
-BENCH = Path("outputs/bench")  # where python -m sherlocked.bench writes its figures (its --out)
+# Where python -m sherlocked.bench writes its figures (its --out): conf/paths' bench; a plan reads its jobs' own.
+BENCH = output_paths().bench
 # Measured bytes: a scalar event in a TensorBoard file; a 64-bin histogram event; a row of the results table
 # (zstd-compressed Parquet, with the whole result.json).
 SCALAR_EVENT, HISTOGRAM_EVENT, TABLE_ROW = 60, 1_600, 1_500
@@ -66,7 +68,8 @@ def flops(config: Mapping) -> float:
 
 
 def time_line(plan: Plan) -> str:
-    figures = BENCH / f"bench_{plan.device}.json"
+    bench = select(plan.jobs[0].config, "paths.bench", BENCH) if plan.jobs else BENCH  # paths.outputs=... moves it
+    figures = Path(bench) / f"bench_{plan.device}.json"
     if not figures.is_file():
         return f"  time: no estimate: the benchmark has not run on this {plan.device} (make bench writes {figures})"
     measured = json.loads(figures.read_text())

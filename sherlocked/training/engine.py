@@ -159,7 +159,8 @@ def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpo
 
 
 def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
-    """The population's module, data, trainer (with `callbacks`) and one TensorBoard logger per member."""
+    """The population's module, data, trainer (with `callbacks` after a user's own, +trainer.callbacks=[...], which
+    sherlocked.checks has refused where they cannot work on a population) and one TensorBoard logger per member."""
     specs = [validate(job.config) for job in jobs]
     if problem := disagreement([job.config for job in jobs]):
         raise ConfigError(problem)
@@ -178,11 +179,15 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     settings = {"enable_progress_bar": False} if quiet else {}
     if not quiet and first["trainer"].get("enable_progress_bar", True):
         callbacks = [*callbacks, EpochBar()]
+    trainer = dict(first["trainer"])
+    users = trainer.pop("callbacks", None) or []  # a list, or Hydra's habit: a mapping of names to callbacks
+    callbacks = [*(instantiate(c) for c in (users.values() if isinstance(users, dict) else users)), *callbacks]
+    trainer.setdefault("default_root_dir", str(layout.common_dir(jobs)))  # their files: the run's, not the cwd's
     if callbacks:
-        settings.update(callbacks=list(callbacks))
+        settings.update(callbacks=callbacks)
     if any(isinstance(c, checkpoints.PopulationCheckpoint) for c in callbacks):  # Lightning refuses them if it is off
         settings.update(enable_checkpointing=True)
-    trainer = instantiate(first["trainer"], **settings)
+    trainer = instantiate(trainer, **settings)
     return module, data, trainer, loggers
 
 
