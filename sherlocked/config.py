@@ -86,6 +86,7 @@ KEYS = (
     Key("trainer", dir_name=False),
     Key("trainer.accelerator", dir_name=False),
     Key("trainer.devices", dir_name=False),
+    Key("trainer.callbacks", dir_name=False),  # a user's (+trainer.callbacks=[...]): configs, often with paths
     # Neither where nor what: a rerun with another value finds the job finished.
     Key("study", "study", identity=False, dir_name=False),  # which study a run belongs to, in HParams
     Key("dataset.root", identity=False, dir_name=False),
