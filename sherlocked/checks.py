@@ -6,7 +6,8 @@ Torch-free, so a sweep checks every value it will run on a laptop or a login nod
 milliseconds. MemberSpec is one member's model as the training side builds it
 (sherlocked.training.population); validate() derives it from a config and checks the rest
 a run needs (dataset, widths, every number, flag and list a run reads against its type, sign
-and NaN (RULES), batch norm against the batch size, one device, compile mode). output_dir()
+and NaN (RULES), batch norm against the batch size, one device, compile mode, a user's Lightning
+callbacks against those that cannot work on a population (REFUSED_CALLBACKS)). output_dir()
 checks the folder a run or a sweep will write before Hydra makes it.
 """
 
