@@ -16,7 +16,7 @@ GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,si
 TRAIN = $(PYTHON) -m sherlocked.train
 SWEEP = $(TRAIN) -m hydra/launcher=population
 # Where outputs go, as conf/paths/default.yaml says (SHERLOCKED_OUTPUTS=DIR moves them): $(call OUTPUTS,sweeps).
-OUTPUTS = $(shell $(PYTHON) -m sherlocked.layout $(1))
+OUTPUTS = $(shell $(PYTHON) -m sherlocked.records.layout $(1))
 
 .PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test lint clean
 

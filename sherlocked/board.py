@@ -37,8 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sherlocked import layout
-from sherlocked.dashboard import write_experiment_of
+from sherlocked.records import layout
+from sherlocked.records.dashboard import write_experiment_of
 
 RUNS = "runs"  # what TensorBoard names the single runs (they are in layout.output_paths().runs)
 EXPERIMENT = "hparams"  # the run holding the experiment summary

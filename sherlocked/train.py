@@ -17,10 +17,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sherlocked import config_errors, layout, signals
-from sherlocked.config import CONFIG_DIR
-from sherlocked.job import population_task
-from sherlocked.results import Result
+from sherlocked.hydra_side import errors
+from sherlocked.records import layout
+from sherlocked.records.job import population_task
+from sherlocked.records.results import Result
+from sherlocked.runtime import signals
+from sherlocked.spec.config import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -56,12 +58,12 @@ def plan_flag(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    if mistyped := config_errors.unknown_option(sys.argv[1:], ours=["--plan"]):
+    if mistyped := errors.unknown_option(sys.argv[1:], ours=["--plan"]):
         print(f"sherlocked: {mistyped}", file=sys.stderr)
         sys.exit(2)
     sys.argv = plan_flag(sys.argv)
     try:
-        with config_errors.reported():
+        with errors.reported():
             main()
     except KeyboardInterrupt:  # results are written whole or not at all (the population launcher says more)
         print("sherlocked: interrupted; run the same command again to train what has no result", file=sys.stderr)

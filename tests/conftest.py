@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchvision import datasets
 
-from sherlocked.config import CONFIG_DIR
+from sherlocked.spec.config import CONFIG_DIR
 
 CONF = str(CONFIG_DIR)
 N_TRAIN, N_TEST = 250, 100
@@ -99,7 +99,7 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sweep(hydra_sweep_runner, data_root):
     """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
-    from sherlocked.job import population_task
+    from sherlocked.records.job import population_task
     from sherlocked.training.engine import train_job
 
     def start(directory: Path, *overrides: str):

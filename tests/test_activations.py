@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sherlocked.activations import ACTIVATIONS, parse
-from sherlocked.config import ConfigError
+from sherlocked.spec.activations import ACTIVATIONS, parse
+from sherlocked.spec.config import ConfigError
 from sherlocked.training.activations import Mixed, build
 
 REFERENCE = {

@@ -93,7 +93,7 @@ def test_submitit_on_this_machine_gives_the_local_backends_results(sweep, tmp_pa
 
 def test_the_slurm_array_script_is_submitits_with_our_array_and_gpu_settings(make_cfg, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    from sherlocked.job import Job
+    from sherlocked.records.job import Job
     from sherlocked.sweep import backends
 
     bin_dir = tmp_path / "bin"  # a stand-in sbatch: keeps the script it is given, answers like SLURM
@@ -140,7 +140,7 @@ def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make
     pytest.importorskip("submitit")
     from submitit.helpers import DelayedSubmission
 
-    from sherlocked.job import Job
+    from sherlocked.records.job import Job
     from sherlocked.sweep import backends
     from sherlocked.training.engine import train
 
@@ -157,7 +157,7 @@ def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make
 
 
 def test_a_worker_that_cannot_see_the_sweep_dir_fails_its_population_with_one_line(make_cfg, tmp_path):
-    from sherlocked.job import Job
+    from sherlocked.records.job import Job
     from sherlocked.sweep import backends
 
     jobs = [Job.of(make_cfg(f"seed={s}"), tmp_path / "elsewhere" / f"job{s}") for s in range(2)]  # never written

@@ -17,8 +17,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sherlocked import config_errors, hydra_adapter
-from sherlocked.config import CONFIG_DIR
+from sherlocked.hydra_side import adapter, errors
+from sherlocked.spec.config import CONFIG_DIR
 from sherlocked.sweep.preflight import validate_or_exit
 
 # The issue's command: a real run of two steps, were nothing refused.
@@ -99,7 +99,7 @@ def command_line(arguments: list[str], where: Path, monkeypatch, capsys) -> tupl
     overrides = [a for a in arguments if a not in POPULATION]
     argv = ["train.py", *options, *BASE, f"hydra.run.dir={where / 'run'}", f"hydra.sweep.dir={where / 'sweep'}"]
     monkeypatch.setattr(sys, "argv", [*argv, *overrides])  # later overrides win: a case may set the dirs
-    with pytest.raises(SystemExit) as stopped, config_errors.reported():
+    with pytest.raises(SystemExit) as stopped, errors.reported():
         sherlocked.train.main()
     return stopped.value.code, capsys.readouterr().err
 
@@ -125,7 +125,7 @@ def test_every_bad_value_of_every_key_is_refused_in_one_line(key, bad, capsys):
     """The whole grid through the checks a run and a sweep make first: the command line's value set as Hydra parses
     it into the run's composed config (a group's option is a composition error: on the command line below)."""
     config = copy.deepcopy(composed(*SETUP.get(key, [])))
-    (override,) = hydra_adapter.parse([f"{key}={bad}"])
+    (override,) = adapter.parse([f"{key}={bad}"])
     with open_dict(config):
         OmegaConf.update(config, override.key_or_group, override.value(), merge=False, force_add=True)
     with pytest.raises(SystemExit) as stopped:

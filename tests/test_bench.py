@@ -100,8 +100,8 @@ def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_pat
 
 
 def test_the_report_at_scale_reads_a_synthetic_table_of_as_many_runs(tmp_path, capsys):
-    from sherlocked import table
     from sherlocked.bench import scale
+    from sherlocked.records import table
 
     scale.synthetic_sweep(tmp_path / "sweep", 2 * scale.CHUNK + 7)  # three files, as populations leave them
     rows = table.read(tmp_path / "sweep")

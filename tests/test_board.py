@@ -20,10 +20,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked import board, layout, table
-from sherlocked.config import hparams
-from sherlocked.dashboard import event, fresh_writer, scalars, session_summaries
-from sherlocked.results import Result
+from sherlocked import board
+from sherlocked.records import layout, table
+from sherlocked.records.dashboard import event, fresh_writer, scalars, session_summaries
+from sherlocked.records.results import Result
+from sherlocked.spec.config import hparams
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 BOARD = [sys.executable, "-m", "sherlocked.board"]
@@ -75,7 +76,7 @@ def outputs(tmp_path_factory, data_root) -> Path:
     fashion_mnist (the filters must offer both)."""
     from hydra import compose, initialize_config_dir
 
-    from sherlocked.config import CONFIG_DIR
+    from sherlocked.spec.config import CONFIG_DIR
     from sherlocked.training.engine import run
 
     root = tmp_path_factory.mktemp("outputs")

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
-from sherlocked import layout
-from sherlocked.job import Job
+from sherlocked.records import layout
+from sherlocked.records.job import Job
 from sherlocked.training import checkpoints
 from sherlocked.training.engine import run
 

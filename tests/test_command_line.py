@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sherlocked import config_errors
+from sherlocked.hydra_side import errors
 from tests.conftest import SMALL
 
 MISTAKES = {  # what is typed: what the one line says
@@ -48,7 +48,7 @@ def test_every_mistake_is_one_line_naming_the_choices(mistake, monkeypatch, tmp_
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.setattr(sys, "argv", ["train.py", mistake, *SMALL, f"dataset.root={data_root}"])
-    with pytest.raises(SystemExit) as stopped, config_errors.reported():
+    with pytest.raises(SystemExit) as stopped, errors.reported():
         sherlocked.train.main()
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and err.startswith(MISTAKES[mistake]) and len(err.strip().splitlines()) == 1, err
@@ -67,7 +67,7 @@ def test_an_error_not_about_the_command_line_is_hydras_report_as_before(monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.setattr(sys, "argv", ["train.py", "model.widths.x=3"])
-    with pytest.raises(SystemExit) as stopped, config_errors.reported():
+    with pytest.raises(SystemExit) as stopped, errors.reported():
         sherlocked.train.main()
     assert stopped.value.code == 1 and "ValueError" in capsys.readouterr().err
     assert "HYDRA_FULL_ERROR" not in __import__("os").environ

@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_module import MIXED, fit
 
-from sherlocked.checks import MemberSpec, compile_mode
+from sherlocked.spec.checks import MemberSpec, compile_mode
 from sherlocked.training import compiled
 
 

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked import config
-from sherlocked.checks import member_spec
-from sherlocked.config import identity
+from sherlocked.spec import config
+from sherlocked.spec.checks import member_spec
+from sherlocked.spec.config import identity
 from sherlocked.training.engine import run
 from sherlocked.training.optimizers import MEMBER_SETTINGS
 

@@ -13,8 +13,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked.layout import HPARAMS as EXPERIMENT
-from sherlocked.layout import MEAN
+from sherlocked.records.layout import HPARAMS as EXPERIMENT
+from sherlocked.records.layout import MEAN
 
 
 def hparams_data(folder) -> list[HParamsPluginData]:
@@ -152,7 +152,7 @@ def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_name
 
 def test_the_experiment_keeps_none_where_it_is_a_value_and_drops_it_past_a_models_depth(tmp_path):
     from sherlocked.bench.scale import synthetic_sweep
-    from sherlocked.dashboard import write_experiment_of
+    from sherlocked.records.dashboard import write_experiment_of
 
     synthetic_sweep(tmp_path / "sweep", 2700)  # batch_norm none, then all (3-layer models: act4 is "none")
     write_experiment_of([tmp_path / "sweep"], tmp_path / "experiment")
@@ -164,10 +164,10 @@ def test_the_experiment_keeps_none_where_it_is_a_value_and_drops_it_past_a_model
 def test_a_sweep_with_one_finished_job_gets_its_mean_run_and_hparams(tmp_path):
     """One job ok, one failed: the mean run of the one, named by what the sweep varied, and the sweep's HParams
     experiment (the mean runs' TypeError had stopped the sweep's end before it)."""
-    from sherlocked import table
-    from sherlocked.config import hparams
-    from sherlocked.dashboard import write_experiment, write_means
-    from sherlocked.results import Result
+    from sherlocked.records import table
+    from sherlocked.records.dashboard import write_experiment, write_means
+    from sherlocked.records.results import Result
+    from sherlocked.spec.config import hparams
 
     def result(act2: str, status: str) -> Result:
         config = {"act1": "relu", "act2": act2, "act3": "relu", "seed": 0}

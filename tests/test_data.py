@@ -3,8 +3,8 @@ import pytest
 import torch
 from torchvision import datasets
 
-from sherlocked import datasets as files
-from sherlocked.datasets import DataError
+from sherlocked.spec import datasets as files
+from sherlocked.spec.datasets import DataError
 from sherlocked.training.data import IndexBatches, load
 from tests.conftest import N_TEST, N_TRAIN, write_mnist_like
 
@@ -116,7 +116,7 @@ def test_an_unpacked_file_cut_short_is_unpacked_again(tmp_path):
 
 
 def test_where_the_files_go_is_where_torchvision_reads_them():
-    """sherlocked.datasets checks the files without torch; these are torchvision's own names for them."""
+    """sherlocked.spec.datasets checks the files without torch; these are torchvision's own names for them."""
     for name, cls in (("mnist", datasets.MNIST), ("fashion_mnist", datasets.FashionMNIST)):
         assert files.IDX_FOLDERS[name] == cls.__name__ and tuple(f for f, _ in cls.resources) == files.IDX_FILES
     cifar = datasets.CIFAR10

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from sherlocked.activations import family
-from sherlocked.checks import MemberSpec
+from sherlocked.spec.activations import family
+from sherlocked.spec.checks import MemberSpec
 from sherlocked.training.diagnostics import grad_norms, measure
 from sherlocked.training.population import Population
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sherlocked import layout, table
-from sherlocked.population_progress import PopulationProgress
+from sherlocked.records import layout, table
+from sherlocked.records.population_progress import PopulationProgress
 from tests.conftest import SMALL
 
 
@@ -248,7 +248,7 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
     first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert not list(sweep.rglob("result.json")) and len(list((sweep / ".checkpoints").glob("*.ckpt"))) == 1
-    # What writers killed mid-write leave (sherlocked.atomic's temporaries), beside each file the population replaces:
+    # What writers killed mid-write leave (runtime.atomic's temporaries), beside each file the population replaces:
     (checkpoint,) = (sweep / ".checkpoints").glob("*.ckpt")
     progress = sweep / ".progress" / checkpoint.with_suffix(".json").name
     job_dirs = [path.parent for path in sweep.rglob(".hydra")]

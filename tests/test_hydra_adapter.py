@@ -7,8 +7,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sherlocked import hydra_adapter
-from sherlocked.yaml_text import to_yaml
+from sherlocked.hydra_side import adapter
+from sherlocked.records.yaml_text import to_yaml
 from tests.conftest import CONF
 
 BASE = ["dataset=mnist_5k", "trainer=cpu", "model.widths=[784,16,12,12,10]"]
@@ -25,12 +25,12 @@ def composed(overrides):
 
 
 def test_derived_configs_equal_hydras_own_composition():
-    template = hydra_adapter.Template(composed(JOBS[0]))
-    parsed = [hydra_adapter.parse(overrides) for overrides in JOBS]
+    template = adapter.Template(composed(JOBS[0]))
+    parsed = [adapter.parse(overrides) for overrides in JOBS]
     assert template.derivable(parsed)
     for index, (overrides, job) in enumerate(zip(JOBS, parsed)):
         derived = template.derive(job, index)
-        derived_task, derived_hydra = hydra_adapter.DerivedJob(template, job).files(derived)
+        derived_task, derived_hydra = adapter.DerivedJob(template, job).files(derived)
         hydra = composed(overrides)
         task = OmegaConf.masked_copy(hydra, [k for k in hydra if k != "hydra"])
         assert derived_task == OmegaConf.to_container(task, enum_to_str=True)
@@ -56,14 +56,14 @@ def test_derived_configs_equal_hydras_own_composition():
     ],
 )
 def test_what_cannot_be_derived_exactly_is_composed(jobs, why):
-    template = hydra_adapter.Template(composed(jobs[0]))
-    assert not template.derivable([hydra_adapter.parse(overrides) for overrides in jobs]), why
+    template = adapter.Template(composed(jobs[0]))
+    assert not template.derivable([adapter.parse(overrides) for overrides in jobs]), why
 
 
 def test_an_interpolation_reading_a_member_key_is_composed():
-    template = hydra_adapter.Template(composed(["seed=0", "+tag=run_${seed}"]))
+    template = adapter.Template(composed(["seed=0", "+tag=run_${seed}"]))
     jobs = [["seed=0", "+tag=run_${seed}"], ["seed=1", "+tag=run_${seed}"]]
-    assert not template.derivable([hydra_adapter.parse(overrides) for overrides in jobs])
+    assert not template.derivable([adapter.parse(overrides) for overrides in jobs])
 
 
 def test_a_sweeps_check_derives_member_values_and_composes_the_rest_to_what_composing_gives():
@@ -135,9 +135,9 @@ def test_a_groups_job_dirs_are_what_hydras_own_run_job_writes_byte_for_byte(tmp_
         master = compose("train", [f"hydra.sweep.dir={ours}"], return_hydra_config=True)
         indices = list(range(5, 5 + len(group)))
         sides = {}
-        jobs = hydra_adapter.group_jobs(context, master, group, indices, sides)
+        jobs = adapter.group_jobs(context, master, group, indices, sides)
         assert [job.index for job in jobs] == indices and not ours.exists()  # planned: nothing written yet
-        assert isinstance(sides[indices[0]], hydra_adapter.DerivedJob) == derived
+        assert isinstance(sides[indices[0]], adapter.DerivedJob) == derived
         assert all(job.composed_alone != derived for job in jobs)
         for job in jobs:
             sides[job.index].write(job)

@@ -12,21 +12,23 @@ ROOT = Path(__file__).parents[1]
 PACKAGES = (ROOT / "sherlocked", ROOT / "hydra_plugins" / "sherlocked_launcher")
 TORCH = {"torch", "lightning", "torchvision", "torchmetrics"}  # what a torch-free module may not reach
 INTERNALS = ("hydra._internal", "omegaconf._utils")
-# The layers (sherlocked/__init__.py) and the layers each may import from.
+# The layers (sherlocked/__init__.py) and the layers each may import from: the base is four folders, each importing
+# only the ones before it (runtime, spec, records, hydra_side); training, report and the sweep stand on it.
 MAY_IMPORT = {
-    "base": {"base"},
-    "training": {"base", "training"},
-    "report": {"base", "report"},
-    "sweep": {
-        "base",
-        "sweep",
-        "training",
-        "report",
-    },  # training: only inside functions (test below); report: the answer
-    "plugins": {"base", "sweep", "plugins"},
-    "entry": {"base", "training"},
-    "bench": {"base", "training", "sweep", "bench"},
+    "runtime": {"runtime"},
+    "spec": {"runtime", "spec"},
+    "records": {"runtime", "spec", "records"},
+    "hydra_side": {"runtime", "spec", "records", "hydra_side"},
+    "training": {"runtime", "spec", "records", "training"},
+    "report": {"runtime", "spec", "records", "report"},
+    # training: only inside functions (test below); report: the answer at a sweep's end (sweep/finish.py)
+    "sweep": {"runtime", "spec", "records", "hydra_side", "sweep", "training", "report"},
+    "plugins": {"runtime", "spec", "records", "hydra_side", "sweep", "plugins"},
+    "entry": {"runtime", "spec", "records", "hydra_side", "training"},
+    "bench": {"runtime", "spec", "records", "training", "sweep", "bench"},
+    "package": set(),  # sherlocked/__init__.py: its docstring only
 }
+ENTRY_POINTS = ("sherlocked.train", "sherlocked.board")  # python -m sherlocked.train, python -m sherlocked.board
 
 
 def modules() -> dict[str, Path]:
@@ -42,12 +44,13 @@ def modules() -> dict[str, Path]:
 
 
 def layer(module: str) -> str:
+    """A module's layer: its folder under sherlocked/ (every module but the entry points is in one)."""
     parts = module.split(".")
     if parts[0] == "hydra_plugins":
         return "plugins"
-    if module == "sherlocked.train":
+    if module in ENTRY_POINTS:
         return "entry"
-    return parts[1] if len(parts) > 2 or parts[1:] in (["training"], ["sweep"], ["report"], ["bench"]) else "base"
+    return parts[1] if len(parts) > 1 else "package"
 
 
 def imported_names(path: Path, functions: bool = True) -> set[str]:
@@ -101,17 +104,44 @@ def torch_users(functions: bool = True) -> set[str]:
     }
 
 
+# One interpreter imports what the project's modules import at their top that is not the project's (torch,
+# Lightning, Hydra: seconds each), then forks a child per project module, which imports that module first: a child
+# starts with none of the project's modules loaded, as a fresh interpreter does, in a fraction of its time.
+FORKED = """
+import importlib, os, sys, traceback
+for name in sys.argv[2].split(","):
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass  # not installed: the modules that import it fail in their child, as in a fresh interpreter
+assert not [m for m in sys.modules if m.split(".")[0] in ("sherlocked", "hydra_plugins")], "project loaded early"
+for name in sys.argv[1].split(","):
+    child = os.fork()
+    if child == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            print(name + ":", traceback.format_exc().strip().splitlines()[-1], flush=True)
+            os._exit(1)
+        os._exit(0)
+    os.waitpid(child, 0)
+"""
+
+
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
-    found = sorted(modules())
-    assert {"sherlocked.training.engine", "sherlocked.config", "sherlocked.report.runs", "sherlocked.train"} <= set(
-        found
-    )
-    started = {
-        name: subprocess.Popen([sys.executable, "-c", f"import {name}"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        for name in found
-    }
-    failed = {name: p.communicate()[1].strip().splitlines()[-1:] for name, p in started.items() if p.wait() != 0}
-    assert failed == {}
+    found = modules()
+    assert {
+        "sherlocked.training.engine",
+        "sherlocked.spec.config",
+        "sherlocked.report.runs",
+        "sherlocked.train",
+    } <= set(found)
+    theirs = {name.split(".")[0] for path in found.values() for name in imported_names(path, functions=False)}
+    theirs -= {"sherlocked", "hydra_plugins", "__future__"}
+    command = [sys.executable, "-c", FORKED, ",".join(sorted(found)), ",".join(sorted(theirs))]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == ""  # a line for each module that failed to import
 
 
 def test_the_import_graph_has_no_cycle():
@@ -138,29 +168,34 @@ def test_a_cycle_would_be_found(tmp_path):
 
 def upward(edges: dict[str, set[str]]) -> list[str]:
     """Every import of a layer its layer may not import from."""
-    return [f"{a} -> {b}" for a, targets in edges.items() for b in targets if layer(b) not in MAY_IMPORT[layer(a)]]
+    allowed = {name: may | {"package"} for name, may in MAY_IMPORT.items()}  # sherlocked/__init__.py: a docstring
+    return [f"{a} -> {b}" for a, targets in edges.items() for b in targets if layer(b) not in allowed[layer(a)]]
 
 
 def test_the_layers_import_downward():
     edges = graph()
     assert {layer(name) for name in edges} == set(MAY_IMPORT)
-    assert [layer(m) for m in ("sherlocked.config", "sherlocked.training.engine", "sherlocked.sweep.plan")] == [
-        "base",
-        "training",
-        "sweep",
-    ]
+    named = ("sherlocked.spec.config", "sherlocked.records.job", "sherlocked.training.engine", "sherlocked.board")
+    assert [layer(m) for m in named] == ["spec", "records", "training", "entry"]
     assert upward(edges) == []
-    wrong = {"sherlocked.training.engine": {"sherlocked.sweep.plan"}, "sherlocked.report.runs": {"sherlocked.job"}}
-    assert upward(wrong) == ["sherlocked.training.engine -> sherlocked.sweep.plan"]  # the check can fail
+    wrong = {
+        "sherlocked.training.engine": {"sherlocked.sweep.plan"},
+        "sherlocked.spec.config": {"sherlocked.records.job"},
+        "sherlocked.report.runs": {"sherlocked.records.job"},
+    }
+    assert upward(wrong) == [  # the check can fail
+        "sherlocked.training.engine -> sherlocked.sweep.plan",
+        "sherlocked.spec.config -> sherlocked.records.job",
+    ]
 
 
 def test_the_report_and_a_sweeps_checks_import_no_torch():
     """Not even inside a function: a report on a laptop or a login node never waits for torch."""
     edges, users = graph(), torch_users()
-    assert "sherlocked.training.module" in users and "sherlocked.config" not in users  # the check can tell
+    assert "sherlocked.training.module" in users and "sherlocked.spec.config" not in users  # the check can tell
     report = {name for name in edges if layer(name) == "report"}
     assert reach(report, edges) & users == set()
-    checks = {"sherlocked.checks", "sherlocked.datasets", "sherlocked.activations"}
+    checks = {"sherlocked.spec.checks", "sherlocked.spec.datasets", "sherlocked.spec.activations"}
     assert reach(checks, edges) & users == set()
 
 
@@ -174,11 +209,11 @@ def test_a_sweeps_driver_imports_torch_only_inside_the_functions_that_train():
         "import sys, sherlocked.report.cli, sherlocked.sweep.callback, sherlocked.sweep.run, sherlocked.sweep.finish, "
         "hydra_plugins.sherlocked_launcher.population_launcher, hydra_plugins.sherlocked_launcher.sherlocked_sweeper\n"
         "from hydra import compose, initialize_config_dir\n"
-        "from sherlocked.checks import validate\n"
-        "from sherlocked.datasets import on_disk\n"
+        "from sherlocked.spec.checks import validate\n"
+        "from sherlocked.spec.datasets import on_disk\n"
         "from sherlocked.sweep.preflight import each_swept_value, parsed_overrides\n"
         "from omegaconf import open_dict\n"
-        "with initialize_config_dir(config_dir=str(sherlocked.config.CONFIG_DIR), version_base='1.3'):\n"
+        "with initialize_config_dir(config_dir=str(sherlocked.spec.config.CONFIG_DIR), version_base='1.3'):\n"
         "    config = compose('train', ['dataset=mnist_5k'], return_hydra_config=True)\n"
         "    with open_dict(config):\n"
         "        config.hydra.overrides.task = ['act2=relu,sigmoid', 'seed=0,1', 'dataset=mnist_5k']\n"
@@ -195,8 +230,10 @@ def reaching(internals: str) -> set[str]:
 
 
 def test_only_the_hydra_adapter_reaches_into_hydras_internals(tmp_path):
-    assert reaching("hydra._internal") == {"sherlocked.hydra_adapter"}
-    assert reaching("omegaconf._utils") == {"sherlocked.yaml_text"}  # OmegaConf's YAML representers, nothing else
+    assert reaching("hydra._internal") == {"sherlocked.hydra_side.adapter"}
+    assert reaching("omegaconf._utils") == {
+        "sherlocked.records.yaml_text"
+    }  # OmegaConf's YAML representers, nothing else
     (tmp_path / "bad.py").write_text("def f():\n    from omegaconf._utils import get_omega_conf_dumper\n")
     assert any(n.startswith(INTERNALS) for n in imported_names(tmp_path / "bad.py"))  # the check can fail
 
@@ -206,9 +243,9 @@ def test_training_imports_nothing_of_the_hydra_adapter():
     edges = graph()
     training = {name for name in edges if layer(name) == "training"}
     assert "sherlocked.training.engine" in training
-    assert reach(training, edges) & {"sherlocked.hydra_adapter", "sherlocked.config_errors"} == set()
-    wrong = {**edges, "sherlocked.training.sessions": {"sherlocked.hydra_adapter"}}
-    assert "sherlocked.hydra_adapter" in reach(training, wrong)  # the check can fail
+    assert reach(training, edges) & {"sherlocked.hydra_side.adapter", "sherlocked.hydra_side.errors"} == set()
+    wrong = {**edges, "sherlocked.training.sessions": {"sherlocked.hydra_side.adapter"}}
+    assert "sherlocked.hydra_side.adapter" in reach(training, wrong)  # the check can fail
 
 
 ADAPTER_TYPES = {"HydraJob", "DerivedJob", "ComposedJob"}  # the adapter's records of a job's Hydra side
@@ -225,10 +262,10 @@ def test_only_the_adapter_knows_its_job_types(tmp_path):
     """Nothing outside the adapter names (let alone tests isinstance against) its job types: the plan keeps each
     job's Hydra side by index and calls its methods; the job record holds no Hydra object."""
     users = {name for name, path in modules().items() if names_used(path) & ADAPTER_TYPES}
-    assert users == {"sherlocked.hydra_adapter"}
-    (tmp_path / "bad.py").write_text("def f(job):\n    return isinstance(job, hydra_adapter.DerivedJob)\n")
+    assert users == {"sherlocked.hydra_side.adapter"}
+    (tmp_path / "bad.py").write_text("def f(job):\n    return isinstance(job, adapter.DerivedJob)\n")
     assert names_used(tmp_path / "bad.py") & ADAPTER_TYPES  # the check can fail
-    job_fields = ast.parse((ROOT / "sherlocked" / "job.py").read_text())
+    job_fields = ast.parse((ROOT / "sherlocked" / "records" / "job.py").read_text())
     annotated = {n.target.id for n in ast.walk(job_fields) if isinstance(n, ast.AnnAssign)}
     assert "config" in annotated and "hydra" not in annotated
 

@@ -13,9 +13,9 @@ from hydra.core.plugins import Plugins
 from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 
-from sherlocked import hydra_adapter
-from sherlocked import results as results_module
-from sherlocked.job import Job
+from sherlocked.hydra_side import adapter
+from sherlocked.records import results as results_module
+from sherlocked.records.job import Job
 from sherlocked.sweep import devices
 from sherlocked.sweep.plan import group_key, split
 from tests.conftest import CONF
@@ -69,7 +69,7 @@ def test_derived_job_dirs_hold_what_hydras_run_job_writes_byte_for_byte(sweep, t
     grid.append("+trainer.limit_train_batches=1")
 
     def every_job_through_run_job():
-        monkeypatch.setattr(hydra_adapter.Template, "derivable", lambda self, jobs: False)
+        monkeypatch.setattr(adapter.Template, "derivable", lambda self, jobs: False)
         return sweep(tmp_path / "composed", *grid)
 
     with sweep(tmp_path / "derived", *grid), every_job_through_run_job():
@@ -128,7 +128,7 @@ def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sw
     def broken(sweep_dir):
         raise RuntimeError("the mean runs failed\nwith a second line")
 
-    monkeypatch.setattr("sherlocked.dashboard.write_means", broken)
+    monkeypatch.setattr("sherlocked.records.dashboard.write_means", broken)
     assert sweep_with_a_failing_population(sweep, tmp_path) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-2] == "the results table and TensorBoard's runs were not finished: RuntimeError: the mean runs failed"
@@ -184,7 +184,7 @@ def test_populations_are_spread_over_every_gpu_in_balanced_sizes(monkeypatch, si
 
 
 def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_folder(tmp_path):
-    from sherlocked.layout import name_runs
+    from sherlocked.records.layout import name_runs
 
     def batch(dataset: str) -> list:
         overrides = [[f"act1={act}", f"dataset={dataset}", "seed=0"] for act in ("relu", "tanh")]

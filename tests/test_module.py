@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import SGD
 
-from sherlocked.checks import MemberSpec
+from sherlocked.spec.checks import MemberSpec
 from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import MemberMean, PopulationModule
 
@@ -141,7 +141,7 @@ def test_a_member_whose_learning_rate_diverges_leaves_the_others_as_alone(data_r
 
 
 def test_settings_a_member_wise_optimiser_cannot_honour_are_refused():
-    from sherlocked.config import ConfigError
+    from sherlocked.spec.config import ConfigError
     from sherlocked.training.optimizers import population_optimizer
 
     sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.5, "nesterov": True}

@@ -1,5 +1,5 @@
-"""The one recorder of a job's outcome (sherlocked.outcomes): on every path a job ends on, its result.json and its
-table row are what that path should leave; and nothing else in sherlocked writes either."""
+"""The one recorder of a job's outcome (sherlocked.records.outcomes): on every path a job ends on, its result.json and
+its table row are what that path should leave; and nothing else in sherlocked writes either."""
 
 import ast
 import dataclasses
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sherlocked import outcomes, table
-from sherlocked.config import hparams
-from sherlocked.job import Job
-from sherlocked.results import Result, finished_result, read_result
+from sherlocked.records import outcomes, table
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result, finished_result, read_result
+from sherlocked.spec.config import hparams
 
 ROOT = Path(__file__).parents[1]
 CONFIG = {"seed": 0, "model": {"act": ["relu", "relu", "relu"]}}
@@ -100,6 +100,6 @@ def calls(path: Path) -> set[str]:
 
 def test_only_the_recorder_writes_a_result_or_a_row(tmp_path):
     writers = {str(p.relative_to(ROOT)) for p in (ROOT / "sherlocked").rglob("*.py") if calls(p)}
-    assert writers == {"sherlocked/outcomes.py"}
+    assert writers == {"sherlocked/records/outcomes.py"}
     (tmp_path / "bad.py").write_text("def f(job, result):\n    result.write(job.job_dir)\n    table.record([], [])\n")
     assert calls(tmp_path / "bad.py") == {"table.record", "result.write"}  # the check can fail

@@ -32,12 +32,14 @@ def test_a_wheel_installed_elsewhere_trains_from_outside_the_checkout(data_root,
     def python(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=elsewhere, env=env)
 
-    where = python("-c", "import sherlocked.config as c; print(c.__file__); print(c.CONFIG_DIR)")
+    where = python("-c", "import sherlocked.spec.config as c; print(c.__file__); print(c.CONFIG_DIR)")
     # A user's repository around the install: a run records sherlocked's version, not that repository's commit.
     git = ["git", "-C", str(tmp_path), "-c", "user.name=u", "-c", "user.email=u@e"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "the user's own"], check=True)
-    recorded = python("-c", "from sherlocked.results import git_commit, versions; print(git_commit(), versions())")
+    recorded = python(
+        "-c", "from sherlocked.records.results import git_commit, versions; print(git_commit(), versions())"
+    )
     assert recorded.stdout.startswith("None {") and "'sherlocked': '0.1.0'" in recorded.stdout, recorded.stderr
     module, config_dir = where.stdout.split()
     assert module.startswith(str(site)) and config_dir == str(site / "sherlocked" / "conf"), where.stderr

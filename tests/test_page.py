@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from matplotlib.text import Text
 
-from sherlocked import table as results_table
 from sherlocked.bench import scale
 from sherlocked.bench.scale import Shape
+from sherlocked.records import table as results_table
+from sherlocked.records.results import read_result
 from sherlocked.report import plots
 from sherlocked.report.cli import report
 from sherlocked.report.runs import read_runs, runs_of
 from sherlocked.report.tables import table
-from sherlocked.results import read_result
 from tests.test_report import ACTS, fake_sweep
 
 COLUMN = 800  # px: the page's text column (a rendered README's, roughly), where figures are shown

@@ -12,9 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sherlocked import board, config_errors, layout
-from sherlocked.config import CONFIG_DIR, OUTPUT_PATHS, identity
+from sherlocked import board
+from sherlocked.hydra_side import errors
+from sherlocked.records import layout
 from sherlocked.report.cli import main as report_main
+from sherlocked.spec.config import CONFIG_DIR, OUTPUT_PATHS, identity
 from tests.conftest import SMALL
 
 REPO = Path(__file__).parents[1]
@@ -30,7 +32,7 @@ def train(arguments: list[str], where: Path, monkeypatch) -> None:
     overrides = [a for a in arguments if not a.startswith("-")]
     monkeypatch.setattr(sys, "argv", sherlocked.train.plan_flag(["train.py", *options, *overrides]))
     try:
-        with config_errors.reported():
+        with errors.reported():
             sherlocked.train.main()
     except SystemExit as stopped:
         assert not stopped.code, stopped.code
@@ -120,7 +122,7 @@ def test_one_declaration_read_the_same_by_the_config_the_layout_and_the_makefile
     monkeypatch.setenv(ENV, str(elsewhere))
     assert layout.output_paths().sweeps == elsewhere / "sweeps" and layout.output_paths("/b").runs == Path("/b/runs")
     printed = subprocess.run(
-        [sys.executable, "-m", "sherlocked.layout", "sweeps", "bench"], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "sherlocked.records.layout", "sweeps", "bench"], capture_output=True, text=True, cwd=REPO
     )
     assert printed.stdout.splitlines() == [str(elsewhere / "sweeps"), str(elsewhere / "bench")]
     make = ["make", "--no-print-directory", "-n", "-C", str(REPO), f"PYTHON={sys.executable}"]

@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import HydraContext
 
-from sherlocked.config import ConfigError
-from sherlocked.job import Job
-from sherlocked.results import Result
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result
+from sherlocked.spec.config import ConfigError
 from sherlocked.sweep import devices, plan
 from tests.conftest import CONF
 
@@ -160,7 +160,7 @@ def test_the_same_command_forms_the_same_populations_whatever_finished(monkeypat
 def test_the_data_is_fetched_once_for_the_jobs_to_train_and_never_for_a_plan_with_none(planned, monkeypatch, capsys):
     """Where the plan says the data is needed (sherlocked.sweep.run.fetch_data): once a dataset, by the driver, before
     any worker starts; not by the sweep's checks, not for a sweep with nothing to train."""
-    from sherlocked.datasets import DataError
+    from sherlocked.spec.datasets import DataError
     from sherlocked.sweep import run
     from sherlocked.training import data
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from sherlocked.checks import MemberSpec, batch_norm_layers
-from sherlocked.config import ConfigError
+from sherlocked.spec.checks import MemberSpec, batch_norm_layers
+from sherlocked.spec.config import ConfigError
 from sherlocked.training.population import Population
 
 WIDTHS = (20, 16, 12, 10)

@@ -9,11 +9,11 @@ import time
 import pytest
 from rich.console import Console
 
-from sherlocked import layout
-from sherlocked.job import Job
-from sherlocked.layout import PROGRESS as FOLDER
-from sherlocked.population_progress import PopulationProgress, read_all
-from sherlocked.results import Result
+from sherlocked.records import layout
+from sherlocked.records.job import Job
+from sherlocked.records.layout import PROGRESS as FOLDER
+from sherlocked.records.population_progress import PopulationProgress, read_all
+from sherlocked.records.results import Result
 from sherlocked.sweep import progress
 from sherlocked.sweep.progress import Watch, eta_s, steps_per_job
 from tests.conftest import SMALL

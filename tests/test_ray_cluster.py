@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sherlocked import layout
+from sherlocked.records import layout
 from tests.conftest import SMALL
 from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
 
 ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]  # one Ray cluster, on one of xdist's workers
 NODES = 3
 
 

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sherlocked.atomic import write_json
-from sherlocked.config import hparams
+from sherlocked.records.results import Result, read_result
 from sherlocked.report.cli import main, report
 from sherlocked.report.runs import read_runs
 from sherlocked.report.tables import table
-from sherlocked.results import Result, read_result
+from sherlocked.runtime.atomic import write_json
+from sherlocked.spec.config import hparams
 
 ACTS = ["relu", "tanh", "sigmoid", "selu"]
 
@@ -371,7 +371,7 @@ def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeyp
     main([])  # returns: exit code 0
     assert "No sweep under outputs/sweeps yet: run one first (make demo)." in capsys.readouterr().out
     fake_sweep(tmp_path / "outputs" / "sweeps" / "demo", [("relu", "sigmoid", "relu")], seeds=[0])
-    from sherlocked.table import rebuild
+    from sherlocked.records.table import rebuild
 
     rebuild(tmp_path / "outputs" / "sweeps" / "demo")
     listed = subprocess.run([sys.executable, "-m", "sherlocked.report"], capture_output=True, text=True)
@@ -433,7 +433,7 @@ ERRORS = ("ModuleNotFoundError: No module named 'nope'", "RuntimeError: CUDA out
 
 def failed_sweep(directory, triples, seeds):
     """Every job failed, each with its error line (as the engine records it); the results table rebuilt."""
-    from sherlocked.table import rebuild
+    from sherlocked.records.table import rebuild
 
     fake_sweep(directory, triples, seeds, status=lambda t, s, bn: "failed")
     for i, path in enumerate(sorted(directory.rglob("result.json"))):
@@ -467,7 +467,7 @@ def test_a_value_of_a_swept_key_whose_runs_all_failed_gets_no_test_but_the_other
         result.config["model"]["optimizer"]["lr"], result.hparams["lr"] = 10.0, 10.0
         result.write(path.parent)
     (sweep / "lr=10" / "results").rename(sweep / "lr=10" / "old")  # one table: the sweep's, made from its results
-    from sherlocked.table import rebuild
+    from sherlocked.records.table import rebuild
 
     rebuild(sweep)
     written = report(sweep, [("sigmoid", "relu")]).files
@@ -523,8 +523,8 @@ def test_rebuild_on_read_only_storage_names_the_results_table_it_cannot_write(tm
     import subprocess
     import sys
 
-    from sherlocked.layout import results_table
-    from sherlocked.table import rebuild
+    from sherlocked.records.layout import results_table
+    from sherlocked.records.table import rebuild
 
     sweep = fake_sweep(tmp_path / "sweep", [("relu", "sigmoid", "relu")], seeds=[0, 1])
     rebuild(sweep)

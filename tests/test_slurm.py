@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sherlocked import layout
+from sherlocked.records import layout
 from tests.conftest import SMALL
 from tests.slurm_cluster import Slurm, why_not
 from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one SLURM, on one of xdist's workers
 ON_SLURM = ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=slurm"]
 
 

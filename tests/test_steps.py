@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from test_module import MIXED, fit
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sherlocked.checks import MemberSpec
+from sherlocked.spec.checks import MemberSpec
 from sherlocked.training.module import PopulationModule, member_losses
 from sherlocked.training.optimizers import population_optimizer
 from sherlocked.training.population import Population

@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sherlocked import table
+from sherlocked.records import table
+from sherlocked.records.results import Result, read_result
 from sherlocked.report.runs import read_runs
-from sherlocked.results import Result, read_result
 
 GRID = ["act2=relu,sigmoid", "act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=3"]
 
@@ -80,7 +80,7 @@ def test_a_damaged_file_of_the_table_is_rebuilt_from_the_result_files_it_covered
             table.write(sweep_dir, pa.Table.from_pandas(rows[start : start + 2], preserve_index=False))
         damaged = table.parts(sweep_dir)[1]
         damaged.write_bytes(damaged.read_bytes()[:-40])  # cut short
-        said = logging.getLogger("sherlocked.table")
+        said = logging.getLogger("sherlocked.records.table")
         said.addHandler(caplog.handler)  # Hydra's logging replaced the root's handlers, caplog's among them
         try:
             assert len(read_runs(sweep_dir)) == 8  # not 6
@@ -155,8 +155,8 @@ def test_two_writers_and_a_compaction_at_once_lose_no_row(tmp_path):
 KILLED = """
 import os, signal, sys
 import pyarrow.parquet as pq
-from sherlocked import table
-from sherlocked.results import Result
+from sherlocked.records import table
+from sherlocked.records.results import Result
 
 def half_then_killed(data, where, **options):  # the writer dies half way through its file
     write(data, where, **options)

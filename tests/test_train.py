@@ -7,10 +7,10 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from sherlocked.checks import validate
-from sherlocked.config import ConfigError
-from sherlocked.job import Job
-from sherlocked.results import SCHEMA
+from sherlocked.records.job import Job
+from sherlocked.records.results import SCHEMA
+from sherlocked.spec.checks import validate
+from sherlocked.spec.config import ConfigError
 from sherlocked.training.engine import run, train
 
 ROOT = __import__("pathlib").Path(__file__).parents[1]
@@ -326,7 +326,7 @@ def test_a_failure_never_replaces_a_finished_result(make_cfg, tmp_path):
 def test_concurrent_writers_of_one_result_never_share_a_temporary_file(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from sherlocked.atomic import write_json
+    from sherlocked.runtime.atomic import write_json
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: write_json(tmp_path / "result.json", {"writer": i, "pad": [i] * 5000}), range(40)))

@@ -10,8 +10,8 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sherlocked.checks import validate
-from sherlocked.config import ConfigError
+from sherlocked.spec.checks import validate
+from sherlocked.spec.config import ConfigError
 from sherlocked.training.engine import run
 from tests.test_bad_input import POPULATION, assert_refused, command_line
 

@@ -16,11 +16,12 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+import sherlocked.hydra_side.usage  # noqa: F401
+
 # Register the resolvers conf/train.yaml names job dirs and --help with, for every way Hydra composes it (no torch).
-import sherlocked.config  # noqa: F401
-import sherlocked.usage  # noqa: F401
-from sherlocked import layout
-from sherlocked.hydra_adapter import basic_launcher
+import sherlocked.spec.config  # noqa: F401
+from sherlocked.hydra_side.adapter import basic_launcher
+from sherlocked.records import layout
 
 
 @dataclass
@@ -70,7 +71,7 @@ ConfigStore.instance().store(
 
 
 class PopulationLauncher(Launcher):
-    """Batches sherlocked's own task (a task function marked sherlocked.job.population_task) into
+    """Batches sherlocked's own task (a task function marked sherlocked.records.job.population_task) into
     populations; runs any other task function exactly as Hydra's basic launcher, so it can be a user's default."""
 
     def __init__(

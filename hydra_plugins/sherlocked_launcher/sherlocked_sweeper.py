@@ -5,9 +5,9 @@ it does not compose every job up front for a launcher that checks every job itse
 
 The basic sweeper composes each job once to validate the batch (0.1-0.3 s a job here), and a
 launcher composes it again; the population launcher composes one job per group and derives and
-checks the rest (sherlocked.hydra_adapter), so the first composition would be most of a sweep's
+checks the rest (sherlocked.hydra_side.adapter), so the first composition would be most of a sweep's
 overhead. With any other launcher this sweeper is the basic one. It parses the command line
-through sherlocked.hydra_adapter.parse, so each distinct override is parsed once a sweep.
+through sherlocked.hydra_side.adapter.parse, so each distinct override is parsed once a sweep.
 
 It also reads a finished sweep back from read-only storage: Hydra's sweeper stops on writing
 multirun.yaml again; this one leaves an existing multirun.yaml it cannot write as it is.
@@ -20,7 +20,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from sherlocked.hydra_adapter import basic_sweeper, parse
+from sherlocked.hydra_side.adapter import basic_sweeper, parse
 
 BasicSweeper, BasicSweeperConf = basic_sweeper()
 

@@ -9,7 +9,7 @@ import torch
 
 from sherlocked.bench import paths, scale, sweeps
 from sherlocked.bench.show import console, show
-from sherlocked.checks import compile_mode
+from sherlocked.spec.checks import compile_mode
 from sherlocked.sweep.devices import default_max_members, flops_per_member_epoch
 from sherlocked.sweep.estimate import BENCH
 from sherlocked.training import compiled

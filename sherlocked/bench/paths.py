@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from torch import Tensor
 
 from sherlocked.bench.sweeps import ACTS
-from sherlocked.config import CONFIG_DIR
+from sherlocked.spec.config import CONFIG_DIR
 from sherlocked.training.activations import build
 from sherlocked.training.engine import run
 

@@ -3,7 +3,7 @@
     python -m sherlocked.bench --scale 100000   # 11 activations on 3 layers x 3 batch-norm placements x seeds
     python -m sherlocked.bench --scale 4608 --scale-activations 8 --scale-batch-norm none --scale-population 16
 
-The table is the one a sweep writes (sherlocked.table), of made-up runs shaped like a study (Shape: the first K
+The table is the one a sweep writes (sherlocked.records.table), of made-up runs shaped like a study (Shape: the first K
 activations on 3 layers x batch-norm placements x seeds, 10 epochs, diagnostics on), each configuration a mean
 accuracy as studies find them and each run a learning curve rising from chance to its accuracy: the report
 reads it as any sweep's. --scale-population P writes it as a sweep of populations of P leaves it (a file a
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from sherlocked import layout, table
-from sherlocked.activations import ACTIVATIONS
-from sherlocked.config import hparams
-from sherlocked.results import Result
+from sherlocked.records import layout, table
+from sherlocked.records.results import Result
+from sherlocked.spec.activations import ACTIVATIONS
+from sherlocked.spec.config import hparams
 
 EPOCHS, CHUNK = 10, 5_000  # rows a file of the table (as compacted sweeps of that many jobs leave it)
 DIAGNOSTICS = ("pre_mean", "pre_std", "flat", "flat_units", "dead", "zero", "saturated", "grad_w", "grad_b")
@@ -111,7 +111,7 @@ def synthetic_sweep(sweep_dir: Path, n: int, shape: Shape = Shape(), population:
     """A sweep dir whose results table holds n made-up runs, each with a job dir holding a result.json (the report
     counts a run whose file is on disk: a file hard-linked into LINKS job dirs, since only its presence is read).
     population: the table as a sweep leaves it, a file a population of that many jobs merged into one at its end
-    (sherlocked.table.compact; its row groups stay a population each); 0: files of CHUNK rows."""
+    (sherlocked.records.table.compact; its row groups stay a population each); 0: files of CHUNK rows."""
     made = runs(n, shape)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     linked = 0

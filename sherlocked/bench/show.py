@@ -5,7 +5,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sherlocked.phases import PHASES
+from sherlocked.runtime.phases import PHASES
 
 console = Console()
 

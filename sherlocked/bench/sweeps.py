@@ -4,7 +4,7 @@
 
 - overhead(): the same one-step sweep at two sizes; the difference in CPU time (user + system
   of the whole command) divided by the difference in jobs is what one more job costs, and the
-  phases the launcher counts (sherlocked.phases) split it: everything but `steps` is overhead.
+  phases the launcher counts (sherlocked.runtime.phases) split it: everything but `steps` is overhead.
 - end_to_end(): the benchmark's own shape as one real multirun, command start to last result.
 """
 
@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sherlocked import layout
-from sherlocked.phases import PHASES
+from sherlocked.records import layout
+from sherlocked.runtime.phases import PHASES
 
 ACTS = ("relu", "tanh", "sigmoid", "selu")  # the study's, for every path of the benchmark
 

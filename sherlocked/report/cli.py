@@ -6,7 +6,7 @@
     python -m sherlocked.report outputs/sweeps/demo --rebuild  # its results table made again from its result.json files
     python -m sherlocked.report  # no sweep dir: the sweeps there are to report (exit 0)
 
-Reads the sweep's results table (sherlocked.table); writes into the sweep dir (or --out): index.md
+Reads the sweep's results table (sherlocked.records.table); writes into the sweep dir (or --out): index.md
 (the one page: question, setup, answer, figures, table, mechanism, published figures), table.md/.csv,
 heatmap.png, curves.png, stats.md, with diagnostics diagnostics.md/.png and, when the sweep has the
 published study's architecture, comparison.md/.csv.
@@ -21,15 +21,15 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from sherlocked.activations import ACTIVATIONS
-from sherlocked.layout import output_paths, results_table
+from sherlocked.records.layout import output_paths, results_table
+from sherlocked.records.table import rebuild
 from sherlocked.report import plots
 from sherlocked.report.mechanism import diagnostics_markdown, measured_columns, mechanism_text
 from sherlocked.report.page import index_markdown
 from sherlocked.report.runs import DIAG, error_lines, finished, group_keys, read_runs, shown, table_keys
 from sherlocked.report.significance import stats_markdown
 from sherlocked.report.tables import MIN_CI_RUNS, STD, comparison, markdown, table
-from sherlocked.table import rebuild
+from sherlocked.spec.activations import ACTIVATIONS
 
 MAX_LISTED, SHOWN = 10, 5  # the console lists every configuration up to MAX_LISTED; beyond, the SHOWN best and worst
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sherlocked.activations import family
 from sherlocked.report.runs import DIAG, finished, finished_with_last_pair, group_keys, sort_rows
 from sherlocked.report.tables import markdown
+from sherlocked.spec.activations import family
 
 MEASURES = {  # column in the table -> diagnostics key (layer numbers filled in per model)
     "dead_output": "layer{output}/dead",

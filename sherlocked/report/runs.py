@@ -2,7 +2,7 @@
 
     python -c "from sherlocked.report.runs import read_runs; print(read_runs('outputs/sweeps/demo'))"
 
-A row's columns are any config key sherlocked/config.py does not declare, under its dotted path,
+A row's columns are any config key sherlocked/spec/config.py does not declare, under its dotted path,
 the job's HParams (act1..., dataset, lr, seed: the short names declared there), then job,
 status, acc (final test accuracy, %), curve (% per epoch) and diag.* (last epoch; those asked for). A sweep
 written before it had a table is read from its result.json files, as its table would hold them.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sherlocked import table
-from sherlocked.activations import ACTIVATIONS
-from sherlocked.config import ACT
-from sherlocked.layout import RESULT
-from sherlocked.results import read_result
-from sherlocked.table import DIAG, HPARAMS
+from sherlocked.records import table
+from sherlocked.records.layout import RESULT
+from sherlocked.records.results import read_result
+from sherlocked.records.table import DIAG, HPARAMS
+from sherlocked.spec.activations import ACTIVATIONS
+from sherlocked.spec.config import ACT
 
 OUTCOME = ("job", "status", "acc", "curve")
 COLUMNS = ("status", "final.test_acc", "curve.test_acc", "undeclared")  # what the report reads of the table

@@ -6,7 +6,7 @@ plan.py (jobs -> finished or not -> populations -> backend, printable: Plan.desc
 (carry a plan out: job dirs, locks, callbacks, Ctrl-C), devices.py (the device, workers, the
 memory cap), backends.py (here, Ray, SLURM), locks.py, progress.py (the live line),
 callback.py (the sweep's checks, progress and summary: Hydra's callback).
-May import the base (sherlocked.config, checks, job, layout, results, hydra_adapter, ...);
+May import the base (sherlocked.spec.config, checks, job, layout, results, hydra_adapter, ...);
 sherlocked.training only inside the functions that train a population, and torch only inside
 those that ask this machine about its GPUs (devices.py), so no module here imports torch;
 sherlocked.report only for the study's answer at a sweep's end (callback.py).

@@ -2,7 +2,7 @@
 
     python -m sherlocked.train -m hydra/launcher=population hydra.launcher.backend=ray act2=relu,sigmoid seed=0,1
 
-Each backend takes the sweep's populations (lists of sherlocked.job.Job, whose dirs the
+Each backend takes the sweep's populations (lists of sherlocked.records.job.Job, whose dirs the
 sweep has written) and yields (population number, results, where it ran) as populations
 finish, in any order, so Hydra's callbacks and the progress line follow the work. A population
 is one task: one Ray task (num_gpus per population, fractions allowed), one element of one
@@ -25,11 +25,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sherlocked import layout, signals
-from sherlocked.atomic import temporaries
-from sherlocked.config import ConfigError
-from sherlocked.job import Job
-from sherlocked.results import Result, failure
+from sherlocked.records import layout
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result, failure
+from sherlocked.runtime import signals
+from sherlocked.runtime.atomic import temporaries
+from sherlocked.spec.config import ConfigError
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ parts, and nothing else.
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sherlocked.results import Result
+from sherlocked.records.results import Result
 from sherlocked.sweep import finish, preflight
 from sherlocked.sweep.progress import SweepProgress, Watch
 

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sherlocked.checks import plain
-from sherlocked.config import ConfigError
+from sherlocked.spec.checks import plain
+from sherlocked.spec.config import ConfigError
 
 # What a machine whose GPUs torch.cuda could use has: NVIDIA's driver (also in containers given GPUs), AMD's (ROCm
 # builds of torch answer through torch.cuda), WSL's GPU device.
@@ -94,5 +94,5 @@ def check_gpu(config: Mapping) -> None:
             "use trainer=cpu"
         )
     devices = plain(trainer.get("devices"))
-    if isinstance(devices, list) and devices and devices[0] >= count:  # a list of one index: sherlocked.checks
+    if isinstance(devices, list) and devices and devices[0] >= count:  # a list of one index: sherlocked.spec.checks
         raise ConfigError(f"trainer.devices={devices}: the GPUs visible here are 0..{count - 1}")

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from sherlocked.config import hparams, select
-from sherlocked.datasets import TEST_SIZES, TRAIN_SIZES
-from sherlocked.layout import output_paths
-from sherlocked.results import Result, versions
+from sherlocked.records.layout import output_paths
+from sherlocked.records.results import Result, versions
+from sherlocked.records.yaml_text import to_yaml
+from sherlocked.spec.config import hparams, select
+from sherlocked.spec.datasets import TEST_SIZES, TRAIN_SIZES
 from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
 from sherlocked.sweep.plan import Plan
-from sherlocked.yaml_text import to_yaml
 
 # Where python -m sherlocked.bench writes its figures (its --out): conf/paths' bench; a plan reads its jobs' own.
 BENCH = output_paths().bench

@@ -30,8 +30,8 @@ def tidy(sweep_dir: str) -> None:
     wrong is said, never in place of the summary and the exit code (Hydra would make it a warning)."""
     # Imported here: the table (pandas, pyarrow) and TensorBoard's writer cost a second that a typo's or --plan's
     # answer would wait for.
-    from sherlocked import table
-    from sherlocked.dashboard import write_experiment, write_means
+    from sherlocked.records import table
+    from sherlocked.records.dashboard import write_experiment, write_means
 
     try:
         table.compact(sweep_dir)

@@ -3,7 +3,7 @@
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1 &  # twice, at once
     python -m sherlocked.train -m hydra/launcher=population study=s seed=0,1
 
-The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.layout), held while the job trains by the process
+The lock is an fcntl.flock on `<job dir>/.lock` (sherlocked.records.layout), held while the job trains by the process
 that trains it: the driver, or the Ray task or SLURM element it handed the job to; the kernel
 releases it when that process exits, however it exits (kill -9 included), so a lock is never
 left stale. A sweep trains the jobs it could lock, then waits for the others and reads
@@ -16,7 +16,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from sherlocked import layout
+from sherlocked.records import layout
 
 
 class JobLocks:

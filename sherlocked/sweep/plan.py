@@ -4,9 +4,9 @@ finished, which train together in which populations, on which backend.
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act2=relu,sigmoid seed=0,1
 
 1. Jobs that may share a population (the same overrides once member keys are removed, see
-   sherlocked.config: same data, widths, optimiser, batch size, epochs) form a group; each group
-   is composed once and its jobs derived (sherlocked.hydra_adapter), so every job is checked.
-2. The sweep's results table is read once (sherlocked.table): a job it holds finished, with the
+   sherlocked.spec.config: same data, widths, optimiser, batch size, epochs) form a group; each group
+   is composed once and its jobs derived (sherlocked.hydra_side.adapter), so every job is checked.
+2. The sweep's results table is read once (sherlocked.records.table): a job it holds finished, with the
    same identity, is not trained again; a job it lacks is looked up in its own result.json.
 3. Each group is split into populations of balanced sizes, at max_members and the device's
    memory, at least one per local worker (one per GPU); a population trains its members that
@@ -26,10 +26,11 @@ import pandas as pd
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
-from sherlocked import hydra_adapter, outcomes, table
-from sherlocked.config import is_member_key, shared
-from sherlocked.job import Job
-from sherlocked.results import FINISHED, finished_as, finished_result, read_result
+from sherlocked.hydra_side import adapter
+from sherlocked.records import outcomes, table
+from sherlocked.records.job import Job
+from sherlocked.records.results import FINISHED, finished_as, finished_result, read_result
+from sherlocked.spec.config import is_member_key, shared
 from sherlocked.sweep import backends, devices
 
 
@@ -52,7 +53,7 @@ def jobs_of(
     context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]], first: int
 ) -> tuple[list[Job], dict]:
     """Every job of a batch (numbered from `first`), composed once per group and derived, in Hydra's order; and
-    the driver's Hydra side of each (sherlocked.hydra_adapter), by job index."""
+    the driver's Hydra side of each (sherlocked.hydra_side.adapter), by job index."""
     by_group: dict[tuple, list[int]] = {}
     for i, overrides in enumerate(job_overrides):
         by_group.setdefault(group_key(overrides), []).append(i)
@@ -60,9 +61,7 @@ def jobs_of(
     jobs = [
         job
         for ids in by_group.values()
-        for job in hydra_adapter.group_jobs(
-            context, master, [job_overrides[i] for i in ids], [first + i for i in ids], sides
-        )
+        for job in adapter.group_jobs(context, master, [job_overrides[i] for i in ids], [first + i for i in ids], sides)
     ]
     return sorted(jobs, key=lambda job: job.index), sides
 
@@ -76,7 +75,7 @@ class Found:
     damaged: list[Job] = field(default_factory=list)  # finished (the table says), their result.json is damaged
 
     def mend(self) -> None:
-        """The rows the table lacks added; damaged result.json files restored from the table (sherlocked.outcomes)."""
+        """The rows the table lacks added; damaged result.json files restored from the table (records.outcomes)."""
         jobs = self.damaged + self.lacking
         outcomes.record(jobs, [job.finished for job in jobs])
 
@@ -158,7 +157,7 @@ class Plan:
     workers: int  # local worker processes, one per GPU (0: in this process)
     populations: list[list[Job]] = field(default_factory=list)  # the jobs to train, as they train together
     # The driver's Hydra side of each job, by its index: how its dir is written, what Hydra's callbacks get
-    # (sherlocked.hydra_adapter; the job records hold none, so a worker gets none).
+    # (sherlocked.hydra_side.adapter; the job records hold none, so a worker gets none).
     hydra: dict = field(default_factory=dict, repr=False)
 
     @property

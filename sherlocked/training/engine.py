@@ -2,7 +2,7 @@
 
     python -c "from sherlocked.training.engine import run; help(run)"
 
-Every launcher ends in train(jobs) (sherlocked.job.Job records): a list of jobs trained as one
+Every launcher ends in train(jobs) (sherlocked.records.job.Job records): a list of jobs trained as one
 population (a single run is a population of one), each leaving result.json and TensorBoard
 events in its own directory. Reading top to bottom: run/resume (skip what is finished), train
 (never raises: a failure is every member's result), fit (checkpoint, build, Lightning's fit,
@@ -24,13 +24,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked import layout, outcomes, phases
-from sherlocked.atomic import discard
-from sherlocked.checks import compile_mode, validate
-from sherlocked.config import ConfigError, activations, disagreement, hparams
-from sherlocked.datasets import DataError
-from sherlocked.job import Job, population_task
-from sherlocked.results import Result, failure, finished_result, git_commit, versions
+from sherlocked.records import layout, outcomes
+from sherlocked.records.job import Job, population_task
+from sherlocked.records.results import Result, failure, finished_result, git_commit, versions
+from sherlocked.runtime import phases
+from sherlocked.runtime.atomic import discard
+from sherlocked.spec.checks import compile_mode, validate
+from sherlocked.spec.config import ConfigError, activations, disagreement, hparams
+from sherlocked.spec.datasets import DataError
 from sherlocked.training import checkpoints
 from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import PopulationModule
@@ -66,7 +67,7 @@ def resume(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 
 
 def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
-    """Train the jobs as one population; they must agree on everything but member keys (sherlocked.config).
+    """Train the jobs as one population; they must agree on everything but member keys (sherlocked.spec.config).
 
     Never raises for a training error: it is recorded in result.json of every job it stopped
     and returned as their results (with the exception, for a caller that wants to raise it).
@@ -160,7 +161,7 @@ def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpo
 
 def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     """The population's module, data, trainer (with `callbacks` after a user's own, +trainer.callbacks=[...], which
-    sherlocked.checks has refused where they cannot work on a population) and one TensorBoard logger per member."""
+    sherlocked.spec.checks has refused where they cannot work on a population) and one TensorBoard logger per member."""
     specs = [validate(job.config) for job in jobs]
     if problem := disagreement([job.config for job in jobs]):
         raise ConfigError(problem)

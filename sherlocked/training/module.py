@@ -16,9 +16,9 @@ from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
-from sherlocked import phases
-from sherlocked.checks import MemberSpec
-from sherlocked.layout import EVENT_FILES
+from sherlocked.records.layout import EVENT_FILES
+from sherlocked.runtime import phases
+from sherlocked.spec.checks import MemberSpec
 from sherlocked.training import compiled
 from sherlocked.training.diagnostics import add_histogram, grad_norms, measure
 from sherlocked.training.population import Population

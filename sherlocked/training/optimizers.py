@@ -17,9 +17,9 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from sherlocked.config import ConfigError
+from sherlocked.spec.config import ConfigError
 
-MEMBER_SETTINGS = ("lr", "momentum", "weight_decay")  # declared member keys in sherlocked/config.py
+MEMBER_SETTINGS = ("lr", "momentum", "weight_decay")  # declared member keys in sherlocked/spec/config.py
 # What each member-wise optimiser does not implement, with the only value it accepts.
 UNSUPPORTED = {
     "torch.optim.SGD": {"dampening": 0, "nesterov": False, "maximize": False},

@@ -4,7 +4,7 @@ A solo run is a population of one; there is no other model class. Member k of a
 population computes exactly what it would compute alone: its own init (from its
 seed), its own batch-norm layers and statistics, its own activations.
 
-    >>> from sherlocked.checks import MemberSpec
+    >>> from sherlocked.spec.checks import MemberSpec
     >>> from sherlocked.training.population import Population
     >>> net = Population([MemberSpec((784, 500, 256, 10), ("sigmoid", "sigmoid", "relu"), seed=s) for s in range(4)])
     >>> net(torch.randn(4, 32, 784)).shape  # [members, batch, classes]
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sherlocked.checks import MemberSpec
+from sherlocked.spec.checks import MemberSpec
 from sherlocked.training.activations import build
 
 

@@ -1,4 +1,4 @@
-"""Where a population in training stands, in its progress file (sherlocked.population_progress), for the sweep's
+"""Where a population in training stands, in its progress file (sherlocked.records.population_progress), for the sweep's
 live line (sherlocked.sweep.progress): written at every test pass and at most once a second in between.
 A single run's progress bar (EpochBar) counts its epochs as the rest of sherlocked does, from 1.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 
-from sherlocked.population_progress import PopulationProgress
+from sherlocked.records.population_progress import PopulationProgress
 
 
 class Reporter(L.Callback):

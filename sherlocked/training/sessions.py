@@ -1,7 +1,7 @@
 """A run's HParams session in TensorBoard: its keys and values, its final metrics, and hparams.yaml.
 
 The sweep's one experiment summary, which names the values every key took, is written by
-sherlocked.dashboard at the end of the sweep; a run writes only its session. Its metrics are the
+sherlocked.records.dashboard at the end of the sweep; a run writes only its session. Its metrics are the
 last values of its curves (accuracy/test, ...): no scalar exists for HParams alone.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from sherlocked.dashboard import session_summaries
-from sherlocked.yaml_text import to_yaml
+from sherlocked.records.dashboard import session_summaries
+from sherlocked.records.yaml_text import to_yaml
 
 
 def log_session(logger: TensorBoardLogger, hparams: Mapping) -> None:

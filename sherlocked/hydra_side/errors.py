@@ -18,8 +18,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sherlocked import hydra_adapter
-from sherlocked.config import suggestion
+from sherlocked.hydra_side import adapter
+from sherlocked.spec.config import suggestion
 
 
 def one_line(error: Exception) -> str | None:
@@ -44,7 +44,7 @@ def one_line(error: Exception) -> str | None:
 
 
 # What storage says when it refuses a write: not a bug to trace, a condition to name (what was written is whole:
-# every file is written to a temporary and renamed into place, sherlocked.atomic.replacing).
+# every file is written to a temporary and renamed into place, sherlocked.runtime.atomic.replacing).
 FULL = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some of your quota"}
 REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -62,7 +62,7 @@ def storage_refused(error: Exception) -> str | None:
 def unknown_option(argv: list[str], ours: list[str]) -> str | None:
     """An option neither Hydra nor sherlocked (`ours`: --plan) takes, in one line naming the options; None if all are
     known. Hydra's own answer is its usage in eight lines, which does not mention --plan."""
-    options = [*ours, *hydra_adapter.command_line_options()]
+    options = [*ours, *adapter.command_line_options()]
     for arg in argv:
         name = arg.split("=", 1)[0]
         if not arg.startswith("-") or name in options:
@@ -106,7 +106,7 @@ def reported():
             print(f"sherlocked: {refused}", file=sys.stderr)
             sys.exit(1)
         if line is None:  # not the command line's: Hydra's own report, as without this
-            hydra_adapter.report(error)
+            adapter.report(error)
         print(f"sherlocked: {line}", file=sys.stderr)
         sys.exit(2)
     finally:

@@ -1,9 +1,9 @@
 """OmegaConf's YAML text, emitted by libyaml: a job's .hydra/ files and a run's hparams.yaml, as OmegaConf.to_yaml
 (and Lightning's save_hparams_to_yaml, through it) would write them, in a tenth of the time.
 
-    python -c "from sherlocked.yaml_text import to_yaml; print(to_yaml({'lr': 0.01, 'act': 'true'}))"
+    python -c "from sherlocked.records.yaml_text import to_yaml; print(to_yaml({'lr': 0.01, 'act': 'true'}))"
 
-The one module besides sherlocked.hydra_adapter that reaches into a library's internals (omegaconf._utils, for
+The one module besides sherlocked.hydra_side.adapter that reaches into a library's internals (omegaconf._utils, for
 OmegaConf's representers: its string quoting); tests/test_hydra_adapter.py compares the text with Hydra's own.
 """
 

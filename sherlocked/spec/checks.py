@@ -1,6 +1,6 @@
 """What a job's config must be, checked before anything is written: one line naming the bad value.
 
-    python -c "from sherlocked.checks import validate; print(validate({'act1': 'swish'}))"  # ConfigError
+    python -c "from sherlocked.spec.checks import validate; print(validate({'act1': 'swish'}))"  # ConfigError
 
 Torch-free, so a sweep checks every value it will run on a laptop or a login node in
 milliseconds. MemberSpec is one member's model as the training side builds it
@@ -23,9 +23,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from sherlocked.activations import MIX, parse
-from sherlocked.config import OUTPUT_PATHS, ConfigError, activations, select, suggestion
-from sherlocked.datasets import CHANNELS, CLASSES, INPUTS, SOURCES, TRAIN_SIZES
+from sherlocked.spec.activations import MIX, parse
+from sherlocked.spec.config import OUTPUT_PATHS, ConfigError, activations, select, suggestion
+from sherlocked.spec.datasets import CHANNELS, CLASSES, INPUTS, SOURCES, TRAIN_SIZES
 
 INITS = ("default", "kaiming", "xavier", "lecun")
 BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"

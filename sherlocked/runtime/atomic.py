@@ -1,10 +1,10 @@
 """Atomic writes, which every file of a sweep goes through: a reader sees the old file or the whole new one, never
 half of one, and a writer stopped at any point (Ctrl-C, a stop signal) leaves nothing behind.
 
-    python -c "from sherlocked.atomic import write_json; write_json('/tmp/x.json', {'a': 1})"
+    python -c "from sherlocked.runtime.atomic import write_json; write_json('/tmp/x.json', {'a': 1})"
 
-Results (sherlocked.results), the results table's files (sherlocked.table), checkpoints and progress files
-(sherlocked.training), unpacked datasets (sherlocked.datasets) all write through here.
+Results (sherlocked.records.results), the results table's files (sherlocked.records.table), checkpoints and
+progress files (sherlocked.training), unpacked datasets (sherlocked.spec.datasets) all write through here.
 """
 
 import contextlib

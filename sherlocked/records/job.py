@@ -1,7 +1,7 @@
 """One job, as every part sees it: made once by the sweep's plan (or by a single run), trained by the
 engine, and handed back to Hydra's callbacks with its result.
 
-    python -c "from sherlocked.job import Job; help(Job)"
+    python -c "from sherlocked.records.job import Job; help(Job)"
 
 Torch-free, Hydra-free and small: what a worker process needs travels with it (config, dirs,
 overrides); what only the driver needs (the job's Hydra config and .hydra/ files) the Hydra
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from sherlocked.config import identity_key
-from sherlocked.results import Result
+from sherlocked.records.results import Result
+from sherlocked.spec.config import identity_key
 
 
 @dataclass
@@ -25,13 +25,15 @@ class Job:
     job_dir: Path
     overrides: list[str] = field(default_factory=list)  # its command-line overrides, as Hydra names its dir
     index: int = 0  # its number in the sweep (Hydra's hydra.job.num)
-    sweep_dir: Path | None = None  # where its population keeps what members share (sherlocked.layout); None: none
+    sweep_dir: Path | None = (
+        None  # where its population keeps what members share (sherlocked.records.layout); None: none
+    )
     events_dir: Path | None = None  # its TensorBoard run; None: <job dir>/<the logger's name>
     finished: Result | None = None  # its result, where an earlier run finished it (so it is not trained again)
     # An earlier job of the same batch with the same identity (a seed listed twice, a default spelled out): this
     # one is not trained, and gets that one's result.
     same_as: "Job | None" = field(default=None, repr=False)
-    # Composed on its own, not derived from its group's one composition (sherlocked.hydra_adapter): the jobs of its
+    # Composed on its own, not derived from its group's one composition (sherlocked.hydra_side.adapter): the jobs of its
     # group may differ beyond their overrides, so the plan compares their configs before training them together.
     composed_alone: bool = False
 
@@ -42,7 +44,7 @@ class Job:
 
     @functools.cached_property
     def identity(self) -> str:
-        """What the job computes, however its overrides were typed (sherlocked.config.identity_key)."""
+        """What the job computes, however its overrides were typed (sherlocked.spec.config.identity_key)."""
         return identity_key(self.config)
 
     def __getstate__(self) -> dict:

@@ -4,7 +4,7 @@ dir as run_job does, hand its result back) and everything that reaches past Hydr
     python -m sherlocked.train -m hydra/launcher=population dataset=mnist_5k act2=relu,sigmoid seed=0,1
 
 Composing a job's config costs Hydra about 0.1-0.3 s (the defaults tree, every YAML file read
-and parsed again). The jobs of one population differ only in member keys (sherlocked.config),
+and parsed again). The jobs of one population differ only in member keys (sherlocked.spec.config),
 plain values, so their configs follow from the first job's composition by setting those
 values: the task config, its resolved form, and the hydra node with the few fields Hydra sets
 per job (overrides, override_dirname, id, num, output_dir). The three .hydra/ files are
@@ -14,9 +14,9 @@ interpolation, a deletion; an interpolation that reads a member key; a sweep sub
 than the override_dirname; hydra.job.chdir) is composed job by job and written by Hydra's run_job.
 
 Only this module imports hydra._internal (tests/test_imports.py holds it to that; omegaconf._utils,
-for OmegaConf's YAML text, only sherlocked.yaml_text): a Hydra release that moves them breaks this
+for OmegaConf's YAML text, only sherlocked.records.yaml_text): a Hydra release that moves them breaks this
 file and its tests, which compare what it writes with Hydra's own run_job byte for byte, and
-nothing else. The job records (sherlocked.job) hold no Hydra object: each job's Hydra side
+nothing else. The job records (sherlocked.records.job) hold no Hydra object: each job's Hydra side
 (HydraJob) is kept by the driver's plan, by the job's index, and nothing else names its types.
 """
 
@@ -36,10 +36,10 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from sherlocked.config import is_member_key
-from sherlocked.job import Job
-from sherlocked.results import Result
-from sherlocked.yaml_text import to_yaml
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result
+from sherlocked.records.yaml_text import to_yaml
+from sherlocked.spec.config import is_member_key
 
 SUBDIR = "${hydra.job.override_dirname}"  # conf/train.yaml's hydra.sweep.subdir
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")

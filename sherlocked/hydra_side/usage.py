@@ -6,7 +6,7 @@ one-line interpolation there is cheaper to write, and to write byte for byte ali
 
 from omegaconf import OmegaConf
 
-from sherlocked.activations import ACTIVATIONS
+from sherlocked.spec.activations import ACTIVATIONS
 
 EXAMPLES = (
     "python -m sherlocked.train act2=sigmoid act3=relu dataset=mnist_5k trainer.max_epochs=2",
@@ -44,4 +44,4 @@ Hydra's own flags: --hydra-help.
 
 
 # conf/train.yaml: hydra.help.template (registered wherever Hydra runs: its plugin scan imports the launcher's module)
-OmegaConf.register_new_resolver("sherlocked.usage", text, replace=True)
+OmegaConf.register_new_resolver("sherlocked.hydra_side.usage", text, replace=True)

@@ -2,7 +2,7 @@
 
     python -m sherlocked.report outputs/sweeps/demo --rebuild   # the table again, from every job's result.json
 
-<sweep dir>/results/ (sherlocked.layout) holds one Parquet file per finished population, written whole under
+<sweep dir>/results/ (sherlocked.records.layout) holds one Parquet file per finished population, written whole under
 a temporary name and renamed into place: a reader sees a population's rows all or none, a killed writer leaves
 at most a temporary file no reader reads, and any number of writers append at once without a lock (two sweeps
 into one dir; Ray and SLURM workers on other machines sharing the sweep dir). Chosen by measuring against
@@ -13,13 +13,13 @@ from the result.json files.
 
 What readers get is what the files say. A job counts once its result.json is on disk: a job dir or
 result.json deleted takes its row out, and a rerun trains the job again. A job's identity (its resolved
-config, sherlocked.config.identity_key) counts once: the same job spelled two ways (a default typed out) in two
+config, sherlocked.spec.config.identity_key) counts once: the same job spelled two ways (a default typed out) in two
 dirs is one run, its latest finished row. A file of the table that cannot be read is rebuilt from the
 result.json files of the jobs the others lack, and kept aside as <name>.unreadable.
 
 Columns: job (its dir, relative to the sweep dir), written (time), status, identity, overrides, final.<metric>,
 curve.<metric> (per epoch), hp.<name> (its HParams), diag.<name> (the last epoch's diagnostics),
-undeclared (JSON: the config keys sherlocked.config does not declare), population_size,
+undeclared (JSON: the config keys sherlocked.spec.config does not declare), population_size,
 resumed_epochs, wall_time_s, result (the whole result.json), result_bytes (its size on disk as the row was
 written: a result.json of another size is read again, and restored from here where it is damaged).
 """
@@ -38,10 +38,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sherlocked import layout
-from sherlocked.atomic import replacing
-from sherlocked.config import identity_key, undeclared
-from sherlocked.results import FINISHED, Result, read_result
+from sherlocked.records import layout
+from sherlocked.records.results import FINISHED, Result, read_result
+from sherlocked.runtime.atomic import replacing
+from sherlocked.spec.config import identity_key, undeclared
 
 log = logging.getLogger(__name__)
 METRICS = ("test_acc", "test_loss", "train_loss")
@@ -115,8 +115,8 @@ def new_part(sweep_dir: Path) -> Path:
 
 
 def record(jobs: Sequence, results: Sequence[Result]) -> None:
-    """Jobs' results (sherlocked.job.Job records, their result.json written) into their sweep's table; jobs outside
-    a sweep have none. A table that cannot be written is said and left: each job's result.json holds its result,
+    """Jobs' results (sherlocked.records.job.Job records, their result.json written) into their sweep's table; jobs
+    outside a sweep have none. A table that cannot be written is said and left: each job's result.json holds its result,
     and the next run of the sweep adds the rows the table lacks (sherlocked.sweep.plan)."""
     placed = [(job, result) for job, result in zip(jobs, results) if job.sweep_dir is not None]
     if not placed:

@@ -1,11 +1,11 @@
 """Where a population in training stands: one record, written by whichever process trains it
 (sherlocked.training.reporter) and read by the sweep that shows it (sherlocked.sweep.progress), through this one
-class, to <sweep dir>/.progress/<population>.json (sherlocked.layout).
+class, to <sweep dir>/.progress/<population>.json (sherlocked.records.layout).
 
-    python -c "from sherlocked.population_progress import read_all; print(read_all('outputs/sweeps/demo'))"
+    python -c "from sherlocked.records.population_progress import read_all; print(read_all('outputs/sweeps/demo'))"
 
 Every backend shares the sweep dir, so a population on a Ray node or a SLURM element is seen as one in a local
-worker. The file is replaced whole (sherlocked.atomic) and removed once its jobs' results are written.
+worker. The file is replaced whole (sherlocked.runtime.atomic) and removed once its jobs' results are written.
 """
 
 import dataclasses
@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sherlocked import layout
-from sherlocked.atomic import write_json
+from sherlocked.records import layout
+from sherlocked.runtime.atomic import write_json
 
 
 @dataclass

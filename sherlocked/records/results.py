@@ -1,7 +1,7 @@
-"""result.json: the one format a job leaves, written (atomically, sherlocked.atomic) by the one recorder of a job's
-outcome (sherlocked.outcomes) and read by the sweep's plan, its callback and the report.
+"""result.json: the one format a job leaves, written (atomically, sherlocked.runtime.atomic) by the one recorder of a
+job's outcome (sherlocked.records.outcomes) and read by the sweep's plan, its callback and the report.
 
-    python -c "from sherlocked.results import read_result; print(read_result('outputs/sweeps/demo/act1=relu,...'))"
+    python -c "from sherlocked.records.results import read_result as r; print(r('outputs/sweeps/demo/act1=relu,...'))"
 """
 
 import contextlib
@@ -16,9 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sherlocked import layout
-from sherlocked.atomic import write_json
-from sherlocked.config import hparams, identity
+from sherlocked.records import layout
+from sherlocked.runtime.atomic import write_json
+from sherlocked.spec.config import hparams, identity
 
 SCHEMA = 1  # result.json files without "schema" are version 0: the same fields, read alike
 FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
@@ -33,7 +33,7 @@ class Result:
     status: str  # ok | diverged | failed
     config: dict  # the job's resolved config
     overrides: list[str] = field(default_factory=list)
-    hparams: dict[str, Any] = field(default_factory=dict)  # sherlocked.config.hparams(config)
+    hparams: dict[str, Any] = field(default_factory=dict)  # sherlocked.spec.config.hparams(config)
     final_test_acc: float | None = None
     final: dict[str, float] = field(default_factory=dict)  # last epoch's test_acc, test_loss, train_loss
     history: dict[str, list] = field(default_factory=dict)  # per epoch: epoch, test_acc, test_loss, train_loss
@@ -49,7 +49,7 @@ class Result:
     schema: int = SCHEMA
     # Not stored: a result found finished on disk, which the job did not train again; a failed job's exception,
     # for a single run that raises it; whether its record (result.json, its table row) is whole
-    # (sherlocked.outcomes), so that it is recorded once, by the process that trained it.
+    # (sherlocked.records.outcomes), so that it is recorded once, by the process that trained it.
     skipped: bool = field(default=False, compare=False)
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     recorded: bool = field(default=False, compare=False)
@@ -119,7 +119,7 @@ def git_commit() -> str | None:
     """The commit of the sherlocked checkout this package runs from, with '+dirty' for uncommitted changes; None
     where it is no such checkout (a wheel installed anywhere, a user's own repository around its venv included:
     versions() names the release)."""
-    here = Path(__file__).parent
+    here = Path(__file__).parents[1]  # the package, sherlocked/
     project = here.parent / "pyproject.toml"
     if not (here.parent / ".git").exists() or not project.is_file() or 'name = "sherlocked"' not in project.read_text():
         return None

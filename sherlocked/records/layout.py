@@ -1,6 +1,6 @@
 """Every path a sweep writes, declared once: each module that reads or writes one asks here.
 
-    python -m sherlocked.layout sweeps      # outputs/sweeps: where sweeps go (conf/paths/default.yaml)
+    python -m sherlocked.records.layout sweeps      # outputs/sweeps: where sweeps go (conf/paths/default.yaml)
 
     <outputs>/                            paths.outputs (conf/paths/default.yaml; output_paths() reads it)
       runs/<date>/<time>/                 paths.runs: single runs (hydra.run.dir)
@@ -11,7 +11,7 @@
       multirun.yaml                       Hydra's record of the sweep
       <job dir>/                          hydra.sweep.subdir: the job's overrides (Hydra's override_dirname)
         .hydra/                           Hydra's config.yaml, hydra.yaml, overrides.yaml
-        result.json                       the job's result (sherlocked.results), written last and atomically
+        result.json                       the job's result (sherlocked.records.results), written last and atomically
         .lock                             held while a process trains the job (sherlocked.sweep.locks)
       .checkpoints/<population>.ckpt      a population's last saved epochs, until its results are written
       .progress/<population>.json         where a population in training stands (the sweep's live line)
@@ -21,12 +21,12 @@
       hparams/                            TensorBoard's HParams experiment: every key, the values they took
       results/                            the sweep's results table (one table for all its jobs)
       .submitit/                          submitit's logs and pickles (hydra.launcher.backend=submitit)
-      .<file>.<random>.tmp                beside any file above: its writer's temporary (sherlocked.atomic)
+      .<file>.<random>.tmp                beside any file above: its writer's temporary (sherlocked.runtime.atomic)
 
 A population is named by its members' identities in order (population_key): formed again
 by a rerun, it finds its checkpoint. What a population's jobs share lives in their common
 dir: the sweep's dir, or for jobs outside a sweep their deepest common folder. The functions
-here take jobs as sherlocked.job.Job records (which import this module's results, so not it).
+here take jobs as sherlocked.records.job.Job records (which import this module's results, so not it).
 """
 
 import hashlib
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sherlocked.config import CONFIG_DIR, OUTPUT_PATHS, identity
+from sherlocked.spec.config import CONFIG_DIR, OUTPUT_PATHS, identity
 
 RESULT = "result.json"
 HYDRA_FILES = ".hydra"  # Hydra's output_subdir: the job's config.yaml, hydra.yaml, overrides.yaml
@@ -167,7 +167,7 @@ def name_runs(jobs: Sequence, sweep_dir: Path, todo: Sequence) -> None:
         (job.events_dir / OWNER).write_text(owner)
 
 
-if __name__ == "__main__":  # the Makefile's: python -m sherlocked.layout sweeps -> outputs/sweeps
+if __name__ == "__main__":  # the Makefile's: python -m sherlocked.records.layout sweeps -> outputs/sweeps
     if unknown := set(sys.argv[1:]) - set(OUTPUT_PATHS):
         print(
             f"sherlocked: no output path {', '.join(sorted(unknown))}; choose from {', '.join(OUTPUT_PATHS)}",
