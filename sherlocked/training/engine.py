@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -184,12 +185,23 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     users = trainer.pop("callbacks", None) or []  # a list, or Hydra's habit: a mapping of names to callbacks
     callbacks = [*(instantiate(c) for c in (users.values() if isinstance(users, dict) else users)), *callbacks]
     trainer.setdefault("default_root_dir", str(layout.common_dir(jobs)))  # their files: the run's, not the cwd's
+    if trainer.get("logger") is True and jobs[0].sweep_dir is not None:
+        del trainer["logger"]
+        settings.update(logger=lightning_logger(jobs))
     if callbacks:
         settings.update(callbacks=callbacks)
     if any(isinstance(c, checkpoints.PopulationCheckpoint) for c in callbacks):  # Lightning refuses them if it is off
         settings.update(enable_checkpointing=True)
     trainer = instantiate(trainer, **settings)
     return module, data, trainer, loggers
+
+
+def lightning_logger(jobs: Sequence[Job]) -> TensorBoardLogger:
+    """Lightning's own logger in a sweep, where trainer.logger=true asks for it (a user's LearningRateMonitor writes
+    to it): <sweep dir>/lightning_logs/<population>, so that populations training at once never pick the same
+    version_N, and a resumed one goes on in its own."""
+    key = layout.population_key([job.config for job in jobs])
+    return TensorBoardLogger(layout.common_dir(jobs), name="lightning_logs", version=key)
 
 
 def events_logger(logger, job: Job):
