@@ -18,7 +18,7 @@ SWEEP = $(TRAIN) -m hydra/launcher=population
 # Where outputs go, as conf/paths/default.yaml says (SHERLOCKED_OUTPUTS=DIR moves them): $(call OUTPUTS,sweeps).
 OUTPUTS = $(shell $(PYTHON) -m sherlocked.records.layout $(1))
 
-.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test lint clean
+.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test test-fast lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,8 +80,14 @@ test-tools: ## Debian's pandoc, Chromium, SLURM and munge, for the page's and th
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: install test-tools ## the test suite (CPU, tiny generated data, no network)
-	$(PYTHON) -m pytest -q
+# The tests run on xdist's workers, more than the cores: most slow tests wait (on the processes, SLURM and Ray they
+# start) more than they compute. Tests that start a SLURM or a Ray share a worker (xdist_group), one cluster at a time.
+TEST_WORKERS ?= 4
+test: install test-tools ## the whole test suite, every test CI runs (CPU, tiny generated data, no network), in parallel
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+
+test-fast: install ## the unit tier, in under a minute: every test not marked slow (no sweep process, cluster or wait)
+	$(PYTHON) -m pytest -q -m "not slow" -n auto $(ARGS)
 
 lint: install ## ruff check and format check
 	$(PYTHON) -m ruff check .

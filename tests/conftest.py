@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -16,6 +17,13 @@ from sherlocked.spec.config import CONFIG_DIR
 
 CONF = str(CONFIG_DIR)
 N_TRAIN, N_TEST = 250, 100
+
+# One thread a process, here and in every process a test starts (they inherit the variables): the tests' networks
+# are too small for a second thread to help, and where xdist's workers and the sweeps they start share a few cores,
+# torch's OpenMP threads, spinning while they wait for each other, slowed every test many times over.
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # What every test run shrinks: two epochs, CPU, quiet (and tiny widths, see make_cfg).
 SMALL = [

@@ -35,6 +35,8 @@ def local_ray(*extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time: see tests/test_ray_cluster.py
 def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep, tmp_path, capsys):
     pytest.importorskip("ray")
     with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "ray", *GRID, *local_ray()):
@@ -48,6 +50,8 @@ def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep,
         assert on_ray and all(line.endswith(", 1 threads") for line in on_ray), finished  # cpus_per_population
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time: see tests/test_ray_cluster.py
 def test_a_ray_task_whose_worker_dies_is_retried_and_the_sweep_completes(sweep, tmp_path, capsys):
     pytest.importorskip("ray")
     dies = ["logger._target_=tests.ray_helpers.KillOnce", f"+logger.marker={tmp_path / 'killed'}"]
@@ -79,6 +83,7 @@ def local_submitit(tmp_path: Path) -> list[str]:
     return ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=local", "hydra.launcher.max_retries=1"]
 
 
+@pytest.mark.slow
 def test_submitit_on_this_machine_gives_the_local_backends_results(sweep, tmp_path, capsys):
     pytest.importorskip("submitit")
     with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "submitit", *GRID, *local_submitit(tmp_path)):

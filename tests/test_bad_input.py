@@ -135,12 +135,14 @@ def test_every_bad_value_of_every_key_is_refused_in_one_line(key, bad, capsys):
     assert lines[0].startswith(f"sherlocked: {key.lstrip('+')}") or f" {key.lstrip('+')}" in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "bad"), **named(COMMAND_LINE))
 def test_a_single_run_with_a_bad_value_is_one_line(key, bad, tmp_path, monkeypatch, capsys):
     code, err = command_line([*SETUP.get(key, []), f"{key}={bad}"], tmp_path, monkeypatch, capsys)
     assert_refused(code, err, tmp_path, key.lstrip("+"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "bad"), **named(COMMAND_LINE))
 def test_a_sweep_with_a_bad_value_among_good_ones_is_one_line(key, bad, tmp_path, monkeypatch, capsys):
     """Every swept value is checked before the first job: the bad one comes second."""

@@ -4,6 +4,7 @@ import json
 import os
 import time
 
+import pytest
 import torch
 
 from sherlocked.bench import cli, paths, sweeps
@@ -23,6 +24,7 @@ def test_the_timed_step_matmuls_are_the_ones_counted():
     assert paths.matmul_flops(pairs) == 2 * flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
 
 
+@pytest.mark.slow
 def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys, monkeypatch):
     # 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second round only).
     argv = ["--device", "cpu", "--members", "3", "--group", "2", "--baseline-members", "1", "--steps", "2"]
@@ -86,6 +88,7 @@ def test_sweep_grids_have_the_study_shape():
     assert sweeps.grid(3) == ["seed=range(3)"]
 
 
+@pytest.mark.slow
 def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"  # prints two samples, then keeps sampling until it is stopped
     fake.write_text("#!/bin/sh\necho 37\necho 52\nexec sleep 30\n")
@@ -99,6 +102,7 @@ def test_gpu_utilisation_is_sampled_from_nvidia_smi_while_the_block_runs(tmp_pat
     assert off.samples == []
 
 
+@pytest.mark.slow
 def test_the_report_at_scale_reads_a_synthetic_table_of_as_many_runs(tmp_path, capsys):
     from sherlocked.bench import scale
     from sherlocked.records import table
@@ -127,6 +131,7 @@ def test_a_synthetic_sweep_links_each_stand_in_into_a_bounded_number_of_job_dirs
     assert len(list(tmp_path.glob("*/result.json"))) == 12
 
 
+@pytest.mark.slow
 def test_the_report_at_scale_takes_a_studys_shape():
     """--scale-activations 8 --scale-batch-norm none: the 8-activation study (8 cubed x seeds), its curves rising
     from chance to each configuration's accuracy, (x, sigmoid, relu) near chance."""

@@ -26,6 +26,8 @@ from sherlocked.records.dashboard import event, fresh_writer, scalars, session_s
 from sherlocked.records.results import Result
 from sherlocked.spec.config import hparams
 
+pytestmark = pytest.mark.slow  # TensorBoard started and stopped for real
+
 ACTS = ("relu", "tanh", "sigmoid", "selu")
 BOARD = [sys.executable, "-m", "sherlocked.board"]
 

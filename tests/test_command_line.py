@@ -55,6 +55,7 @@ def test_every_mistake_is_one_line_naming_the_choices(mistake, monkeypatch, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_sweep_value_naming_no_option_is_one_line(tmp_path, data_root):
     out = train(tmp_path, "-m", "dataset=mnist_5k,mnist5k", data_root=data_root)
     assert out.returncode == 2 and out.stderr.strip() == "sherlocked: " + MISTAKES["dataset=mnist5k"].split(": ", 1)[1]
@@ -73,6 +74,7 @@ def test_an_error_not_about_the_command_line_is_hydras_report_as_before(monkeypa
     assert "HYDRA_FULL_ERROR" not in __import__("os").environ
 
 
+@pytest.mark.slow
 def test_a_single_run_says_its_result_and_nothing_else(tmp_path, data_root):
     """No GPU/TPU banners, no advert for a logging service, no note on checkpoints' defaults, no warning that is not
     about the run."""
@@ -91,6 +93,7 @@ runpy.run_module("sherlocked.train", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments",
     [["act2=sigmod"], ["-m", "act2=relu,sigmod"], ["--help"], ["--plan", "act2=relu,sigmoid", "seed=0,1"]],

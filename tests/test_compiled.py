@@ -25,6 +25,7 @@ def assert_same_training(mine, eager, atol: float) -> None:
 
 
 # reduce-overhead's CUDA graphs need a GPU: on a CPU inductor compiles without them, to the same numbers.
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_a_compiled_population_trains_to_the_numbers_of_an_eager_one(data_root, mode):
     """Activation groups, mixed activations, batch norm on some members' layers: 2 epochs of 16 steps."""
@@ -36,6 +37,7 @@ def test_a_compiled_population_trains_to_the_numbers_of_an_eager_one(data_root, 
     assert_same_training(mine, eager, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_where_torch_compile_cannot_compile_the_population_trains_eager_to_the_same_numbers(
     data_root, monkeypatch, caplog
 ):

@@ -24,6 +24,7 @@ def test_member_keys_are_what_a_population_may_differ_in():
         assert not config.is_member_key(override), override
 
 
+@pytest.mark.slow
 def test_every_member_key_changes_the_members_model_and_no_other_key_does(make_cfg):
     """The declaration and the engine agree: a member key is one MemberSpec or the member-wise optimiser
     (sherlocked.optimizers) may differ in."""

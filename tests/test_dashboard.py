@@ -56,6 +56,7 @@ def served(command: list[str], seconds: float = 60) -> tuple[dict, list[str]]:
         server.wait()
 
 
+@pytest.mark.slow
 def test_a_sweep_has_one_hparams_experiment_with_its_swept_values_first(sweep, tmp_path):
     grid = ["act1=relu,tanh", "act3=sigmoid,relu", "seed=0,1", "hydra/launcher=population"]
     with sweep(tmp_path / "sweep", *grid):  # its directory goes when the block ends
@@ -112,6 +113,7 @@ def scalars(folder, tag: str) -> tuple[list[int], list[float]]:
     return [event.step for event in events.Scalars(tag)], [event.value for event in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep, tmp_path):
     grid = ["act3=relu,tanh", "seed=0,1,2", "hydra/launcher=population", "logger=off"]  # no run per job
     with sweep(tmp_path / "sweep", *grid):
@@ -133,6 +135,7 @@ def test_each_configuration_gets_a_run_of_the_mean_and_std_over_its_seeds(sweep,
             assert all(r.return_value.skipped for r in again.returns[0])
 
 
+@pytest.mark.slow
 def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_names_runs_by_study(sweep, tmp_path):
     outputs = tmp_path / "outputs"
     with (
@@ -150,6 +153,7 @@ def test_tensorboard_over_several_sweeps_filters_each_by_all_its_values_and_name
     assert [run for run in runs if "sweeps/" in run or "hparams" in run] == ["hparams/."], runs
 
 
+@pytest.mark.slow
 def test_the_experiment_keeps_none_where_it_is_a_value_and_drops_it_past_a_models_depth(tmp_path):
     from sherlocked.bench.scale import synthetic_sweep
     from sherlocked.records.dashboard import write_experiment_of

@@ -28,6 +28,7 @@ def test_cifar_pickles_load_through_torchvision_in_channel_first_order(cifar_roo
     torch.testing.assert_close(test_x[0].view(3, 32, 32), expected)
 
 
+@pytest.mark.slow
 def test_mnist_5k_is_a_fixed_stratified_split_of_the_embedded_digits():
     train_x, train_y, test_x, test_y = load("mnist_5k", "unused", *MNIST_NORM)
     assert train_x.shape == (4000, 784) and test_x.shape == (1000, 784)

@@ -18,6 +18,8 @@ from sherlocked.records import layout, table
 from sherlocked.records.population_progress import PopulationProgress
 from tests.conftest import SMALL
 
+pytestmark = pytest.mark.slow  # sweeps started as processes and interrupted, killed, resumed
+
 
 def start_sweep(
     tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt", workers: int = 2
@@ -134,7 +136,9 @@ BACKENDS = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "backend", [pytest.param(b, marks=pytest.mark.xdist_group("ray")) if b == "ray" else b for b in BACKENDS]
+)  # one Ray at a time: see tests/test_ray_cluster.py
 def test_ctrl_c_on_any_backend_says_one_line_and_exits_130(tmp_path, data_root, backend):
     """Lightning catches a Ctrl-C inside its fit and exits 1; a sweep training in its own process said nothing."""
     workers, extra = BACKENDS[backend]

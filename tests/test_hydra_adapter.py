@@ -46,6 +46,7 @@ def test_derived_configs_equal_hydras_own_composition():
         assert to_yaml(derived_hydra) == OmegaConf.to_yaml(OmegaConf.create(derived_hydra))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("jobs", "why"),
     [
@@ -66,6 +67,7 @@ def test_an_interpolation_reading_a_member_key_is_composed():
     assert not template.derivable([adapter.parse(overrides) for overrides in jobs])
 
 
+@pytest.mark.slow
 def test_a_sweeps_check_derives_member_values_and_composes_the_rest_to_what_composing_gives():
     """sherlocked.sweep.preflight.each_swept_value: one config per swept value, checked before the sweep starts."""
     from omegaconf import open_dict
@@ -113,6 +115,7 @@ def resolved(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("group", "derived"),
     [

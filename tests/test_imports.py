@@ -8,6 +8,8 @@ import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 PACKAGES = (ROOT / "sherlocked", ROOT / "hydra_plugins" / "sherlocked_launcher")
 TORCH = {"torch", "lightning", "torchvision", "torchmetrics"}  # what a torch-free module may not reach
@@ -128,6 +130,7 @@ for name in sys.argv[1].split(","):
 """
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     found = modules()
     assert {
@@ -199,6 +202,7 @@ def test_the_report_and_a_sweeps_checks_import_no_torch():
     assert reach(checks, edges) & users == set()
 
 
+@pytest.mark.slow
 def test_a_sweeps_driver_imports_torch_only_inside_the_functions_that_train():
     """What a sweep's driver imports (its callback, plan, run, backends; the plugins Hydra scans) reaches no torch
     at import time: training is imported where a population trains, the device queried where it is asked."""
@@ -270,6 +274,7 @@ def test_only_the_adapter_knows_its_job_types(tmp_path):
     assert "config" in annotated and "hydra" not in annotated
 
 
+@pytest.mark.slow
 def test_only_the_entry_point_uses_hydra_main_and_nothing_imports_it():
     found = modules()
     users = {name for name, path in found.items() if "hydra.main" in path.read_text()}

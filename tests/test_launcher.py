@@ -46,6 +46,7 @@ def results(directory: Path) -> dict[str, dict]:
     return {str(p.parent.relative_to(directory)): json.loads(p.read_text()) for p in directory.rglob("result.json")}
 
 
+@pytest.mark.slow
 def test_population_and_basic_launchers_give_the_same_job_dirs_and_results(sweep, tmp_path, capsys):
     population = ["hydra/launcher=population", "hydra.launcher.max_members=3"]  # 8 jobs: groups of 3, 3, 2
     with sweep(tmp_path / "basic", *GRID), sweep(tmp_path / "population", *GRID, *population) as pop:
@@ -64,6 +65,7 @@ def test_population_and_basic_launchers_give_the_same_job_dirs_and_results(sweep
             assert all(r.return_value.skipped for r in again.returns[0])
 
 
+@pytest.mark.slow
 def test_derived_job_dirs_hold_what_hydras_run_job_writes_byte_for_byte(sweep, tmp_path, monkeypatch):
     grid = ["act2=relu,'relu|tanh'", "model.batch_norm=none,[1,3]", "seed=0,1", "hydra/launcher=population"]
     grid.append("+trainer.limit_train_batches=1")
@@ -83,6 +85,7 @@ def test_derived_job_dirs_hold_what_hydras_run_job_writes_byte_for_byte(sweep, t
         assert len(composed) == 8 and all(derived[job]["config"] == composed[job]["config"] for job in composed)
 
 
+@pytest.mark.slow
 def test_finished_jobs_are_read_from_the_table_and_counted_before_any_training(sweep, tmp_path, capsys, monkeypatch):
     population = ["hydra/launcher=population", "seed=0,1"]
     with sweep(tmp_path, "act3=relu", *population):
@@ -117,6 +120,7 @@ def sweep_with_a_failing_population(sweep, tmp_path) -> int:
     return stopped.value.code
 
 
+@pytest.mark.slow
 def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, capsys):
     assert sweep_with_a_failing_population(sweep, tmp_path) == 1
     found = results(tmp_path)
@@ -124,6 +128,7 @@ def test_a_failing_population_is_recorded_and_the_others_train(sweep, tmp_path, 
     assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sweep, tmp_path, capsys, monkeypatch):
     def broken(sweep_dir):
         raise RuntimeError("the mean runs failed\nwith a second line")
@@ -135,6 +140,7 @@ def test_a_sweeps_end_that_fails_still_counts_and_exits_1_for_its_failed_jobs(sw
     assert "4/4 jobs: 2 ok, 0 diverged, 2 failed" in out[-1]
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_results_as_in_process(sweep, tmp_path):
     grid = ["act3=relu,tanh", "seed=0,1"]
     workers = ["hydra/launcher=population", "hydra.launcher.max_members=2", "hydra.launcher.workers=2"]
@@ -201,6 +207,7 @@ def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_f
     assert [job.events_dir.name for job in other] == [job.job_dir.name for job in other]
 
 
+@pytest.mark.slow
 def test_jobs_that_differ_in_learning_rate_momentum_or_weight_decay_train_as_one_population(sweep, tmp_path):
     grid = ["model.optimizer.lr=0.1,0.01", "model.optimizer.momentum=0.5,0.9", "model.optimizer.weight_decay=0,0.001"]
     with sweep(tmp_path / "sweep", *grid, "hydra/launcher=population") as done:
@@ -210,6 +217,7 @@ def test_jobs_that_differ_in_learning_rate_momentum_or_weight_decay_train_as_one
         assert settings == set(itertools.product((0.1, 0.01), (0.5, 0.9), (0.0, 0.001)))
 
 
+@pytest.mark.slow
 def test_hydra_interpolations_resolve_per_job(sweep, tmp_path):
     """${hydra:...} in the task config: each job its own value, as Hydra's basic launcher gives it."""
     tags = ["+tag=n${hydra:job.num}", "+out=${hydra:runtime.output_dir}", "+name=${hydra:job.override_dirname}"]
@@ -240,6 +248,7 @@ class Probe(Callback):
             f.write(json.dumps(seen) + "\n")
 
 
+@pytest.mark.slow
 def test_a_users_callback_reads_each_jobs_hydra_config(sweep, tmp_path):
     probe = [
         "+hydra.callbacks.probe._target_=tests.test_launcher.Probe",
@@ -250,6 +259,7 @@ def test_a_users_callback_reads_each_jobs_hydra_config(sweep, tmp_path):
         assert seen == [["end", 0, "ok"], ["end", 1, "ok"], ["start", 0, 0], ["start", 1, 1]]
 
 
+@pytest.mark.slow
 def test_a_job_that_changes_into_its_dir_says_so(sweep, tmp_path):
     with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population", "hydra.job.chdir=true") as done:
         for r in done.returns[0]:
@@ -258,6 +268,7 @@ def test_a_job_that_changes_into_its_dir_says_so(sweep, tmp_path):
             assert Path(r.working_dir).parent == tmp_path / "sweep" and ran["overrides"] == r.overrides
 
 
+@pytest.mark.slow
 def test_the_population_launcher_trains_sherlockeds_task_only(sweep, tmp_path, capsys):
     """The CLI's task and the tests' are sherlocked's: trained as populations, not one by one."""
     with sweep(tmp_path / "sweep", "act3=relu,tanh", "hydra/launcher=population") as done:

@@ -70,6 +70,7 @@ def test_a_diverging_member_with_diagnostics_on_touches_no_other_members_diagnos
     assert (tmp_path / "mixed" / "0" / "tb").exists()  # the diverged member's run is written too
 
 
+@pytest.mark.slow
 def test_after_tens_of_steps_each_member_of_a_population_equals_its_solo_run(data_root):
     members = [
         MemberSpec((784, 32, 16, 10), ("sigmoid", "sigmoid", "relu"), seed=0),
@@ -98,6 +99,7 @@ MIXED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "target, settings",
     [

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # an Optuna study of real trainings
+
 optuna = pytest.importorskip("optuna")  # the `optuna` extra (CI installs it)
 
 

@@ -98,6 +98,7 @@ def calls(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_only_the_recorder_writes_a_result_or_a_row(tmp_path):
     writers = {str(p.relative_to(ROOT)) for p in (ROOT / "sherlocked").rglob("*.py") if calls(p)}
     assert writers == {"sherlocked/records/outcomes.py"}

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow
 def test_a_wheel_installed_elsewhere_trains_from_outside_the_checkout(data_root, tmp_path):
     wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
     # A copy, since pip builds in the source tree (build/, *.egg-info) and the checkout stays as it is.

@@ -106,12 +106,14 @@ def problems(sweep, files) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_figure_of_the_page_is_legible_at_page_width(tmp_path):
     needs("pandoc", "chromium")
     sweep = demo_like_sweep(tmp_path / "sweep")
     assert problems(sweep, report(sweep, [("sigmoid", "relu")]).files) == []
 
 
+@pytest.mark.slow
 def test_figures_drawn_too_big_with_small_text_are_caught(tmp_path, monkeypatch):
     """The check above fails figures saved at twice the resolution with 5-point text."""
     needs("pandoc", "chromium")
@@ -190,6 +192,7 @@ def outside_the_canvas(fig) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES)
 def test_every_figure_keeps_its_text_inside_the_canvas(shape):
     runs = synthetic_runs(*SHAPES[shape])
@@ -217,6 +220,7 @@ def test_one_epoch_is_a_marked_point_at_a_whole_epoch_and_many_epochs_have_whole
         plots.plt.close(fig)
 
 
+@pytest.mark.slow
 def test_beyond_sixteen_last_pairs_the_curves_draw_the_pair_the_best_and_the_worst_and_say_what_is_left_out(tmp_path):
     """8 activations: 64 last pairs, 64 panels sharing their axes took a minute to draw (matplotlib's bookkeeping of
     shared axes grows with the square of their number) and were unreadable at page width."""

@@ -51,6 +51,7 @@ def elsewhere(tmp_path, monkeypatch) -> Path:
     return tmp_path / "elsewhere"
 
 
+@pytest.mark.slow
 def test_paths_outputs_moves_every_output(elsewhere, tmp_path, data_root, monkeypatch, capsys):
     """One override moves a single run, a sweep and --plan's figures; the same root given as SHERLOCKED_OUTPUTS is
     where the report lists sweeps and the board looks by default; nothing goes to ./outputs."""
@@ -112,6 +113,7 @@ def test_where_outputs_go_is_no_part_of_a_job(monkeypatch):
     assert here["paths"] != there["paths"] and identity(here) == identity(there)
 
 
+@pytest.mark.slow
 def test_one_declaration_read_the_same_by_the_config_the_layout_and_the_makefile(elsewhere, monkeypatch):
     declared = OmegaConf.load(layout.PATHS)
     assert tuple(declared) == OUTPUT_PATHS == tuple(f.name for f in dataclasses.fields(layout.OutputPaths))

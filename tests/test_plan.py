@@ -46,6 +46,7 @@ def planned(tmp_path, monkeypatch):
     return make
 
 
+@pytest.mark.slow
 def test_a_plan_composes_each_group_once_and_splits_its_jobs_into_populations(planned, tmp_path):
     the_plan = planned(max_members=4)
     assert len(planned.composed) == 2  # one composition per group: the rest derived
@@ -63,6 +64,7 @@ def test_a_plan_composes_each_group_once_and_splits_its_jobs_into_populations(pl
     assert sorted(the_plan.hydra) == list(range(10, 22))  # the plan keeps each job's Hydra side, by its index
 
 
+@pytest.mark.slow
 def test_finished_jobs_are_left_out_of_the_populations(planned):
     first = planned(max_members=0)
     assert [len(population) for population in first.populations] == [6, 6]
@@ -80,6 +82,7 @@ def test_finished_jobs_are_left_out_of_the_populations(planned):
     assert json.loads((stale.job_dir / "result.json").read_text())["config"]["seed"] == 99  # read, not touched
 
 
+@pytest.mark.slow
 def test_a_plan_names_its_backend_and_spreads_over_the_workers(planned):
     assert planned(backend="ray").where == "ray" and planned(backend="ray").workers == 0
     spread = planned(max_members=0, workers=4)
@@ -96,6 +99,7 @@ def plan_command(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_nothing(tmp_path):
     bench = tmp_path / "outputs" / "bench"  # what python -m sherlocked.bench measured on this device kind
     bench.mkdir(parents=True)
@@ -127,6 +131,7 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow
 def test_plan_sizes_a_study_of_100000_jobs(tmp_path):
     acts = "relu,tanh,sigmoid,selu,gelu,silu,elu,leaky_relu,softplus,mish,identity"
     grid = [f"act1={acts}", f"act2={acts}", f"act3={acts}", "seed=range(25)", "model.batch_norm=none,all,last"]

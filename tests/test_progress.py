@@ -95,6 +95,7 @@ def test_the_live_view_fits_an_80_column_terminal(tmp_path, monkeypatch):
     assert all(len(line) <= 80 for line in lines)
 
 
+@pytest.mark.slow
 def test_a_sweep_not_on_a_terminal_prints_a_line_per_population_epoch_while_it_trains(tmp_path, data_root):
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", "seed=0,1", *SMALL]
     command += ["hydra.launcher.max_members=1", "trainer.max_epochs=40", "model.widths=[784,16,12,10]"]
@@ -114,6 +115,7 @@ def test_a_watch_stops_with_the_sweep(tmp_path):
     assert not progress.watching and watch.thread is None
 
 
+@pytest.mark.slow
 def test_jobs_that_end_together_get_one_line_and_the_last_of_them_at_the_next_tick(tmp_path, capsys):
     watch = Watch(tmp_path, lambda populations: "", every_s=0.2)
     watch.start()  # not a terminal here: a thread ticks every 0.2 s

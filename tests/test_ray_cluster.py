@@ -17,7 +17,8 @@ from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]  # one Ray cluster, on one of xdist's workers
+# On one of xdist's workers, with every test that starts a Ray: a local ray.init() while a cluster runs joins it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 NODES = 3
 
 

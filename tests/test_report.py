@@ -109,6 +109,7 @@ def test_failed_and_diverged_runs_are_counted_not_dropped(tmp_path):
     assert "| relu | relu | relu | 90.00 | 10.00 |  | 50.00 |" in (tmp_path / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_columns_adapt_to_a_swept_batch_norm_and_stats_are_given_per_value(tmp_path):
     triples = list(itertools.product(ACTS[:2], ["sigmoid", "tanh"], ["relu", "tanh"]))
     bn_fixes = lambda t, s, bn: 0.15 if t[1:] == ("sigmoid", "relu") and bn == "none" else 0.9 + 0.01 * s  # noqa: E731
@@ -122,6 +123,7 @@ def test_columns_adapt_to_a_swept_batch_norm_and_stats_are_given_per_value(tmp_p
     assert set(rows) == {"| batch_norm=all", "| batch_norm=none"} and "p (Holm)" in text
 
 
+@pytest.mark.slow
 def test_the_isolating_test_compares_the_pair_with_the_same_last_activation_only(tmp_path):
     triples = list(itertools.product(ACTS, ACTS, ["relu", "tanh"]))
     relu_last = lambda t, s, bn: (0.3 if t[1] == "sigmoid" else 0.6) if t[2] == "relu" else 0.9 + 0.01 * s  # noqa: E731
@@ -144,6 +146,7 @@ def test_holm_multiplies_the_smallest_p_by_the_count_and_keeps_the_order():
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_stats_give_welch_and_mann_whitney_as_scipy_computes_them(tmp_path):
     triples = list(itertools.product(ACTS, ACTS, ACTS))
     rng = np.random.default_rng(0)
@@ -175,6 +178,7 @@ def test_the_published_figures_sit_next_to_ours_for_the_studys_setup(tmp_path):
     assert "Spearman's rho" not in written["comparison.md"].read_text()  # two rows: no rank correlation
 
 
+@pytest.mark.slow
 def test_the_comparison_gives_the_rank_correlation_with_the_published_table(tmp_path):
     triples = list(itertools.product(ACTS, ACTS, ACTS))
     fake_sweep(tmp_path, triples, seeds=[0, 1])
@@ -184,6 +188,7 @@ def test_the_comparison_gives_the_rank_correlation_with_the_published_table(tmp_
     assert f"Spearman's rho = {rho:.2f} (p = {p:.2g})" in written["comparison.md"].read_text()
 
 
+@pytest.mark.slow
 def test_one_page_holds_the_question_setup_answer_figures_table_and_comparison(tmp_path):
     triples = list(itertools.product(ACTS, ACTS, ACTS))
     fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
@@ -198,6 +203,7 @@ def test_one_page_holds_the_question_setup_answer_figures_table_and_comparison(t
         assert (tmp_path / link).is_file()
 
 
+@pytest.mark.slow
 def test_the_heatmap_has_a_grid_per_first_activation_and_curves_are_told_apart(tmp_path, monkeypatch):
     from sherlocked.report import plots
 
@@ -237,6 +243,7 @@ def test_ci_is_left_out_below_three_runs(tmp_path):
     assert "given from 3 runs on" in (report(tmp_path, [("sigmoid", "relu")]).files["table.md"]).read_text()
 
 
+@pytest.mark.slow
 def test_plots_are_written_as_pictures(tmp_path):
     fake_sweep(tmp_path, list(itertools.product(ACTS[:2], ACTS[:2], ACTS)), seeds=[0, 1], batch_norms=("none", "last"))
     written = report(tmp_path, [("sigmoid", "relu")]).files
@@ -259,6 +266,7 @@ def console_rows(out: str) -> list[str]:
     return [line.split() for line in out.splitlines() if line.split()[:1] in (["relu"], ["tanh"], ["sigmoid"])]
 
 
+@pytest.mark.slow
 def test_few_configurations_are_printed_once_ranked_and_many_as_the_best_and_the_worst(tmp_path, capsys):
     """4 configurations printed as the 5 best and the 5 worst were the same table twice."""
     few = tmp_path / "few"
@@ -279,6 +287,7 @@ def test_few_configurations_are_printed_once_ranked_and_many_as_the_best_and_the
     assert not {tuple(r) for r in console_rows(best)} & {tuple(r) for r in console_rows(worst)}
 
 
+@pytest.mark.slow
 def test_diagnostics_state_the_mechanism_with_numbers(tmp_path):
     triples = list(itertools.product(ACTS[:2], ["sigmoid", "tanh"], ["relu", "tanh"]))
     fake_sweep(tmp_path, triples, seeds=[0, 1, 2])
@@ -361,6 +370,7 @@ def test_the_console_rows_show_a_swept_number_as_typed(tmp_path, capsys):
     assert " 0.003 " in ranked and " 0.0125 " in ranked
 
 
+@pytest.mark.slow
 def test_the_report_without_a_sweep_names_the_sweeps_there_are(tmp_path, monkeypatch, capsys):
     """No sweep dir is a question (make report without STUDY): the answer, exit 0; a sweep dir that does not exist
     is an error: the same list, exit 1."""
@@ -405,6 +415,7 @@ def lr_sweep(directory, lrs=(0.003, 0.001, 1e-05), diagnostics=True):
     return directory
 
 
+@pytest.mark.slow
 def test_a_swept_number_is_shown_as_typed_in_every_file(tmp_path, capsys):
     """Learning rates 0.003 and 0.001 are no 0.00 in any table; accuracies keep their two decimals."""
     from sherlocked.report import plots
@@ -519,6 +530,7 @@ def read_only(path, command: list[str]) -> list[str]:
     return ["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(path), *command]
 
 
+@pytest.mark.slow
 def test_rebuild_on_read_only_storage_names_the_results_table_it_cannot_write(tmp_path):
     import subprocess
     import sys

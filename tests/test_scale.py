@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import SMALL
+
+pytestmark = pytest.mark.slow  # sweeps of 2 to 16 populations measured
 
 # Runs the command given after it, then prints the command's peak RSS in KB.
 PEAK = (

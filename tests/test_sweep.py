@@ -19,6 +19,7 @@ def results(directory: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in directory.rglob("result.json")}
 
 
+@pytest.mark.slow
 def test_a_sweep_writes_one_result_per_job_in_dirs_named_by_overrides_and_resumes(sweep, tmp_path, capsys):
     with sweep(tmp_path / "sweep", *GRID) as first:
         found = results(tmp_path / "sweep")
@@ -37,6 +38,7 @@ def test_a_sweep_writes_one_result_per_job_in_dirs_named_by_overrides_and_resume
             assert "8/8 jobs: 0 ok, 0 diverged, 0 failed, 8 skipped" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path):
     with sweep(tmp_path / "sweep", "act3=relu,tanh"):
         path = next((tmp_path / "sweep").glob("act3=tanh*/result.json"))
@@ -49,6 +51,7 @@ def test_a_changed_config_reruns_the_job_and_replaces_its_result(sweep, tmp_path
             assert json.loads(path.read_text())["config"]["model"]["init"] == "default"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelled_out", ["act1=relu", "model.optimizer.lr=0.01"])  # each its default
 def test_the_same_jobs_typed_otherwise_are_finished_and_never_counted_twice(sweep, tmp_path, capsys, spelled_out):
     grid = ["hydra/launcher=population", "act2=relu,sigmoid", "seed=0,1"]
@@ -61,6 +64,7 @@ def test_the_same_jobs_typed_otherwise_are_finished_and_never_counted_twice(swee
         assert len(runs) == 4 and sorted(runs.groupby("act2")["seed"].count()) == [2, 2]
 
 
+@pytest.mark.slow
 def test_a_job_listed_twice_trains_once_and_counts_once(sweep, tmp_path, capsys):
     with sweep(tmp_path / "sweep", "hydra/launcher=population", "seed=0,1,0") as first:
         returns = [job.return_value for job in first.returns[0]]
@@ -73,6 +77,7 @@ def test_a_job_listed_twice_trains_once_and_counts_once(sweep, tmp_path, capsys)
         assert len(results(tmp_path / "sweep")) == 2 and len(read_runs(tmp_path / "sweep")) == 2
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_recorded_the_rest_complete_and_the_exit_code_counts_it(sweep, tmp_path, capsys):
     with (
         pytest.raises(SystemExit) as stopped,
@@ -92,6 +97,7 @@ def test_a_failing_job_is_recorded_the_rest_complete_and_the_exit_code_counts_it
     assert (runs["status"] == "failed").sum() == 2
 
 
+@pytest.mark.slow
 def test_the_report_of_a_real_sweep_matches_its_result_files(sweep, tmp_path, capsys):
     with sweep(tmp_path / "sweep", *GRID):
         report_main([str(tmp_path / "sweep")])
@@ -110,6 +116,7 @@ def test_the_report_of_a_real_sweep_matches_its_result_files(sweep, tmp_path, ca
             assert row.mean == pytest.approx(sum(accs) / len(accs)) and row.n == 2
 
 
+@pytest.mark.slow
 def test_the_multirun_command_line(data_root, tmp_path):
     out = subprocess.run(
         [
@@ -136,6 +143,7 @@ def test_the_multirun_command_line(data_root, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_sweep_declared_in_hydra_sweeper_params_is_checked_counted_and_summed_up(sweep, tmp_path, capsys):
     with sweep(tmp_path / "sweep", "+hydra.sweeper.params.act3='relu,tanh'", "seed=0,1", "hydra/launcher=population"):
         assert len(list((tmp_path / "sweep").rglob("result.json"))) == 4

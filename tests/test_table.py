@@ -12,6 +12,7 @@ import sys
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from sherlocked.records import table
 from sherlocked.records.results import Result, read_result
@@ -24,6 +25,7 @@ def result_files(sweep_dir) -> dict[str, dict]:
     return {str(p.parent.relative_to(sweep_dir)): json.loads(p.read_text()) for p in sweep_dir.rglob("result.json")}
 
 
+@pytest.mark.slow
 def test_the_table_holds_each_jobs_result_and_the_report_reads_it_as_it_reads_the_files(sweep, tmp_path):
     sweep_dir = tmp_path / "sweep"
     with sweep(sweep_dir, *GRID):  # 8 jobs in populations of 3, 3 and 2: three files, compacted at the end
@@ -44,6 +46,7 @@ def test_the_table_holds_each_jobs_result_and_the_report_reads_it_as_it_reads_th
         pd.testing.assert_frame_equal(read_runs(sweep_dir), from_table)
 
 
+@pytest.mark.slow
 def test_resume_trusts_the_files_on_disk_retrains_deleted_jobs_restores_damaged_ones_and_adds_lacking_rows(
     sweep, tmp_path
 ):
@@ -70,6 +73,7 @@ def test_resume_trusts_the_files_on_disk_retrains_deleted_jobs_restores_damaged_
             assert len(read_runs(sweep_dir)) == 8
 
 
+@pytest.mark.slow
 def test_a_damaged_file_of_the_table_is_rebuilt_from_the_result_files_it_covered(sweep, tmp_path, caplog):
     sweep_dir = tmp_path / "sweep"
     with sweep(sweep_dir, *GRID, "hydra.launcher.max_members=2"):
@@ -109,6 +113,7 @@ def test_one_identity_in_two_dirs_is_read_once_its_latest_finished_row(tmp_path)
     assert len(table.read(tmp_path, on_disk=False)) == 4  # as written
 
 
+@pytest.mark.slow
 def test_a_table_that_cannot_be_written_fails_no_finished_job_and_the_next_run_adds_its_rows(
     sweep, tmp_path, capsys, monkeypatch
 ):
@@ -139,6 +144,7 @@ def compact_while(sweep_dir, times: int) -> None:
         table.compact(sweep_dir)
 
 
+@pytest.mark.slow
 def test_two_writers_and_a_compaction_at_once_lose_no_row(tmp_path):
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=append_populations, args=(tmp_path, first, 60)) for first in (0, 60)]

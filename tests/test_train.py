@@ -16,6 +16,7 @@ from sherlocked.training.engine import run, train
 ROOT = __import__("pathlib").Path(__file__).parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "mnist_5k", "cifar10"])
 @pytest.mark.parametrize("trainer", ["default", "cpu", "gpu"])
 def test_every_dataset_and_trainer_composes(make_cfg, dataset, trainer):
@@ -46,6 +47,7 @@ def test_the_cifar_experiments_set_the_studys_cifar_setup(make_cfg):
     assert two.widths == (3072, 500, 10) and len(two.activations) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -149,6 +151,7 @@ def test_a_seed_fully_determines_a_run_and_different_seeds_differ(make_cfg, tmp_
     assert a.history["train_loss"] != c.history["train_loss"]
 
 
+@pytest.mark.slow
 def test_population_members_match_their_solo_runs(make_cfg, tmp_path):
     cfgs = [
         make_cfg("act1=sigmoid", "act2=sigmoid", "act3=relu", "seed=0"),
@@ -188,6 +191,7 @@ def cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "sherlocked.train", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_the_command_line_trains_and_says_where_the_results_are(data_root, tmp_path):
     out = cli(
         f"dataset.root={data_root}",
@@ -202,6 +206,7 @@ def test_the_command_line_trains_and_says_where_the_results_are(data_root, tmp_p
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_help_says_what_sherlocked_is_its_groups_activations_and_examples(tmp_path):
     out = cli("--help", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("sherlocked: how activation functions interact")
@@ -213,6 +218,7 @@ def test_help_says_what_sherlocked_is_its_groups_activations_and_examples(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["-m"]])
 def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mode):
     out = cli(
@@ -226,6 +232,7 @@ def test_a_bad_command_line_stops_with_one_line_and_writes_nothing(tmp_path, mod
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -251,6 +258,7 @@ def test_a_sweep_with_a_value_of_the_wrong_type_stops_before_anything_is_written
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["-m", "seed=0,1"]])
 def test_data_that_is_not_there_stops_before_anything_is_written(tmp_path, mode):
     out = cli(
@@ -271,6 +279,7 @@ def test_configs_resolve_without_hydra_running(make_cfg):
     assert OmegaConf.to_container(make_cfg(), resolve=True)["dataset"]["root"]
 
 
+@pytest.mark.slow
 def test_over_longer_training_on_real_digits_members_stay_within_half_a_point_of_solo(make_cfg, tmp_path):
     """fp32 summation order differs between a batched and a single matmul; through ReLU boundaries the
     difference can grow over hundreds of steps, so this compares final accuracy with a tolerance."""
