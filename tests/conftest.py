@@ -24,6 +24,8 @@ N_TRAIN, N_TEST = 250, 100
 for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# Ray starts its workers at niceness 15: beside the other tests (at 0) they waited minutes for a core.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 # What every test run shrinks: two epochs, CPU, quiet (and tiny widths, see make_cfg).
 SMALL = [
