@@ -26,6 +26,9 @@ for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # Ray starts its workers at niceness 15: beside the other tests (at 0) they waited minutes for a core.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# A sweep given no hydra.launcher.ray.address starts a Ray of its own, as on a machine without one: ray.init() would
+# otherwise join the cluster another test (tests/test_ray_cluster.py), or another test run, has running here.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 # What every test run shrinks: two epochs, CPU, quiet (and tiny widths, see make_cfg).
 SMALL = [

@@ -2,6 +2,7 @@
 sweep submitting to it through submitit as on a cluster. Needs root (the daemons run as root, munged as munge);
 `make test` installs slurm-wlm and munge where it may (see the Makefile's test-tools)."""
 
+import fcntl
 import os
 import shutil
 import socket
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
+# One cluster on a machine at a time: two test runs side by side share munged, which the first to finish would stop.
+LOCK = Path("/tmp/sherlocked-tests-slurm.lock")
 
 
 def why_not() -> str | None:
@@ -71,8 +74,11 @@ class Slurm:
         self.folder = Path(folder)
         self.conf = self.folder / "slurm.conf"
         self.started_munge = False
+        self.lock = None
 
     def start(self) -> None:
+        self.lock = open(LOCK, "w")  # noqa: SIM115 (held until stop)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)  # another run's cluster: wait until it stops
         for part in ("state", "spool"):
             (self.folder / part).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(config(self.folder))
@@ -122,3 +128,5 @@ class Slurm:
         if self.started_munge:
             subprocess.run(["pkill", "-x", "munged"], capture_output=True)
         os.environ.pop("SLURM_CONF", None)
+        if self.lock is not None:
+            self.lock.close()  # the next run's cluster may start

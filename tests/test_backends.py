@@ -36,7 +36,6 @@ def local_ray(*extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray at a time: see tests/test_ray_cluster.py
 def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep, tmp_path, capsys):
     pytest.importorskip("ray")
     with sweep(tmp_path / "local", *GRID), sweep(tmp_path / "ray", *GRID, *local_ray()):
@@ -51,7 +50,6 @@ def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep,
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray at a time: see tests/test_ray_cluster.py
 def test_a_ray_task_whose_worker_dies_is_retried_and_the_sweep_completes(sweep, tmp_path, capsys):
     pytest.importorskip("ray")
     dies = ["logger._target_=tests.ray_helpers.KillOnce", f"+logger.marker={tmp_path / 'killed'}"]

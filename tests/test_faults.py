@@ -17,8 +17,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sherlocked.records import layout, table
 from sherlocked.records.population_progress import PopulationProgress
 from tests.conftest import SMALL
+from tests.ray_helpers import PACED
 
 pytestmark = pytest.mark.slow  # sweeps started as processes and interrupted, killed, resumed
+ROOT = str(Path(__file__).parents[1])
 
 
 def start_sweep(
@@ -31,7 +33,10 @@ def start_sweep(
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.max_epochs=30"]
     command += [f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
-    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}  # PACED
+    return subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True
+    )
 
 
 def wait_for(condition, seconds: float = 120) -> None:
@@ -108,7 +113,7 @@ def test_sigterm_to_a_sweep_lets_its_workers_save_where_they_stand_and_a_rerun_g
 ):
     """SIGTERM to the driver alone (kill PID) or to every process (a cloud's shutdown, SLURM preempting the sweep's
     own job): each worker saves its population at the end of its step, then the driver ends by the signal."""
-    longer = ["checkpoint_every_s=3600", "trainer.max_epochs=60"]  # ~12 s a job; no epoch checkpoint is due
+    longer = ["checkpoint_every_s=3600", PACED, "trainer.max_epochs=20"]  # 16 s a job, paced; no checkpoint due
     sweep = start_sweep(tmp_path, data_root, *longer)
     wait_for(lambda: two_in_their_first_half(tmp_path / "sweep"))  # neither finishes before the signal
     if to == "driver":
@@ -136,9 +141,7 @@ BACKENDS = {
 }
 
 
-@pytest.mark.parametrize(
-    "backend", [pytest.param(b, marks=pytest.mark.xdist_group("ray")) if b == "ray" else b for b in BACKENDS]
-)  # one Ray at a time: see tests/test_ray_cluster.py
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_on_any_backend_says_one_line_and_exits_130(tmp_path, data_root, backend):
     """Lightning catches a Ctrl-C inside its fit and exits 1; a sweep training in its own process said nothing."""
     workers, extra = BACKENDS[backend]

@@ -2,6 +2,7 @@
 on this machine), reached through hydra.launcher.ray.address as a real cluster is; and a node lost mid-sweep."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,26 +14,30 @@ import pytest
 
 from sherlocked.records import layout
 from tests.conftest import SMALL
+from tests.ray_helpers import PACED
 from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
 
 ray = pytest.importorskip("ray")
-# On one of xdist's workers, with every test that starts a Ray: a local ray.init() while a cluster runs joins it.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]  # one cluster, on one of xdist's workers
 NODES = 3
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    """The cluster, its nodes' workers and the sweeps started beside it importing tests/ (PACED) from the checkout."""
     from ray.cluster_utils import Cluster
 
-    small = {"object_store_memory": 80_000_000}
-    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **small})
-    for _ in range(NODES):
-        head.add_node(num_cpus=1, **small)
-    head.wait_for_nodes()
-    yield head
-    head.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        small = {"object_store_memory": 80_000_000}
+        head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **small})
+        for _ in range(NODES):
+            head.add_node(num_cpus=1, **small)
+        head.wait_for_nodes()
+        yield head
+        head.shutdown()
 
 
 def on(cluster, *extra: str) -> list[str]:
@@ -63,7 +68,7 @@ def node_training(cluster, sweep_dir: Path):
 
 
 def test_a_node_lost_mid_sweep_is_retried_elsewhere_from_its_checkpoint_with_the_same_numbers(cluster, sweep, tmp_path):
-    grid = [*GRID, "checkpoint_every_s=0", "trainer.max_epochs=40"]
+    grid = [*GRID, "checkpoint_every_s=0", PACED, "trainer.max_epochs=10"]  # 8 s a population, paced
     removed = []
 
     def lose_a_node():
@@ -91,7 +96,8 @@ def test_a_node_lost_mid_sweep_is_retried_elsewhere_from_its_checkpoint_with_the
 def command_line_sweep(tmp_path: Path, data_root: Path, into: str, *extra: str, log: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *GRID[:2]]
     command += ["hydra.launcher.max_members=2", *SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
-    command += ["checkpoint_every_s=0", "trainer.max_epochs=150", f"hydra.sweep.dir={tmp_path / into}", *extra]
+    command += ["checkpoint_every_s=0", PACED, "trainer.max_epochs=20"]  # 16 s a population, paced
+    command += [f"hydra.sweep.dir={tmp_path / into}", *extra]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
     return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
 

@@ -1,6 +1,7 @@
 """Sweeps on a real SLURM (one node, started here: tests/slurm_cluster.py), with the faults a cluster has: an
 element requeued by an administrator, an element cancelled, the driver killed while elements run."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,12 +12,14 @@ import pytest
 
 from sherlocked.records import layout
 from tests.conftest import SMALL
+from tests.ray_helpers import PACED
 from tests.slurm_cluster import Slurm, why_not
 from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one SLURM, on one of xdist's workers
 ON_SLURM = ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=slurm"]
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +36,26 @@ def slurm(tmp_path_factory):
 def start_sweep(
     tmp_path: Path, data_root: Path, *extra: str, log: str = "out.txt", into: str = "sweep"
 ) -> subprocess.Popen:
-    """The command line's sweep on SLURM: 2 elements of 2 jobs, 30 epochs (long enough to act on)."""
+    """The command line's sweep on SLURM: 2 elements of 2 jobs, 30 epochs (long enough to act on). Its elements
+    import tests/ (PACED) from the checkout: SLURM passes them the driver's environment."""
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *ON_SLURM]
     command += ["hydra.launcher.max_members=2", "act3=relu,tanh", "seed=0,1", *SMALL, "trainer.max_epochs=30"]
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.sweep.dir={tmp_path / into}"]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
-    return subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    return subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+
+
+def said(tmp_path: Path) -> str:
+    """What a failed sweep's driver and its elements said last (progress lines left out): the elements' logs say
+    which signals came when, which the driver's output does not."""
+    logs = [tmp_path / "out.txt", *sorted((tmp_path / "sweep").glob(".submitit/*/*_log.err"))]
+    lines: list[str] = []
+    for log in logs:
+        told = [line for line in log.read_text().splitlines() if " epoch " not in line and "sacct" not in line]
+        lines += [f"== {log}", *told[-15:]]
+    return "\n".join(lines)
 
 
 def running(cluster: Slurm) -> list[str]:
@@ -54,8 +71,8 @@ def test_a_sweep_on_slurm_is_one_array_with_the_local_backends_results(slurm, sw
 
 
 def test_a_cancelled_element_fails_its_jobs_with_one_line_and_a_rerun_trains_only_them(slurm, tmp_path, data_root):
-    long = "trainer.max_epochs=150"  # ~25 s: the element is cancelled while it trains
-    sweep = start_sweep(tmp_path, data_root, long)
+    long = [PACED, "trainer.max_epochs=25"]  # 20 s, paced: the element is cancelled while it trains
+    sweep = start_sweep(tmp_path, data_root, *long)
     wait_for(lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4)
     cancelled = running(slurm)[0]
     subprocess.run(["scancel", cancelled], check=True)
@@ -69,7 +86,7 @@ def test_a_cancelled_element_fails_its_jobs_with_one_line_and_a_rerun_trains_onl
         "again to train it"
         for error in failed.values()
     ), failed
-    rerun = start_sweep(tmp_path, data_root, long, log="rerun.txt")
+    rerun = start_sweep(tmp_path, data_root, *long, log="rerun.txt")
     assert rerun.wait(timeout=300) == 0
     summary = (tmp_path / "rerun.txt").read_text().strip().splitlines()[-1]
     assert summary.endswith("4/4 jobs: 2 ok, 0 diverged, 0 failed, 2 skipped"), summary
@@ -96,7 +113,7 @@ def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads
 
 
 def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, tmp_path, data_root):
-    every_epoch = ["checkpoint_every_s=0", "trainer.max_epochs=150"]  # ~25 s: both elements train when requeued
+    every_epoch = ["checkpoint_every_s=0", PACED, "trainer.max_epochs=25"]  # 20 s, paced: both train when requeued
     sweep = start_sweep(tmp_path, data_root, *every_epoch)
     wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
     array = running(slurm)[0].split("_")[0]
@@ -104,7 +121,7 @@ def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbe
     # SLURM holds a requeued job back a while (its BeginTime): started at once here, as when the cluster is idle
     wait_for(lambda: [job["state"] for job in slurm.jobs() if job["id"].startswith(f"{array}_")] == ["PENDING"] * 2)
     subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
-    assert sweep.wait(timeout=600) == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    assert sweep.wait(timeout=600) == 0, said(tmp_path)
     found = results(tmp_path / "sweep")
     assert all(r["status"] == "ok" and r["resumed_epochs"] > 0 for r in found.values()), found
     alone = start_sweep(tmp_path, data_root, *every_epoch, log="alone.txt", into="alone")  # never requeued
@@ -118,7 +135,7 @@ def test_elements_preempted_without_a_checkpoint_save_at_the_signal_and_resume_f
     """Preemption as SLURM does it (REQUEUE mode; scontrol requeue takes the same path): SIGTERM to the elements,
     SIGKILL after KillWait, requeued. No epoch checkpoint is due (checkpoint_every_s=3600): what the requeued
     elements resume from is what each saved at the end of the step the SIGTERM came in."""
-    rarely = ["checkpoint_every_s=3600", "trainer.max_epochs=150"]  # ~25 s: preempted while it trains
+    rarely = ["checkpoint_every_s=3600", PACED, "trainer.max_epochs=25"]  # 20 s, paced: preempted while it trains
     sweep = start_sweep(tmp_path, data_root, *rarely)
     wait_for(lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4)
     time.sleep(2)  # into their first epochs
@@ -127,7 +144,7 @@ def test_elements_preempted_without_a_checkpoint_save_at_the_signal_and_resume_f
     wait_for(lambda: [job["state"] for job in slurm.jobs() if job["id"].startswith(f"{array}_")] == ["PENDING"] * 2)
     assert len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2  # both saved at the signal
     subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
-    assert sweep.wait(timeout=600) == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    assert sweep.wait(timeout=600) == 0, said(tmp_path)
     found = results(tmp_path / "sweep")
     assert all(r["status"] == "ok" and r["resumed_step"] > 0 for r in found.values()), found
     alone = start_sweep(tmp_path, data_root, *rarely, log="alone.txt", into="alone")  # never preempted
@@ -140,8 +157,8 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
     requeues it at 45 s of its 2 minutes, each time (up to max_retries), and every attempt resumes from there (no
     epoch checkpoint is due: checkpoint_every_s=3600)."""
     limit = ["hydra.launcher.submitit.timeout_min=2", "hydra.launcher.submitit.signal_delay_s=75"]
-    # ~90 s of training here (so 45 s attempts), and requeues to spare where a machine is slower
-    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", "trainer.max_epochs=1500"]
+    # 60 s of training, paced: more than an attempt (signalled at 45 s at the latest), and requeues to spare
+    one_element = ["hydra.launcher.max_members=4", "checkpoint_every_s=3600", PACED, "trainer.max_epochs=75"]
     one_element += ["hydra.launcher.max_retries=10"]
     sweep = start_sweep(tmp_path, data_root, *limit, *one_element)
     ran, requeued = set(), set()
@@ -153,7 +170,7 @@ def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, d
                 requeued.add(job["id"])
                 subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now"], capture_output=True)
         time.sleep(1)
-    assert sweep.returncode == 0, (tmp_path / "out.txt").read_text()[-2000:]
+    assert sweep.returncode == 0, said(tmp_path)
     found = results(tmp_path / "sweep")
     assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
     assert requeued, "the element was never requeued"
