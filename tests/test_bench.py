@@ -8,20 +8,23 @@ import pytest
 import torch
 
 from sherlocked.bench import cli, paths, sweeps
+from sherlocked.spec.shapes import linear_shapes
 from sherlocked.sweep.devices import flops_per_member_epoch
 
 
 def test_flops_count_only_the_matmuls_a_step_computes():
     # Widths 4-3-2: forward 2*4*3 + 2*3*2 = 36 FLOPs a sample; training adds the weight gradients (36)
     # and the second layer's input gradient (12), not the first's: the data needs no gradient.
-    flops = flops_per_member_epoch([4, 3, 2], batch=5, train_steps=2, test_size=7)
+    flops = flops_per_member_epoch(linear_shapes([4, 3, 2]), batch=5, train_steps=2, test_size=7)
     assert flops == (36 + 36 + 12) * 5 * 2 + 36 * 7
 
 
 def test_the_timed_step_matmuls_are_the_ones_counted():
     pairs = paths.step_matmuls([4, 3, 2], batch=5, members=2, device="cpu")
     assert all(a.shape[0] == b.shape[0] == 2 and a.shape[2] == b.shape[1] for a, b in pairs)
-    assert paths.matmul_flops(pairs) == 2 * flops_per_member_epoch([4, 3, 2], 5, train_steps=1, test_size=0)
+    assert paths.matmul_flops(pairs) == 2 * flops_per_member_epoch(
+        linear_shapes([4, 3, 2]), 5, train_steps=1, test_size=0
+    )
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from hydra.types import HydraContext
 from sherlocked.records.job import Job
 from sherlocked.records.results import Result
 from sherlocked.spec.config import ConfigError
+from sherlocked.spec.shapes import linear_shapes
 from sherlocked.sweep import devices, plan
 from tests.conftest import CONF
 
@@ -120,7 +121,9 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
         {"model": {"widths": [784, 500, 256, 10]}, "dataset": {"batch_size": 32, "test_batch_size": 1000}}
     )
     assert lines[1].startswith(f"  memory: about {(16 * per_member + 4 * 5000 * 784) / 2**30:.2f} GiB a device")
-    seconds = 576 * (devices.flops_per_member_epoch([784, 500, 256, 10], 32, 125, 1000) * 10 / 50e9 + 0.02)
+    seconds = 576 * (
+        devices.flops_per_member_epoch(linear_shapes([784, 500, 256, 10]), 32, 125, 1000) * 10 / 50e9 + 0.02
+    )
     assert lines[2].startswith(
         f"  time: about {timedelta(seconds=round(seconds))} on this machine, the command's start"
     )

@@ -10,7 +10,7 @@ import torch
 from sherlocked.bench import paths, scale, sweeps
 from sherlocked.bench.show import console, show
 from sherlocked.spec.checks import compile_mode
-from sherlocked.sweep.devices import default_max_members, flops_per_member_epoch
+from sherlocked.sweep.devices import default_max_members, flops_per_member_epoch, model_shapes
 from sherlocked.sweep.estimate import BENCH
 from sherlocked.training import compiled
 from sherlocked.training.data import load
@@ -174,7 +174,7 @@ def figures_of(args, work: Work, timing: Timing) -> dict:
     member_epochs.update({f"compile={mode}": len(work.population) * args.compile_epochs for mode in args.compile})
     times = {path: s / member_epochs[path] for path, s in timing.seconds.items()}
     widths, d, members = list(work.population[0].model.widths), work.population[0].dataset, len(work.population)
-    flops = flops_per_member_epoch(widths, d.batch_size, work.steps, len(work.data[3]))
+    flops = flops_per_member_epoch(model_shapes(work.population[0]), d.batch_size, work.steps, len(work.data[3]))
     flops *= len(work.population) * args.epochs
     figures = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",

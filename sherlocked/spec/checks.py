@@ -12,6 +12,7 @@ checks the folder a run or a sweep will write before Hydra makes it.
 """
 
 import ast
+import dataclasses
 import functools
 import importlib.util
 import math
@@ -25,7 +26,8 @@ from omegaconf import OmegaConf
 
 from sherlocked.spec.activations import MIX, parse
 from sherlocked.spec.config import OUTPUT_PATHS, ConfigError, activations, select, suggestion
-from sherlocked.spec.datasets import CHANNELS, CLASSES, INPUTS, SOURCES, TRAIN_SIZES
+from sherlocked.spec.datasets import CHANNELS, CLASSES, IMAGES, INPUTS, SOURCES, TRAIN_SIZES
+from sherlocked.spec.shapes import POOLS, Conv, LayerShape, conv_shapes, linear_shapes, per_layer
 
 INITS = ("default", "kaiming", "xavier", "lecun")
 BATCH_NORM_CHOICES = "none, all, last, or a list of layer numbers"
@@ -166,25 +168,31 @@ RULES = (
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One member's model: widths [in, hidden..., out] and one activation spec per Linear."""
+    """One member's model: its conv layers (none for an MLP) on images of shape `image` (C, H, W), then its Linear
+    layers of widths [in, hidden..., out] (a CNN's head: `in` is its last conv layer's output, flattened), one
+    activation spec per layer (conv layers first), and the layers with batch norm and with an identity skip."""
 
     widths: tuple[int, ...]
     activations: tuple[str, ...]
-    batch_norm: tuple[int, ...] = ()  # 1-based layers with Linear -> BN -> activation
+    batch_norm: tuple[int, ...] = ()  # 1-based layers with conv/Linear -> BN -> activation
     output_activation: bool = True  # the study applies act_L to the logits too
     init: str = "default"
     seed: int = 0
+    convs: tuple[Conv, ...] = ()
+    image: tuple[int, ...] = ()  # (C, H, W) of the inputs, which come flattened; needed with convs
+    residual: tuple[int, ...] = ()  # 1-based hidden layers whose activation gets their input added: act(BN(Wx) + x)
 
     def __post_init__(self):
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed={self.seed!r} must be a whole number")
-        layers = len(self.widths) - 1
-        if layers < 1 or any(w < 1 for w in self.widths):
+        if len(self.widths) < 2 or any(w < 1 for w in self.widths):
             raise ConfigError(f"model.widths={list(self.widths)} must be at least two positive sizes")
+        layers = self.layers
         if len(self.activations) != layers:
+            kinds = f"{len(self.convs)} conv and {len(self.widths) - 1} Linear" if self.convs else str(layers)
             raise ConfigError(
-                f"{len(self.activations)} activations {list(self.activations)} for {layers} layers "
-                f"(model.widths={list(self.widths)}); give act1..act{layers}"
+                f"{len(self.activations)} activations {list(self.activations)} for {kinds} layers "
+                f"({self.described}); give act1..act{layers}"
             )
         for spec in self.activations:
             parse(spec)
@@ -193,16 +201,67 @@ class MemberSpec:
         for layer in self.batch_norm:
             if not 1 <= layer <= layers:
                 raise ConfigError(f"model.batch_norm names layer {layer}, but the model has layers 1..{layers}")
+        shapes = self.shapes  # raises where a conv layer leaves nothing of its input
+        if self.convs and self.widths[0] != math.prod(shapes[len(self.convs) - 1].out):
+            raise ValueError(f"widths[0]={self.widths[0]} is not the flattened {shapes[len(self.convs) - 1].out}")
+        for layer in self.residual:
+            _check_skip(shapes, layer, self.described)
 
     @property
     def layers(self) -> int:
-        return len(self.widths) - 1
+        return len(self.convs) + len(self.widths) - 1
+
+    @property
+    def shapes(self) -> list[LayerShape]:
+        """Every layer's shapes, conv layers first (sherlocked.spec.shapes)."""
+        convs = conv_shapes(self.image, self.convs) if self.convs else []
+        return [*convs, *linear_shapes(self.widths, first=len(convs) + 1)]
+
+    @property
+    def described(self) -> str:
+        """The model's shape as its config gives it, for messages."""
+        if not self.convs:
+            return f"model.widths={list(self.widths)}"
+        return f"model.channels={[c.channels for c in self.convs]}, model.widths={list(self.widths[1:])}"
 
     def activation(self, layer: int) -> str:
-        """The activation spec after Linear `layer` (1-based)."""
+        """The activation spec after conv or Linear `layer` (1-based)."""
         if layer == self.layers and not self.output_activation:
             return "identity"
         return self.activations[layer - 1]
+
+
+def _check_skip(shapes: list[LayerShape], layer: int, described: str) -> None:
+    """An identity skip fits around hidden `layer` only where its output keeps its input's shape."""
+    if not 1 <= layer < len(shapes):
+        raise ConfigError(
+            f"model.residual names layer {layer}, but the skips go around hidden layers 1..{len(shapes) - 1}"
+        )
+    shape = shapes[layer - 1]
+    if not shape.inputs == shape.pre == shape.out:
+        raise ConfigError(
+            f"model.residual names layer {layer}, whose input {shape.inputs} and output {shape.out} differ "
+            f"({described}): a skip adds a layer's input to its output"
+        )
+
+
+def residual_layers(value, shapes: list[LayerShape], described: str) -> tuple[int, ...]:
+    """Resolve model.residual (false, true: every hidden layer that keeps its input's shape, or layer numbers)."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        fits = tuple(s.number for s in shapes[:-1] if s.inputs == s.pre == s.out)
+        if not fits:
+            raise ConfigError(
+                f"model.residual=true, but no hidden layer keeps its input's shape ({described}): a skip adds a "
+                "layer's input to its output, e.g. model.widths=[784,256,256,256,10]"
+            )
+        return fits
+    if is_whole(value):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(is_whole(v) for v in value):
+        raise ConfigError(f"model.residual={value!r} must be true, false or a list of layer numbers, e.g. [2,3]")
+    return tuple(sorted(set(value)))
 
 
 def batch_norm_layers(value, layers: int) -> tuple[int, ...]:
@@ -250,14 +309,44 @@ def member_spec(cfg: Mapping) -> MemberSpec:
         raise ConfigError(f"model.widths={widths!r} must be whole numbers, e.g. [784, 500, 256, 10]")
     if not boolean(model["output_activation"]):
         raise ConfigError(f"model.output_activation={model['output_activation']!r} must be {TRUE_OR_FALSE}")
-    return MemberSpec(
+    convs, image = conv_layers(model), ()
+    if convs:  # a CNN: model.widths is its head, after the last conv layer's output, flattened
+        image = IMAGES.get(cfg["dataset"]["name"])
+        if image is None:
+            raise ConfigError(f"unknown dataset {cfg['dataset']['name']!r}; choose from {', '.join(SOURCES)}")
+        widths = [math.prod(conv_shapes(image, convs)[-1].out), *widths]
+    layers = len(convs) + len(widths) - 1
+    spec = MemberSpec(
         widths=tuple(widths),
         activations=tuple(acts),
-        batch_norm=batch_norm_layers(plain(model["batch_norm"]), len(widths) - 1),
+        batch_norm=batch_norm_layers(plain(model["batch_norm"]), layers),
         output_activation=model["output_activation"],
         init=str(model["init"]),
         seed=cfg["seed"],  # checked by MemberSpec: 1.5 is no seed
+        convs=convs,
+        image=image,
     )
+    residual = residual_layers(plain(model.get("residual")), spec.shapes, spec.described)
+    return dataclasses.replace(spec, residual=residual) if residual else spec
+
+
+def conv_layers(model: Mapping) -> tuple[Conv, ...]:
+    """A CNN's conv layers from model.channels, model.kernel, model.padding and model.pool; none for an MLP."""
+    channels = plain(model.get("channels"))
+    if channels is None or channels == []:
+        return ()
+    if not isinstance(channels, list | tuple) or not all(positive_whole(c) for c in channels):
+        raise ConfigError(f"model.channels={channels!r} must be a list of positive whole numbers, e.g. [8, 16]")
+    n = len(channels)
+    kernels = per_layer(plain(model.get("kernel", 3)), n, "model.kernel", positive_whole, "a positive whole number")
+    paddings = per_layer(plain(model.get("padding", 0)), n, "model.padding", natural, "a whole number >= 0")
+    pools = per_layer(plain(model.get("pool", "none")), n, "model.pool", POOLS.__contains__, " | ".join(POOLS))
+    return tuple(Conv(*layer) for layer in zip(channels, kernels, paddings, pools))
+
+
+def natural(value: Any) -> bool:
+    """A whole number >= 0."""
+    return is_whole(value) and value >= 0
 
 
 def validate(cfg: Mapping) -> MemberSpec:
@@ -287,7 +376,9 @@ def _check_dataset(spec: MemberSpec, data: Mapping) -> None:
     for key, value, means in (("input_dim", INPUTS[name], "values of an image"), ("num_classes", CLASSES, "classes")):
         if data.get(key) != value or not is_whole(data.get(key)):
             raise ConfigError(f"dataset.{key}={data.get(key)!r} must be {value}, the {means} of {name}")
-    if spec.widths[0] != data["input_dim"] or spec.widths[-1] != data["num_classes"]:
+    if spec.convs and spec.widths[-1] != data["num_classes"]:  # a CNN's input is the image itself
+        raise ConfigError(f"model.widths={list(spec.widths[1:])} must end with {name}'s {data['num_classes']} classes")
+    if not spec.convs and (spec.widths[0] != data["input_dim"] or spec.widths[-1] != data["num_classes"]):
         raise ConfigError(
             f"model.widths={list(spec.widths)} must start with {name}'s {data['input_dim']} inputs "
             f"and end with its {data['num_classes']} classes"

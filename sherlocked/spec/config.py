@@ -50,8 +50,16 @@ def _joined(value) -> str:
     return "-".join(map(str, value))
 
 
+def _joined_or_one(value) -> str:
+    """One value for every conv layer, or one per layer (model.kernel: 5 or [5, 3])."""
+    return str(value) if isinstance(value, int | str) else _joined(value)
+
+
 def _class_name(target: str) -> str:
     return target.rsplit(".", 1)[-1].lower()
+
+
+_NONE = object()  # a Key without a neutral value
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,10 @@ class Key:
     dir_name: bool = True  # an override of it names the job's directory
     default: Any = None  # its value where a config lacks it (momentum of Adam)
     show: Callable[[Any], Any] | None = None  # how HParams and the report show the value
+    optional: bool = False  # shown only where a config has it (a CNN's keys; an MLP has none of them)
+    # A key added after jobs were trained without it: at this value a job computes what it did before, so its
+    # identity leaves it out (finished jobs stay finished, their checkpoints found). _NONE: no such value.
+    neutral: Any = _NONE
 
 
 ACTIVATION = Key("act{n}", "act{n}", member=True)  # stands for act1, act2, ...: see key_of
@@ -73,12 +85,18 @@ KEYS = (
     Key("model.batch_norm", "batch_norm", member=True, show=str),
     Key("model.init", "init", member=True),
     Key("model.output_activation", "output_activation", member=True),
+    Key("model.residual", "residual", member=True, show=str, neutral=False),  # skips: false, true or layer numbers
     Key("model.optimizer.lr", "lr", member=True, show=float),  # each member's own: sherlocked/training/optimizers.py
     Key("model.optimizer.momentum", "momentum", member=True, default=0.0, show=float),
     Key("model.optimizer.weight_decay", "weight_decay", member=True, default=0.0, show=float),
     # What they share.
     Key("dataset.name", "dataset"),
     Key("model.widths", "widths", show=_joined),
+    # A CNN's conv layers (conf/model/cnn.yaml), shown only where a config has them.
+    Key("model.channels", "channels", show=_joined, optional=True),
+    Key("model.kernel", "kernel", show=_joined_or_one, optional=True),
+    Key("model.padding", "padding", show=_joined_or_one, optional=True),
+    Key("model.pool", "pool", show=_joined_or_one, optional=True),
     Key("model.optimizer._target_", "optimizer", show=_class_name),
     Key("dataset.batch_size", "batch_size"),
     Key("trainer.max_epochs", "epochs"),
@@ -143,6 +161,8 @@ def disagreement(configs: Sequence[Mapping]) -> str | None:
 
 
 NOT_IDENTITY = tuple(key.path for key in KEYS if not key.identity)
+_ABSENT = object()
+NEUTRAL = tuple((key.path, key.neutral) for key in KEYS if key.neutral is not _NONE)
 NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
 # conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:}
 OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
@@ -173,6 +193,8 @@ def hparams(config: Mapping) -> dict[str, Any]:
     for key in KEYS:
         if key.name and key is not ACTIVATION:  # the activations are above, padded
             value = select(config, key.path, key.default)
+            if key.optional and value is None:
+                continue
             shown[key.name] = key.show(value) if key.show and value is not None else value
     return shown
 
@@ -186,24 +208,26 @@ def leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], node
 
 
-def identity(config: dict) -> dict:
-    """The resolved config without the keys that do not change a job's outcome (NOT_IDENTITY)."""
-    config = json.loads(json.dumps(config))  # a deep copy in the form result.json stores
-    for key in NOT_IDENTITY:
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    return config
+def identity(config: Mapping) -> dict:
+    """The resolved config without the keys that do not change a job's outcome (NOT_IDENTITY), nor those at their
+    neutral value (NEUTRAL: a key added later, at which a job computes what it computed before the key existed)."""
+    return json.loads(json.dumps(_identity_view(config)))  # a copy in the form result.json stores
 
 
 def identity_key(config: Mapping) -> str:
     """A job's identity (see identity) as a short name: two configs get the same one exactly when they compute the
     same job, however their overrides were typed (a default spelled out, a seed listed twice)."""
+    return hashlib.sha256(json.dumps(_identity_view(config), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _identity_view(config: Mapping) -> Mapping:
+    """identity's keys, the config's own values shared (not copied)."""
     for key in NOT_IDENTITY:
         config = _without(config, key)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+    for key, value in NEUTRAL:
+        if select(config, key, _ABSENT) == value:
+            config = _without(config, key)
+    return config
 
 
 def _without(node: Any, path: str) -> Any:

@@ -24,6 +24,7 @@ TEST_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000, "mnis
 # What an image is: its channels, and its values (a model's inputs); every dataset has 10 classes.
 CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3, "mnist_5k": 1}
 INPUTS = {"mnist": 784, "fashion_mnist": 784, "cifar10": 3072, "mnist_5k": 784}
+IMAGES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "mnist_5k": (1, 28, 28)}
 CLASSES = 10
 # Where torchvision's classes find their files under dataset.root (a test holds these to torchvision's own).
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # <root>/<folder>/raw/

@@ -9,13 +9,15 @@ machine with no GPU driver at all answers 0 GPUs without torch (its import costs
 --plan would wait for).
 """
 
+import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sherlocked.spec.checks import plain
+from sherlocked.spec.checks import member_spec, plain
 from sherlocked.spec.config import ConfigError
+from sherlocked.spec.shapes import LayerShape
 
 # What a machine whose GPUs torch.cuda could use has: NVIDIA's driver (also in containers given GPUs), AMD's (ROCm
 # builds of torch answer through torch.cuda), WSL's GPU device.
@@ -53,18 +55,24 @@ def worker_count(requested: int) -> int:
     return gpu_count() if gpu_count() > 1 else 0
 
 
+def model_shapes(config: Mapping) -> list[LayerShape]:
+    """Every layer's shapes of a job's model (sherlocked.spec.shapes), conv layers first."""
+    return member_spec(config).shapes
+
+
 def member_bytes(config: Mapping) -> int:
     """Memory one member needs: parameters, gradients and momentum, activations of a train and a test batch."""
-    widths, data = list(config["model"]["widths"]), config["dataset"]
-    params = sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
-    activations = 4 * sum(widths[1:]) * (data["batch_size"] + data["test_batch_size"])  # a few copies each
+    layers, data = model_shapes(config), config["dataset"]
+    params = sum(layer.params for layer in layers)
+    values = sum(math.prod(layer.pre) for layer in layers)  # what each sample leaves in every layer
+    activations = 4 * values * (data["batch_size"] + data["test_batch_size"])  # a few copies each
     return 4 * (4 * params + activations)
 
 
-def flops_per_member_epoch(widths, batch: int, train_steps: int, test_size: int) -> float:
-    """Matmul FLOPs actually computed: forward 2*B*in*out per layer, the weight gradient as much again,
-    and the input gradient as much again for every layer but the first."""
-    forward = [2 * i * o for i, o in zip(widths[:-1], widths[1:])]
+def flops_per_member_epoch(layers: Sequence[LayerShape], batch: int, train_steps: int, test_size: int) -> float:
+    """Matmul and convolution FLOPs actually computed: each layer's forward (2 * fan_in per value it computes), the
+    weight gradient as much again, and the input gradient as much again for every layer but the first."""
+    forward = [layer.flops for layer in layers]
     train = 2 * sum(forward) + sum(forward[1:])
     return train * batch * train_steps + sum(forward) * test_size
 

@@ -21,7 +21,7 @@ from sherlocked.records.results import Result, versions
 from sherlocked.records.yaml_text import to_yaml
 from sherlocked.spec.config import hparams, select
 from sherlocked.spec.datasets import TEST_SIZES, TRAIN_SIZES
-from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes
+from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes, model_shapes
 from sherlocked.sweep.plan import Plan
 
 # Where python -m sherlocked.bench writes its figures (its --out): conf/paths' bench; a plan reads its jobs' own.
@@ -61,9 +61,7 @@ def flops(config: Mapping) -> float:
     limit = config["trainer"].get("limit_train_batches")
     steps = math.ceil(train_size / data["batch_size"])
     steps = min(steps, limit) if isinstance(limit, int) and limit > 0 else steps
-    per_epoch = flops_per_member_epoch(
-        config["model"]["widths"], data["batch_size"], steps, TEST_SIZES.get(data["name"], 0)
-    )
+    per_epoch = flops_per_member_epoch(model_shapes(config), data["batch_size"], steps, TEST_SIZES.get(data["name"], 0))
     return per_epoch * config["trainer"]["max_epochs"]
 
 
@@ -114,7 +112,7 @@ def on_disk(nbytes: int) -> int:
 def result_bytes(config: Mapping) -> int:
     """result.json's size: one written for this config, with full-length numbers for its curves (one an epoch)
     and, with diagnostics, for every measure."""
-    epochs, layers = config["trainer"]["max_epochs"], len(config["model"]["widths"]) - 1
+    epochs, layers = config["trainer"]["max_epochs"], len(model_shapes(config))
     curve = [0.12345678901234567] * epochs
     measures = DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT if diagnosed(config) else 0
     result = Result(
@@ -144,7 +142,7 @@ def events_bytes(config: Mapping) -> int:
     data, trainer = config["dataset"], config["trainer"]
     steps = math.ceil(TRAIN_SIZES.get(data["name"], 0) / data["batch_size"]) * trainer["max_epochs"]
     scalars = steps // trainer.get("log_every_n_steps", 50) + 4 * trainer["max_epochs"] + 4
-    histograms, layers = 0, len(config["model"]["widths"]) - 1
+    histograms, layers = 0, len(model_shapes(config))
     diagnostics = config.get("diagnostics") or {}
     if diagnostics.get("enabled"):
         scalars += (DIAGNOSTICS_PER_LAYER * layers + DIAGNOSTICS_OUTPUT) * (steps // diagnostics["interval"])

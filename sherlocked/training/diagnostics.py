@@ -6,6 +6,8 @@ units saturate so gradients vanish? These measurements answer it for any combina
 on a fixed probe batch of test images, for every member of a population at once:
 
 - every layer: mean and std of the pre-activation (the activation's input, after BN);
+- a conv layer's units are its channels, each seen at every position of every probe image: a
+  dead channel is dead at every position, saturation counts its outputs at every position;
 - every layer, whatever its activation: the fraction of outputs where the activation is flat
   (its slope |f'(x)| < 0.01: it passes under 1% of the gradient), and of units flat on every
   probe image (they pass almost no gradient at all): what "dead" means for any function;
@@ -59,6 +61,12 @@ def where(mask: list[bool], values: Tensor) -> Tensor:
     return torch.where(keep, values, torch.full_like(values, math.nan))
 
 
+def units_last(x: Tensor) -> Tensor:
+    """A layer's values as [K, samples, units]: a conv layer's [K, B, C, H, W] as [K, B*H*W, C], its units the
+    channels, each seen at every position (a dead channel is dead at every position of every probe image)."""
+    return x if x.dim() == 3 else x.movedim(2, -1).flatten(1, -2)
+
+
 @torch.no_grad()
 def measure(net: Population, probe: Tensor) -> tuple[dict[str, Tensor], list[tuple[Tensor, Tensor]]]:
     """Per-member values [K] keyed "layer{n}/{metric}" and "output/{metric}", and the traced layers.
@@ -73,6 +81,7 @@ def measure(net: Population, probe: Tensor) -> tuple[dict[str, Tensor], list[tup
     values = {}
     for number, (pre, post) in enumerate(trace, start=1):
         key = f"layer{number}"
+        pre, post = units_last(pre), units_last(post)
         specs = [m.activation(number) for m in net.members]
         families = [family(spec) for spec in specs]
         values[f"{key}/pre_mean"] = pre.mean((1, 2))
@@ -100,11 +109,11 @@ def grad_norms(net: Population) -> dict[str, Tensor]:
     """L2 norm of each layer's weight and bias gradients, per member (NaN before the first backward)."""
     values = {}
     for number, layer in enumerate(net.layers, start=1):
-        for name, param, dims in (("grad_w", layer.weight, (1, 2)), ("grad_b", layer.bias, (1,))):
+        for name, param in (("grad_w", layer.weight), ("grad_b", layer.bias)):
             if param.grad is None:
                 values[f"layer{number}/{name}"] = torch.full((len(net),), math.nan, device=param.device)
             else:
-                values[f"layer{number}/{name}"] = torch.linalg.vector_norm(param.grad, dim=dims)
+                values[f"layer{number}/{name}"] = torch.linalg.vector_norm(param.grad.flatten(1), dim=1)
     return values
 
 

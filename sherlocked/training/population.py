@@ -1,14 +1,20 @@
-"""K independent MLPs trained as one module: stacked weights and batched matmuls.
+"""K independent networks trained as one module: stacked weights, batched matmuls and grouped convolutions.
 
 A solo run is a population of one; there is no other model class. Member k of a
 population computes exactly what it would compute alone: its own init (from its
-seed), its own batch-norm layers and statistics, its own activations.
+seed), its own batch-norm layers and statistics, its own activations and skips.
 
     >>> from sherlocked.spec.checks import MemberSpec
+from sherlocked.spec.shapes import POOL_SIZE
     >>> from sherlocked.training.population import Population
     >>> net = Population([MemberSpec((784, 500, 256, 10), ("sigmoid", "sigmoid", "relu"), seed=s) for s in range(4)])
     >>> net(torch.randn(4, 32, 784)).shape  # [members, batch, classes]
     torch.Size([4, 32, 10])
+
+A layer is a Block: what its kind computes (LinearLayer: a batched matmul; ConvLayer: one
+grouped convolution, the members folded into its channels), then what every kind shares
+(batch norm, the skip, the activations grouped per member). A new kind of layer is one Block
+subclass here and its shape rule in sherlocked.spec.shapes.
 """
 
 import hashlib
@@ -16,9 +22,11 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sherlocked.spec.checks import MemberSpec
+from sherlocked.spec.shapes import POOL_SIZE
 from sherlocked.training.activations import build
 
 
@@ -27,12 +35,12 @@ def stream_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
 
 
-def init_linear(fan_in: int, fan_out: int, scheme: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Weight [out, in] (nn.Linear's layout) and bias [out] for one member."""
-    weight, bias = torch.empty(fan_out, fan_in), torch.zeros(fan_out)
-    if scheme == "default":  # what nn.Linear.reset_parameters does
+def init_weight(shape: tuple[int, ...], scheme: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Weight (nn.Linear's [out, in] or nn.Conv2d's [out, in, k, k] layout) and bias [out] for one member."""
+    weight, bias = torch.empty(shape), torch.zeros(shape[0])
+    if scheme == "default":  # what nn.Linear.reset_parameters and nn.Conv2d.reset_parameters do
         nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
-        bound = 1 / math.sqrt(fan_in)
+        bound = 1 / math.sqrt(math.prod(shape[1:]))  # fan in
         nn.init.uniform_(bias, -bound, bound, generator=generator)
     elif scheme == "kaiming":
         nn.init.kaiming_normal_(weight, nonlinearity="relu", generator=generator)
@@ -44,7 +52,8 @@ def init_linear(fan_in: int, fan_out: int, scheme: str, generator: torch.Generat
 
 
 class StackedBatchNorm(nn.Module):
-    """BatchNorm1d for n members at once, each with its own affine parameters and running statistics."""
+    """BatchNorm1d (x [n, B, F]) or BatchNorm2d (x [n, B, C, H, W]) for n members at once, each with its own affine
+    parameters and running statistics."""
 
     def __init__(self, members: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -55,19 +64,28 @@ class StackedBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(members, features))
 
     def forward(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
-        """x: [n, B, F] for the members at `rows` of this layer's stack (all when None)."""
+        """x for the members at `rows` of this layer's stack (all when None)."""
         rows = slice(None) if rows is None else rows
+        over = (1, *range(3, x.dim()))  # the batch, and a conv layer's positions: statistics per member and channel
         if self.training:
-            mean, var = x.mean(1), x.var(1, unbiased=False)
-            with torch.no_grad():  # nn.BatchNorm1d's update: unbiased variance, exponential average
-                n = x.shape[1]
+            mean, var = x.mean(over), x.var(over, unbiased=False)
+            with torch.no_grad():  # nn.BatchNorm's update: unbiased variance, exponential average
+                n = x.numel() // (x.shape[0] * x.shape[2])
                 unbiased = var * n / max(n - 1, 1)
                 self.running_mean[rows] = torch.lerp(self.running_mean[rows], mean, self.momentum)
                 self.running_var[rows] = torch.lerp(self.running_var[rows], unbiased, self.momentum)
         else:
             mean, var = self.running_mean[rows], self.running_var[rows]
         scale = self.weight[rows] * torch.rsqrt(var + self.eps)
-        return (x - mean.unsqueeze(1)) * scale.unsqueeze(1) + self.bias[rows].unsqueeze(1)
+        shape = (x.shape[0], 1, x.shape[2], *(1,) * (x.dim() - 3))  # [n, F] against x's dimensions
+        return (x - mean.view(shape)) * scale.view(shape) + self.bias[rows].view(shape)
+
+    def export(self, row: int, batch_norm: type[nn.Module]) -> nn.Module:
+        """Row `row`'s batch norm as torch's own (nn.BatchNorm1d or nn.BatchNorm2d)."""
+        norm = batch_norm(self.weight.shape[1], eps=self.eps, momentum=self.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(norm, name).copy_(getattr(self, name)[row])
+        return norm
 
 
 class Regroup(torch.autograd.Function):
@@ -85,31 +103,48 @@ class Regroup(torch.autograd.Function):
         return grad.index_select(0, inverse), None, None
 
 
-class Layer(nn.Module):
-    """Linear -> [BN] -> activation for every member; members with the same (activation, BN) share one call:
-    the members are regrouped so that each group is one slice, then put back in their order."""
+class Residual(nn.Module):
+    """An exported member's layer with an identity skip: activation(body(x) + x)."""
+
+    def __init__(self, body: nn.Module, activation: nn.Module):
+        super().__init__()
+        self.body, self.activation = body, activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.body(x) + x)
+
+
+class Block(nn.Module):
+    """One layer of every member: what its kind computes (transform) -> [BN] -> [+ its input] -> activation ->
+    what follows (after: a conv layer's pooling). Members with the same (activation, BN, skip) share one call: the
+    members are regrouped so that each group is one slice, then put back in their order."""
+
+    units_dim = -1  # the dimension of the units: a mixed activation splits it, batch norm normalises each
+    batch_norm: type[nn.Module] = nn.BatchNorm1d  # an exported member's
 
     def __init__(self, members: Sequence[MemberSpec], layer: int):
         super().__init__()
-        fan_in, fan_out = members[0].widths[layer - 1], members[0].widths[layer]
+        self.number = layer
+        self.shape = shape = members[0].shapes[layer - 1]
         weights, biases = [], []
         for m in members:
             generator = torch.Generator().manual_seed(stream_seed(m.seed, f"init/layer{layer}"))
-            w, b = init_linear(fan_in, fan_out, m.init, generator)
-            weights.append(w.T)
+            w, b = init_weight(self.weight_shape(), m.init, generator)
+            weights.append(w)
             biases.append(b)
-        self.weight = nn.Parameter(torch.stack(weights))  # [K, in, out]: x @ W needs no transpose
+        self.weight = nn.Parameter(self.stacked(torch.stack(weights)))
         self.bias = nn.Parameter(torch.stack(biases))  # [K, out]
 
         normed = [k for k, m in enumerate(members) if layer in m.batch_norm]
-        self.norm = StackedBatchNorm(len(normed), fan_out) if normed else None
+        self.norm = StackedBatchNorm(len(normed), shape.pre[0]) if normed else None
         self.norm_members = normed  # the members in the rows of this layer's batch-norm parameters
 
-        groups: dict[tuple[str, bool], list[int]] = {}
+        groups: dict[tuple[str, bool, bool], list[int]] = {}
         for k, m in enumerate(members):
-            groups.setdefault((m.activation(layer), layer in m.batch_norm), []).append(k)
-        self.acts = nn.ModuleList(build(act) for act, _ in groups)
-        self.normed = [bn for _, bn in groups]
+            groups.setdefault((m.activation(layer), layer in m.batch_norm, layer in m.residual), []).append(k)
+        self.acts = nn.ModuleList(build(act, self.units_dim) for act, _, _ in groups)
+        self.normed = [bn for _, bn, _ in groups]
+        self.skips = [skip for _, _, skip in groups]
         self.sizes = [len(ks) for ks in groups.values()]  # each group's slice of the regrouped members
         self.single = len(groups) == 1
         for g, ks in enumerate(groups.values()):
@@ -119,44 +154,147 @@ class Layer(nn.Module):
         self.register_buffer("order", order, persistent=False)
         self.register_buffer("inverse", torch.argsort(order), persistent=False)
 
+    def weight_shape(self) -> tuple[int, ...]:
+        """One member's weight, in torch's own module's layout (what init_weight draws)."""
+        raise NotImplementedError
+
+    def stacked(self, weights: Tensor) -> Tensor:
+        """The members' weights [K, *weight_shape] as this kind stores them."""
+        return weights
+
+    def transform(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def after(self, x: Tensor) -> Tensor:
+        return x
+
     def forward(self, x: Tensor, trace: list | None = None) -> Tensor:
-        """x [K, B, in] -> [K, B, out]; with `trace`, also appends (pre-activation, activation) of this layer."""
-        h = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        """x [K, B, *inputs] -> [K, B, *out]; with `trace`, also appends (pre-activation, activation) of this layer."""
+        h = self.transform(x)
         if self.single:  # the common case: no gather, no scatter
             pre = self.norm(h) if self.normed[0] else h
+            pre = pre + x if self.skips[0] else pre
             out = self.acts[0](pre)
         else:
             pres, outs = [], []
             grouped = Regroup.apply(h, self.order, self.inverse).split(self.sizes)  # a slice per group
-            for g, (act, hg) in enumerate(zip(self.acts, grouped)):
-                pres.append(self.norm(hg, getattr(self, f"norm_rows{g}")) if self.normed[g] else hg)
+            inputs = Regroup.apply(x, self.order, self.inverse).split(self.sizes) if any(self.skips) else grouped
+            for g, (act, hg, xg) in enumerate(zip(self.acts, grouped, inputs)):
+                pre = self.norm(hg, getattr(self, f"norm_rows{g}")) if self.normed[g] else hg
+                pres.append(pre + xg if self.skips[g] else pre)
                 outs.append(act(pres[-1]))
             out = Regroup.apply(torch.cat(outs), self.inverse, self.order)
             pre = Regroup.apply(torch.cat(pres), self.inverse, self.order) if trace is not None else None
         if trace is not None:
             trace.append((pre, out))
-        return out
+        return self.after(out)
+
+    @torch.no_grad()
+    def export(self, members: Sequence[MemberSpec], k: int) -> list[nn.Module]:
+        """Member k's layer as torch's own modules, in order."""
+        spec = members[k]
+        body = [self.plain(k)]
+        if self.number in spec.batch_norm:
+            body.append(self.norm.export(self.norm_members.index(k), self.batch_norm))
+        activation = build(spec.activation(self.number), self.units_dim)
+        if self.number in spec.residual:
+            return [Residual(nn.Sequential(*body), activation), *self.plain_after()]
+        return [*body, activation, *self.plain_after()]
+
+    def plain(self, k: int) -> nn.Module:
+        """Member k's conv or Linear as torch's own module."""
+        raise NotImplementedError
+
+    def plain_after(self) -> list[nn.Module]:
+        return []
+
+
+class LinearLayer(Block):
+    """Linear for every member: one batched matmul, x [K, B, in] @ W [K, in, out] + b."""
+
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.shape.out[0], self.shape.inputs[0])
+
+    def stacked(self, weights: Tensor) -> Tensor:
+        return weights.transpose(1, 2).contiguous()  # [K, in, out]: x @ W needs no transpose
+
+    def transform(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+    def plain(self, k: int) -> nn.Module:
+        linear = nn.Linear(*self.weight.shape[1:])
+        linear.weight.copy_(self.weight[k].T)
+        linear.bias.copy_(self.bias[k])
+        return linear
+
+
+class ConvLayer(Block):
+    """nn.Conv2d (stride 1) for every member, then its pooling: one grouped convolution over the members' channels
+    side by side (x [K, B, C, H, W] as [B, K*C, H, W], groups=K)."""
+
+    units_dim = -3  # channels of [..., C, H, W]
+    batch_norm = nn.BatchNorm2d
+
+    def __init__(self, members: Sequence[MemberSpec], layer: int):
+        self.conv = members[0].convs[layer - 1]
+        super().__init__(members, layer)
+
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.conv.channels, self.shape.inputs[0], self.conv.kernel, self.conv.kernel)
+
+    def transform(self, x: Tensor) -> Tensor:
+        k, b, c, h, w = x.shape
+        weight, bias = self.weight.flatten(0, 1), self.bias.flatten()  # [K*out, in, k, k], [K*out]
+        y = F.conv2d(x.transpose(0, 1).reshape(b, k * c, h, w), weight, bias, padding=self.conv.padding, groups=k)
+        return y.view(b, k, *self.shape.pre).transpose(0, 1)
+
+    def after(self, x: Tensor) -> Tensor:
+        if self.conv.pool == "none":
+            return x
+        pool = F.max_pool2d if self.conv.pool == "max" else F.avg_pool2d
+        return pool(x.flatten(0, 1), POOL_SIZE).view(*x.shape[:2], *self.shape.out)
+
+    def plain(self, k: int) -> nn.Module:
+        conv = nn.Conv2d(self.shape.inputs[0], self.conv.channels, self.conv.kernel, padding=self.conv.padding)
+        conv.weight.copy_(self.weight[k])
+        conv.bias.copy_(self.bias[k])
+        return conv
+
+    def plain_after(self) -> list[nn.Module]:
+        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+        return [pools[self.conv.pool](POOL_SIZE)] if self.conv.pool != "none" else []
 
 
 class Population(nn.Module):
-    """K MLPs with the same widths; forward maps [K, B, in] (or a shared [B, in]) to logits [K, B, out]."""
+    """K networks of the same shape; forward maps [K, B, in] (or a shared [B, in]) to logits [K, B, out]. A CNN's
+    inputs come flattened, as the data module holds them: it sees each as its (C, H, W) image."""
 
     def __init__(self, members: Sequence[MemberSpec]):
         super().__init__()
-        if len({m.widths for m in members}) != 1:
-            raise ValueError("a population's members must share their widths")
+        first = members[0]
+        if any((m.widths, m.convs, m.image) != (first.widths, first.convs, first.image) for m in members):
+            raise ValueError("a population's members must share their layers' shapes")
         self.members = list(members)
-        self.layers = nn.ModuleList(Layer(members, layer) for layer in range(1, members[0].layers + 1))
+        convs = len(first.convs)
+        self.layers = nn.ModuleList(
+            (ConvLayer if layer <= convs else LinearLayer)(members, layer) for layer in range(1, first.layers + 1)
+        )
+        self.convs = convs
 
     def __len__(self) -> int:
         return len(self.members)
 
     def forward(self, x: Tensor, trace: list | None = None) -> Tensor:
-        """With `trace` (a list), every layer appends its (pre-activation, activation), each [K, B, width]."""
+        """With `trace` (a list), every layer appends its (pre-activation, activation): [K, B, width] of a Linear
+        layer, [K, B, C, H, W] of a conv layer (before its pooling)."""
         if x.dim() == 2:  # one batch seen by every member (evaluation)
             x = x.expand(len(self), *x.shape)
-        for layer in self.layers:
+        if self.convs:
+            x = x.view(*x.shape[:2], *self.members[0].image)
+        for number, layer in enumerate(self.layers, start=1):
             x = layer(x, trace)
+            if number == self.convs:
+                x = x.flatten(2)  # into the head, in nn.Flatten's order
         return x
 
     def param_groups(self) -> list[dict]:
@@ -172,18 +310,11 @@ class Population(nn.Module):
 
     @torch.no_grad()
     def export(self, k: int) -> nn.Sequential:
-        """Member k as a plain nn.Sequential with the same weights and outputs (in eval mode)."""
-        spec, modules = self.members[k], []
+        """Member k as a plain nn.Sequential of torch's own modules (a skip: a Residual of them), with the same
+        weights and outputs (in eval mode). A CNN's takes the inputs flattened, as the population does."""
+        modules = [nn.Unflatten(1, self.members[k].image)] if self.convs else []
         for number, layer in enumerate(self.layers, start=1):
-            linear = nn.Linear(*layer.weight.shape[1:])
-            linear.weight.copy_(layer.weight[k].T)
-            linear.bias.copy_(layer.bias[k])
-            modules.append(linear)
-            if number in spec.batch_norm:
-                row = [i for i, m in enumerate(self.members) if number in m.batch_norm].index(k)
-                bn = nn.BatchNorm1d(linear.out_features, eps=layer.norm.eps, momentum=layer.norm.momentum)
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(bn, name).copy_(getattr(layer.norm, name)[row])
-                modules.append(bn)
-            modules.append(build(spec.activation(number)))
+            modules += layer.export(self.members, k)
+            if number == self.convs:
+                modules.append(nn.Flatten())
         return nn.Sequential(*modules).to(self.layers[0].weight.device)
