@@ -252,9 +252,14 @@ def residual_layers(value, shapes: list[LayerShape], described: str) -> tuple[in
     if value is True:
         fits = tuple(s.number for s in shapes[:-1] if s.inputs == s.pre == s.out)
         if not fits:
+            example = (
+                "model.channels=[8,8] model.padding=2 model.pool=[max,none]"
+                if shapes[0].kind == "conv"
+                else "model.widths=[784,256,256,256,10]"
+            )
             raise ConfigError(
                 f"model.residual=true, but no hidden layer keeps its input's shape ({described}): a skip adds a "
-                "layer's input to its output, e.g. model.widths=[784,256,256,256,10]"
+                f"layer's input to its output, e.g. {example}"
             )
         return fits
     if is_whole(value):

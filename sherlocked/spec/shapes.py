@@ -60,7 +60,8 @@ def conv_shapes(image: tuple[int, int, int], convs) -> list[LayerShape]:
         if min(side) < 1:
             raise ConfigError(
                 f"conv layer {number}'s kernel {conv.kernel} (padding {conv.padding}) leaves nothing of its "
-                f"{height}x{width} input; choose a smaller model.kernel, more model.padding or fewer model.channels"
+                f"{height}x{width} input; choose a smaller model.kernel, more model.padding or fewer conv layers "
+                "(model.channels)"
             )
         pre = (conv.channels, *side)
         if conv.pool != "none":
