@@ -12,7 +12,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked.spec import config
 from sherlocked.spec.checks import member_spec
-from sherlocked.spec.config import identity
+from sherlocked.spec.config import identity, identity_key
 from sherlocked.training.engine import run
 from sherlocked.training.optimizers import MEMBER_SETTINGS
 
@@ -28,20 +28,23 @@ def test_member_keys_are_what_a_population_may_differ_in():
 def test_every_member_key_changes_the_members_model_and_no_other_key_does(make_cfg):
     """The declaration and the engine agree: a member key is one MemberSpec or the member-wise optimiser
     (sherlocked.optimizers) may differ in."""
-    base = member_spec(make_cfg())
+    equal = "model.widths=[784,8,8,10]"  # a hidden layer that keeps its width: a skip fits around it
+    base = member_spec(make_cfg(equal))
     changed = {
         "seed": "seed=5",
         "model.batch_norm": "model.batch_norm=all",
         "model.init": "model.init=xavier",
         "model.output_activation": "model.output_activation=false",
+        "model.residual": "model.residual=true",
         "act2": "act2=tanh",
     }
     optimizer = {f"model.optimizer.{name}" for name in MEMBER_SETTINGS}
     members = {key.path for key in config.KEYS if key.member} - {"act{n}"} | {"act2"}
     assert members == set(changed) | optimizer and config.key_of("act2").member
     for override in changed.values():
-        assert member_spec(make_cfg(override)) != base, override
-    shared = member_spec(make_cfg("model.optimizer.lr=0.5", "model.optimizer.momentum=0.9", "dataset.batch_size=8"))
+        assert member_spec(make_cfg(equal, override)) != base, override
+    shared = ("model.optimizer.lr=0.5", "model.optimizer.momentum=0.9", "dataset.batch_size=8")
+    shared = member_spec(make_cfg(equal, *shared))
     assert dataclasses.asdict(shared) == dataclasses.asdict(base)
 
 
@@ -56,6 +59,18 @@ def test_job_dir_names_and_identity_derive_from_the_declaration(make_cfg):
     b = OmegaConf.to_container(make_cfg("study=b", "dataset.root=/y"), resolve=True)
     c = OmegaConf.to_container(make_cfg("study=b", "model.init=xavier"), resolve=True)
     assert identity(a) == identity(b) != identity(c)
+
+
+def test_a_key_added_later_leaves_the_identity_of_jobs_trained_before_it_at_its_neutral_value(make_cfg):
+    """model.residual came after jobs were trained without it: at false a job is the one it was (a rerun finds it
+    finished, its population's checkpoint under the same key); at true it is another job."""
+    now = OmegaConf.to_container(make_cfg(), resolve=True)
+    before = {**now, "model": {k: v for k, v in now["model"].items() if k != "residual"}}
+    skips = OmegaConf.to_container(make_cfg("model.residual=true", "model.widths=[784,8,8,10]"), resolve=True)
+    no_skips = OmegaConf.to_container(make_cfg("model.widths=[784,8,8,10]"), resolve=True)
+    assert now["model"]["residual"] is False and "residual" not in before["model"]
+    assert identity(now) == identity(before) and identity_key(now) == identity_key(before)
+    assert identity_key(skips) != identity_key(no_skips)
 
 
 def test_hparams_name_every_layer_and_pad_shallow_models_to_act4():
