@@ -94,6 +94,27 @@ def test_each_member_of_a_residual_mlp_population_equals_its_plain_run(data_root
     assert_each_member_is_its_plain_run(RESIDUAL_MLPS, SETTINGS[:3], data_root)
 
 
+@pytest.mark.slow
+def test_a_cnn_trains_on_cifar10s_3x32x32_images(cifar_root):
+    """The data module holds images flattened in ToTensor's (C, H, W) order; the population sees them as images."""
+    import lightning as L
+
+    from sherlocked.training.module import PopulationModule
+
+    convs = (Conv(4, 3), Conv(6, 3, 1, "max"))  # 3x32x32 -> 4x30x30 -> 6x15x15
+    member = MemberSpec((6 * 15 * 15, 10), ("relu", "relu", "relu"), convs=convs, image=(3, 32, 32))
+    data = StudyDataModule("cifar10", str(cifar_root), (0.5,) * 3, (0.5,) * 3, 4, seeds=[0], test_batch_size=8)
+    module = PopulationModule([member], lambda params: torch.optim.SGD(params, lr=0.01))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    assert len(module.member_history(0)["test_acc"]) == 1
+    image = data.train_x[:1]
+    conv = module.net.export(0)[1]  # nn.Conv2d on the image as torchvision's ToTensor would give it
+    mine = module.net.layers[0].transform(image.view(1, 1, 3, 32, 32))[0]
+    torch.testing.assert_close(conv(image.view(1, 3, 32, 32)), mine)
+
+
 def test_a_cnn_member_exports_as_torchs_own_modules_with_the_same_outputs():
     net = Population(MIXED_CNNS)
     net.train()
