@@ -18,10 +18,10 @@ SWEEP = $(TRAIN) -m hydra/launcher=population
 # Where outputs go, as conf/paths/default.yaml says (SHERLOCKED_OUTPUTS=DIR moves them): $(call OUTPUTS,sweeps).
 OUTPUTS = $(shell $(PYTHON) -m sherlocked.records.layout $(1))
 
-.PHONY: help venv install demo train sweep sweep-bn sweep-cifar report bench bench-gpu bench-scale waits tensorboard test-tools test test-fast lint clean
+.PHONY: help venv install demo demo-cnn demo-residual train sweep sweep-bn sweep-cifar sweep-cnn fashion-mnist report bench bench-gpu bench-scale waits tensorboard test-tools test test-fast lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 venv: ## a virtual environment in .venv, used by every target from then on (made for you where python3 refuses pip)
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -38,6 +38,21 @@ demo: install ## offline reduced study: 64 triples x 5 seeds x 5 epochs on 5,000
 	$(SWEEP) study=demo dataset=mnist_5k $(GRID) 'seed=range(5)' trainer.max_epochs=5 $(ARGS)
 	$(PYTHON) -m sherlocked.report $(call OUTPUTS,sweeps)/demo
 
+# The residual question's grid: act2..act4 of 784-256-256-256-10 (conf/experiment/mnist_residual.yaml), skips off and on.
+RESIDUAL_GRID = act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu act4=relu,tanh,sigmoid,selu model.residual=false,true
+
+demo-cnn: install ## offline CNN study: 64 triples on a LeNet-like CNN's 3 layers x 3 seeds x 5 epochs, mnist_5k
+	$(SWEEP) study=demo_cnn model=cnn dataset=mnist_5k $(GRID) 'seed=range(3)' trainer.max_epochs=5 $(ARGS)
+	$(PYTHON) -m sherlocked.report $(call OUTPUTS,sweeps)/demo_cnn
+	@grep -m1 '^\*\*Answer' $(call OUTPUTS,sweeps)/demo_cnn/index.md
+
+demo-residual: install ## offline: do skips remove the failure? act2..act4 x residual off/on x 3 seeds x 5 epochs
+	$(SWEEP) study=demo_residual experiment=mnist_residual dataset=mnist_5k $(RESIDUAL_GRID) 'seed=range(3)' trainer.max_epochs=5 $(ARGS)
+	$(PYTHON) -m sherlocked.report $(call OUTPUTS,sweeps)/demo_residual
+	@grep -m1 '^\*\*Answer' $(call OUTPUTS,sweeps)/demo_residual/index.md
+	@echo "(x, sigmoid, relu) against the other (x, y, relu) runs, without and with skips (stats.md):"
+	@grep -E '^\| (stratum|residual=)' $(call OUTPUTS,sweeps)/demo_residual/stats.md
+
 train: install ## one run with the study's settings; pass overrides as ARGS="act2=sigmoid seed=3"
 	$(TRAIN) $(ARGS)
 
@@ -49,6 +64,20 @@ sweep-bn: install ## the study's grid with batch norm on every layer and on the 
 
 sweep-cifar: install ## the CIFAR-10 4-layer grid: 256 activation quadruples x 3 seeds
 	$(SWEEP) study=cifar10 experiment=cifar10_4layer $(GRID) act4=relu,tanh,sigmoid,selu 'seed=range(3)' $(ARGS)
+
+sweep-cnn: install fashion-mnist ## the study's grid on the CNN's 3 layers: 64 triples x 9 seeds (576 jobs), Fashion-MNIST
+	$(SWEEP) study=cnn_fashion model=cnn dataset=fashion_mnist $(GRID) 'seed=range(9)' $(ARGS)
+
+# Fashion-MNIST offline: Debian's dataset-fashion-mnist puts its four .gz files where conf/dataset/fashion_mnist.yaml
+# looks first (fallback_dirs). make installs it where it may (as root, with apt); elsewhere torchvision downloads it.
+FASHION_DIR = /usr/share/datasets/fashion-mnist
+fashion-mnist: ## Debian's dataset-fashion-mnist: Fashion-MNIST offline, for make sweep-cnn (root with apt only)
+	@if [ ! -d $(FASHION_DIR) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dataset-fashion-mnist (Debian package) into $(FASHION_DIR)"; \
+		apt-get install -y -qq --no-install-recommends dataset-fashion-mnist 2>/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			dataset-fashion-mnist; }; \
+	fi
 
 report: install ## table, plots and statistics of a sweep: make report STUDY=mnist (no STUDY: the sweeps there are)
 	$(PYTHON) -m sherlocked.report $(if $(STUDY),$(call OUTPUTS,sweeps)/$(STUDY))
