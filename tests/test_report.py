@@ -204,6 +204,24 @@ def test_one_page_holds_the_question_setup_answer_figures_table_and_comparison(t
 
 
 @pytest.mark.slow
+def test_the_answer_says_the_pairs_test_at_each_value_of_another_swept_key_and_pooled(tmp_path):
+    """A sweep over batch norm (or model.residual) asks whether it changes the answer: the first lines say so."""
+    from sherlocked.report.significance import answer
+
+    def accuracy(t, s, bn):  # the pair fails without batch norm, half fails with it
+        return (0.1 if bn == "none" else 0.5) + 0.01 * s if t[1:] == ("sigmoid", "relu") else 0.9 + 0.01 * s
+
+    fake_sweep(tmp_path, list(itertools.product(ACTS, ACTS, ACTS)), [0, 1, 2], ("none", "all"), accuracy)
+    page = report(tmp_path, [("sigmoid", "relu")]).files["index.md"].read_text()
+    answered = page.split("**Answer.**")[1].split("Details")[0]
+    assert "(x, sigmoid, relu) runs reach **31.0 %** mean final test accuracy (n = 24)" in answered
+    assert "- batch_norm=all: **51.0 %** (n = 12) against **91.0 %** (n = 36)" in answered
+    assert "- batch_norm=none: **11.0 %** (n = 12) against **91.0 %** (n = 36)" in answered
+    line = answer(tmp_path)
+    assert "(batch_norm=all: 51.0 % against 91.0 %; batch_norm=none: 11.0 % against 91.0 %)" in line
+
+
+@pytest.mark.slow
 def test_the_heatmap_has_a_grid_per_first_activation_and_curves_are_told_apart(tmp_path, monkeypatch):
     from sherlocked.report import plots
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from sherlocked.report.plots import MAX_BANDS, curve_panels
 from sherlocked.report.runs import act_keys, finished, group_keys, shown, table_keys
-from sherlocked.report.significance import compare
+from sherlocked.report.significance import by_stratum, compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
 
 SETUP_KEYS = ("dataset", "widths", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "init")
@@ -72,6 +72,13 @@ def headline(runs: pd.DataFrame, pair: tuple[str, str]) -> str:
             )
         else:
             parts.append(f"Against {c.control}: {c.b.mean():.1f} % (n = {len(c.b)}), {test}.")
+    per = [
+        f"- {title}: **{c.a.mean():.1f} %** (n = {len(c.a)}) against **{c.b.mean():.1f} %** (n = {len(c.b)}), "
+        f"Welch's p = {c.numbers['welch_p']:.2g}, Cohen's d = {c.numbers['cohens_d']:.2f}"
+        for title, c in by_stratum(runs, pair)
+    ]
+    if per:  # another key the sweep varied (model.residual, batch_norm, ...): the same test at each of its values
+        parts.append("The same test at each value of the other keys the sweep varied:\n\n" + "\n".join(per))
     return " ".join(parts) + "\n"
 
 

@@ -80,19 +80,34 @@ def no_test(a: np.ndarray, b: np.ndarray) -> str:
     return ""
 
 
+MAX_STRATA_SAID = 4  # the answer names each value of the other swept keys up to this many; stats.md has them all
+
+
 def answer(sweep_dir, pair: tuple[str, str] = ("sigmoid", "relu")) -> str | None:
-    """The study's answer in one line, as the report's page leads with it (the isolating test); None where the
-    sweep cannot say (fewer than two activation layers, too few runs of the pair or of its control)."""
+    """The study's answer in one line, as the report's page leads with it (the isolating test, and its result per
+    value of any other key the sweep varied, model.residual say); None where the sweep cannot say (fewer than two
+    activation layers, too few runs of the pair or of its control)."""
     from sherlocked.report.runs import read_runs  # the table, read once more at the sweep's end
 
-    c = compare(read_runs(sweep_dir), pair, isolate=True)
+    runs = read_runs(sweep_dir)
+    c = compare(runs, pair, isolate=True)
     if c is None or c.numbers is None:
         return None
+    per = by_stratum(runs, pair)
+    said = "; ".join(f"{title}: {x.a.mean():.1f} % against {x.b.mean():.1f} %" for title, x in per)
     return (
         f"answer: {c.label} runs reach {c.a.mean():.1f} % mean final test accuracy (n = {len(c.a)}), "
-        f"{c.control}: {c.b.mean():.1f} % (n = {len(c.b)}); Welch's p = {c.numbers['welch_p']:.2g}. "
-        f"The report: python -m sherlocked.report {sweep_dir}"
+        f"{c.control}: {c.b.mean():.1f} % (n = {len(c.b)}); Welch's p = {c.numbers['welch_p']:.2g}"
+        f"{f' ({said})' if said else ''}. The report: python -m sherlocked.report {sweep_dir}"
     )
+
+
+def by_stratum(runs: pd.DataFrame, pair: tuple[str, str]) -> list[tuple[str, Comparison]]:
+    """The isolating test per value of the other keys the sweep varied, where each can be tested and there are at
+    most MAX_STRATA_SAID of them (beyond, a first line would be a table: stats.md has it); [] where none varied."""
+    tested = [(title, compare(part, pair, isolate=True)) for title, part in list(strata(runs))[1:]]
+    tested = [(title, c) for title, c in tested if c is not None and c.numbers is not None]
+    return tested if len(tested) <= MAX_STRATA_SAID else []
 
 
 def describe(values: np.ndarray) -> str:
