@@ -1,11 +1,12 @@
 """K independent networks trained as one module: stacked weights, batched matmuls and grouped convolutions.
 
 A solo run is a population of one; there is no other model class. Member k of a
-population computes exactly what it would compute alone: its own init (from its
-seed), its own batch-norm layers and statistics, its own activations and skips.
+population computes what it would compute alone: its own init (from its seed), its own
+batch-norm layers and statistics, its own activations and skips. An MLP's member does so
+bit for bit; a CNN's to fp32's rounding (a grouped convolution of several input channels
+sums in another order than one member's convolution does: ~1e-8 a layer).
 
     >>> from sherlocked.spec.checks import MemberSpec
-from sherlocked.spec.shapes import POOL_SIZE
     >>> from sherlocked.training.population import Population
     >>> net = Population([MemberSpec((784, 500, 256, 10), ("sigmoid", "sigmoid", "relu"), seed=s) for s in range(4)])
     >>> net(torch.randn(4, 32, 784)).shape  # [members, batch, classes]
