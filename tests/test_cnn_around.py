@@ -26,7 +26,7 @@ from sherlocked.spec.checks import MemberSpec
 from sherlocked.spec.shapes import Conv
 from sherlocked.training.diagnostics import measure
 from sherlocked.training.population import Population
-from tests.conftest import CNN, SMALL
+from tests.conftest import CNN, RESIDUAL, SMALL
 
 ROOT = str(Path(__file__).parents[1])
 # A member on 8x8 images: conv 4 channels (3x3: 6x6, no pool), conv 3 channels (3x3: 4x4, max-pooled to 2x2), Linear.
@@ -240,3 +240,61 @@ def test_plan_of_a_cnn_sweep_counts_its_conv_layers_flops_and_memory(tmp_path):
         f"{member / 2**20:.1f} MiB, and the data 15 MiB)"
     )
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_the_report_of_a_five_layer_cnn_sweep_draws_its_last_pair_in_panels_of_the_activations_before(sweep, tmp_path):
+    """3 conv layers and a head of 2 (act1..act5): the heatmap's grid is (act4, act5), a panel per act3."""
+    deeper = ["model.channels=[2,2,2]", "model.pool=[max,max,none]", "model.widths=[6,10]"]  # 28: 13, 5, 3x3
+    grid = ["act3=relu,tanh", "+act4=relu,tanh", "+act5=relu,sigmoid", "hydra/launcher=population"]
+    with sweep(tmp_path / "sweep", *CNN, *deeper, *grid, "trainer.max_epochs=1"):
+        done = report(tmp_path / "sweep", [("tanh", "relu")], tmp_path / "report")
+        assert group_keys(done.runs) == ([f"act{i}" for i in range(1, 6)], [])
+        assert len(done.runs) == 8 and set(done.runs["status"]) == {"ok"}
+        assert {"heatmap.png", "curves.png", "diagnostics.md"} <= set(done.files)
+        grid_of = plots.heatmap_layout(done.runs, done.table)
+        assert (grid_of.rows_key, grid_of.cols_key, grid_of.shape) == ("act4", "act5", (2, 2))
+        assert [title for title, _ in grid_of.panels] == [
+            "act1=relu, act2=relu, act3=relu",
+            "act1=relu, act2=relu, act3=tanh",
+        ]
+        drawn = plots.curves(done.runs, ("tanh", "relu"), tmp_path / "curves.png")
+        assert sorted({panel for panel, *_ in drawn}) == [
+            f"act4={a}, act5={b}" for a in ("relu", "tanh") for b in ("relu", "sigmoid")
+        ]
+        assert {label for _, label, *_ in drawn} == {
+            "act1=relu, act2=relu, act3=relu",
+            "act1=relu, act2=relu, act3=tanh",
+        }
+        table_md = (tmp_path / "report" / "table.md").read_text()
+        assert "| act1 | act2 | act3 | act4 | act5 | seed0 |" in table_md
+        diagnostics = (tmp_path / "report" / "diagnostics.md").read_text()
+        assert "saturated_layer4" in diagnostics and "nan" not in diagnostics.split("## Per group")[0]
+
+
+@pytest.mark.slow
+def test_the_report_of_a_residual_sweep_shows_residual_as_a_swept_key(sweep, tmp_path):
+    grid = ["model.residual=false,true", "act3=relu,sigmoid", "seed=0,1", "hydra/launcher=population"]
+    with sweep(tmp_path / "sweep", *RESIDUAL, *grid, "trainer.max_epochs=1"):
+        found = results(tmp_path / "sweep")
+        assert sorted(r["hparams"]["residual"] for r in found.values()) == ["False"] * 4 + ["True"] * 4
+        done = report(tmp_path / "sweep", [("relu", "sigmoid")], tmp_path / "report")
+        assert group_keys(done.runs) == (["act1", "act2", "act3"], ["residual"])
+        assert sorted(zip(done.table["residual"], done.table["act3"], done.table["n"])) == [
+            (residual, act, 2) for residual in ("False", "True") for act in ("relu", "sigmoid")
+        ]
+        table_md = (tmp_path / "report" / "table.md").read_text()
+        assert "| act1 | act2 | act3 | residual | seed0 | seed1 |" in table_md
+        rows = [line for line in table_md.splitlines() if line.startswith("| relu | relu |")]
+        assert sorted(row.split(" | ")[3] for row in rows) == ["False", "False", "True", "True"]
+        assert [title for title, _ in plots.heatmap_layout(done.runs, done.table).panels] == [
+            "act1=relu | residual=False",
+            "act1=relu | residual=True",
+        ]
+        drawn = plots.curves(done.runs, ("relu", "sigmoid"), tmp_path / "curves.png")
+        assert [(panel, label) for panel, label, *_ in drawn] == [  # a line each, told apart by its style
+            (f"act2=relu, act3={act}", f"act1=relu, residual={residual}")
+            for act in ("relu", "sigmoid")
+            for residual in ("False", "True")
+        ]
+        assert len({style for *_, style in drawn}) == 2
