@@ -152,6 +152,8 @@ def test_the_report_of_a_cnn_sweep_draws_its_swept_activations(cnn_sweep, tmp_pa
     assert (grid.rows_key, grid.cols_key, grid.shape) == ("act2", "act3", (2, 2))
     drawn = plots.curves(done.runs, ("sigmoid", "relu"), tmp_path / "curves.png")
     assert len({panel for panel, *_ in drawn}) == 4  # a panel for each last pair
+    page = (tmp_path / "report" / "index.md").read_text()  # the setup names the conv layers, not the head alone
+    assert "widths 10" in page and "channels 2-3, kernel 3, padding 0, pool max" in page
 
 
 def events(folder: Path) -> EventAccumulator:
@@ -298,3 +300,28 @@ def test_the_report_of_a_residual_sweep_shows_residual_as_a_swept_key(sweep, tmp
             for residual in ("False", "True")
         ]
         assert len({style for *_, style in drawn}) == 2
+
+
+@pytest.mark.slow
+def test_the_report_of_a_study_of_an_mlp_and_a_cnn_gives_each_its_panel_and_lines(sweep, tmp_path, capsys):
+    """An MLP's runs and a CNN's in one study (two sweeps into its dir, as model=mlp,cnn would): the MLP's lack the
+    CNN's keys (NaN). Its heatmap panel, its curves and its strata were left out (pandas drops NaN groups), its
+    curves' lines were looked up and not found (a KeyError), their labels said channels=nan."""
+    grid = ["act3=relu,sigmoid", "seed=0,1", "hydra/launcher=population", "trainer.max_epochs=1"]
+    with sweep(tmp_path / "sweep", *grid), sweep(tmp_path / "sweep", *CNN, *grid):
+        done = report(tmp_path / "sweep", [("relu", "sigmoid")], tmp_path / "report")
+        assert group_keys(done.runs) == (["act1", "act2", "act3"], ["widths", "channels", "kernel", "padding", "pool"])
+        cnn_named = "widths=10, channels=2-3, kernel=3, padding=0, pool=max"
+        heatmap = plots.heatmap_layout(done.runs, done.table)
+        assert [title for title, _ in heatmap.panels] == [f"act1=relu | {cnn_named}", "act1=relu | widths=784-16-12-10"]
+        figure, _ = plots.heatmap_figure(done.runs, done.table, ("relu", "sigmoid"))
+        grids = [ax.images[0].get_array() for ax in figure.axes if ax.images]
+        means = done.table.set_index(["widths", "act3"])["mean"]
+        for grid_of, widths in zip(grids, ("10", "784-16-12-10")):  # every cell filled, from the table
+            assert grid_of.tolist() == [[means[(widths, "relu")], means[(widths, "sigmoid")]]]
+        drawn = plots.curves(done.runs, ("relu", "sigmoid"), tmp_path / "curves.png")
+        assert [label for _, label, *_ in drawn] == [f"act1=relu, {cnn_named}", "act1=relu, widths=784-16-12-10"] * 2
+        table_md = (tmp_path / "report" / "table.md").read_text()
+        assert "| relu | relu | relu | 784-16-12-10 |  |  |  |  |" in table_md  # the MLP has no conv layers
+        page = (tmp_path / "report" / "index.md").read_text()
+        assert "channels (2 values)" in page and "nan" not in page
