@@ -152,6 +152,8 @@ def test_the_report_of_a_cnn_sweep_draws_its_swept_activations(cnn_sweep, tmp_pa
     assert (grid.rows_key, grid.cols_key, grid.shape) == ("act2", "act3", (2, 2))
     drawn = plots.curves(done.runs, ("sigmoid", "relu"), tmp_path / "curves.png")
     assert len({panel for panel, *_ in drawn}) == 4  # a panel for each last pair
+    assert plots.measure_label("saturated_layer2", done.runs) == "saturated channels of layer 2 (of 3), fraction"
+    assert plots.measure_label("dead_output", done.runs) == "dead output units (of 10), fraction"
     page = (tmp_path / "report" / "index.md").read_text()  # the setup names the conv layers, not the head alone
     assert "widths 10" in page and "channels 2-3, kernel 3, padding 0, pool max" in page
 
@@ -272,6 +274,7 @@ def test_the_report_of_a_five_layer_cnn_sweep_draws_its_last_pair_in_panels_of_t
         assert "| act1 | act2 | act3 | act4 | act5 | seed0 |" in table_md
         diagnostics = (tmp_path / "report" / "diagnostics.md").read_text()
         assert "saturated_layer4" in diagnostics and "nan" not in diagnostics.split("## Per group")[0]
+        assert plots.measure_label("saturated_layer4", done.runs) == "saturated units of layer 4 (of 6), fraction"
 
 
 @pytest.mark.slow
@@ -300,6 +303,7 @@ def test_the_report_of_a_residual_sweep_shows_residual_as_a_swept_key(sweep, tmp
             for residual in ("False", "True")
         ]
         assert len({style for *_, style in drawn}) == 2
+        assert plots.measure_label("saturated_layer2", done.runs) == "saturated units of layer 2 (of 8), fraction"
 
 
 @pytest.mark.slow

@@ -526,15 +526,21 @@ def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | No
 
 
 def measure_label(name: str, runs: pd.DataFrame) -> str:
-    """What a diagnostic's fraction counts, e.g. "dead output units (of 10)"."""
+    """What a diagnostic's fraction counts, e.g. "dead output units (of 10)"; a conv layer's units are its channels.
+    Each layer's units: a CNN's channels, then its head's widths (without their flattened input); an MLP's widths
+    after its inputs."""
+    channels = runs["channels"].iloc[0] if "channels" in runs else None
+    convs = [int(c) for c in str(channels).split("-")] if isinstance(channels, str) else []
     widths = [int(w) for w in str(runs["widths"].iloc[0]).split("-")] if "widths" in runs else []
+    units = [*convs, *(widths if convs else widths[1:])]  # per layer, from layer 1
     if name in ("dead_output", "flat_output"):
-        units = f" (of {widths[-1]})" if widths else ""
-        return f"{name.split('_')[0]} output units{units}, fraction"
+        of = f" (of {widths[-1]})" if widths else ""
+        return f"{name.split('_')[0]} output units{of}, fraction"
     if name.startswith("saturated_layer"):
         layer = int(name.removeprefix("saturated_layer"))
-        units = f" (of {widths[layer]})" if len(widths) > layer else ""
-        return f"saturated units of layer {layer}{units}, fraction"
+        kind = "channels" if layer <= len(convs) else "units"
+        of = f" (of {units[layer - 1]})" if len(units) >= layer else ""
+        return f"saturated {kind} of layer {layer}{of}, fraction"
     return name.replace("_", " ") + ", fraction"
 
 
