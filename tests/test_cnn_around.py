@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from sherlocked.records import layout
+from sherlocked.records.dashboard import write_experiment_of
 from sherlocked.report import plots
 from sherlocked.report.cli import report
 from sherlocked.report.mechanism import diagnostics_markdown, measured_columns, mechanism_text
@@ -209,6 +210,10 @@ def test_a_cnn_sweeps_hparams_show_its_channels_kernel_and_pool(cnn_sweep, sweep
         (mlp,) = [d.experiment for d in hparams_data(tmp_path / "mlp" / layout.HPARAMS)]
         names = {info.name for info in mlp.hparam_infos}
         assert "widths" in names and not names & {"channels", "kernel", "padding", "pool"}  # an MLP has none of them
+        write_experiment_of([cnn_sweep, tmp_path / "mlp"], tmp_path / "both")  # python -m sherlocked.board's summary
+        (both,) = [d.experiment for d in hparams_data(tmp_path / "both")]
+        domains = {info.name: list(info.domain_discrete) for info in both.hparam_infos}
+        assert domains["widths"] == ["10", "784-16-12-10"] and domains["channels"] == ["2-3"]  # no nan for the MLP
 
 
 @pytest.mark.slow
