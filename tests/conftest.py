@@ -37,6 +37,11 @@ SMALL = [
     "trainer.enable_progress_bar=false",
     "dataset.batch_size=16",
 ]
+# The tests' tiny models beside the MLP's (model.widths=[784,16,12,10]): a CNN (2 and 3 channels, 3x3, max-pooled,
+# then a Linear head of 10) and an MLP with identity skips around its hidden layers. Given after the MLP's widths.
+CNN = ["model=cnn", "model.channels=[2,3]", "model.kernel=3", "model.widths=[10]"]
+RESIDUAL = ["model.widths=[784,8,8,10]", "model.residual=true"]
+MODELS = {"mlp": [], "cnn": CNN}
 
 
 def images(n: int, shape: tuple, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sherlocked.sweep.backends import share_of_cores
+from tests.conftest import CNN
 
 ROOT = Path(__file__).parents[1]
 GRID = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=2"]
@@ -186,3 +187,45 @@ def test_an_unreachable_ray_address_stops_with_one_line_before_anything_is_writt
         "start one (ray start --head) or give its head's address"
     )
     assert list((tmp_path / "sweep").iterdir()) == []  # the test runner made the dir; nothing in it
+
+
+# The population launcher's every backend, given a CNN: local worker processes, a local Ray, submitit's local executor.
+CNN_BACKENDS = {
+    "workers": lambda tmp_path: ["hydra.launcher.workers=2"],
+    "ray": lambda tmp_path: local_ray(),
+    "submitit": lambda tmp_path: local_submitit(tmp_path),
+}
+
+
+def close_results(a: dict, b: dict) -> bool:
+    """same_results, the numbers to fp32's rounding: a grouped convolution of K members sums in another order than
+    one member's convolution (a conv layer of more than one input channel differs in its last bits)."""
+
+    def numbers(result: dict) -> list[float]:
+        history = result["history"]
+        return [result["final_test_acc"], *(v for name in sorted(history) for v in history[name])]
+
+    same = set(a) == set(b) and all(a[job][key] == b[job][key] for job in a for key in ("status", "config"))
+    return same and all(
+        a[job]["history"].keys() == b[job]["history"].keys()
+        and numbers(a[job]) == pytest.approx(numbers(b[job]), rel=1e-5, abs=1e-6)
+        for job in a
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", CNN_BACKENDS)
+def test_a_cnn_population_on_every_backend_gives_the_basic_launchers_results(sweep, tmp_path, capsys, backend):
+    """Each job of a CNN sweep alone (Hydra's basic launcher: a population of one) and in populations of 2 on the
+    backend: the same results."""
+    if backend != "workers":
+        pytest.importorskip(backend)
+    grid = [*CNN, "act3=relu,tanh", "seed=0,1"]
+    population = [*GRID[2:], *CNN_BACKENDS[backend](tmp_path)]
+    with sweep(tmp_path / "basic", *grid), sweep(tmp_path / backend, *grid, *population):
+        basic, there = results(tmp_path / "basic"), results(tmp_path / backend)
+        assert len(basic) == 4 and all(r["config"]["model"]["channels"] == [2, 3] for r in basic.values())
+        assert close_results(basic, there)
+        out = capsys.readouterr().out
+        assert "4 to train in 2 populations (2 x 2 members)" in out
+        assert f"sweep finished in {tmp_path / backend}: 4/4 jobs: 4 ok" in out

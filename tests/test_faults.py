@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sherlocked.records import layout, table
 from sherlocked.records.population_progress import PopulationProgress
-from tests.conftest import SMALL
+from tests.conftest import MODELS, SMALL
 from tests.ray_helpers import PACED
 
 pytestmark = pytest.mark.slow  # sweeps started as processes and interrupted, killed, resumed
@@ -321,12 +321,14 @@ def all_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, value(e.value)) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.parametrize("model", MODELS)
 def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes_as_if_never_stopped(
-    tmp_path, data_root
+    tmp_path, data_root, model
 ):
-    """16 steps an epoch; SIGTERM arrives during step 21 (epoch 2): saved after it, the rerun goes on from step 22."""
+    """16 steps an epoch; SIGTERM arrives during step 21 (epoch 2): saved after it, the rerun goes on from step 22.
+    An MLP's population, and a CNN's (its conv layers' weights, momentum and diagnostics resume alike)."""
     grid = ["hydra/launcher=population", "act3=relu,tanh", "model.optimizer.lr=0.01,0.05", *SMALL]
-    grid += ["trainer.max_epochs=3", "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
+    grid += ["trainer.max_epochs=3", "model.widths=[784,16,12,10]", *MODELS[model], f"dataset.root={data_root}"]
     grid += ["checkpoint_every_s=3600", "diagnostics.interval=4", "trainer.log_every_n_steps=2"]  # saved: on the signal
     signalled = [sys.executable, str(Path(__file__).parent / "signal_at_step.py"), "21", "TERM", "-m", *grid]
     command = [sys.executable, "-m", "sherlocked.train", "-m", *grid]
@@ -350,6 +352,7 @@ def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes
         same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
         resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
         assert (resumed["resumed_step"], resumed["resumed_epochs"], whole["resumed_step"]) == (21, 1, 0)
+        assert resumed["config"]["model"].get("channels") == {"mlp": None, "cnn": [2, 3]}[model]
         assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
         assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
         swept = ("act3=", "model.optimizer.lr=")

@@ -185,8 +185,8 @@ def ranked(done: Report) -> str:
     rows), else the SHOWN best and the SHOWN worst."""
     acts, varied = group_keys(done.runs)
     rows = done.table.sort_values("mean", ascending=False)[[*acts, *varied, "mean", "std", "n"]]
-    for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals
-        rows[key] = rows[key].map(shown)
+    for key in varied:  # a swept number as typed (lr 0.003, not 0.00); accuracies with two decimals; a key a run
+        rows[key] = rows[key].map(lambda v: "" if pd.isna(v) else shown(v))  # lacks (an MLP's channels) empty
 
     def text(frame: pd.DataFrame) -> str:
         return frame.to_string(index=False, float_format="%.2f")

@@ -12,18 +12,21 @@ from sherlocked.report.significance import by_stratum, compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
 
 SETUP_KEYS = ("dataset", "widths", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "init")
+CNN_KEYS = ("channels", "kernel", "padding", "pool")  # sherlocked.spec.config's optional keys: a CNN's alone
 
 
 def setup_text(runs: pd.DataFrame) -> str:
     acts, varied = group_keys(runs)
     fixed = [f"{k} {shown(runs[k].iloc[0])}" for k in SETUP_KEYS if k in runs and k not in varied]
-    for key in ("batch_norm", "output_activation"):
-        if key in runs and key not in varied:
+    for key in ("batch_norm", "output_activation", "residual", *CNN_KEYS):  # a CNN's where its runs have them
+        if key in runs and key not in varied and not pd.isna(runs[key].iloc[0]):
             fixed.append(f"{key} {shown(runs[key].iloc[0])}")
     counts = runs["status"].value_counts()
     outcome = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))
     seeds = runs["seed"].nunique()
-    swept = ", ".join(f"{k} ({runs[k].nunique()} values)" for k in [*acts, *varied] if runs[k].nunique() > 1)
+    swept = ", ".join(
+        f"{k} ({runs[k].nunique(dropna=False)} values)" for k in [*acts, *varied] if runs[k].nunique(dropna=False) > 1
+    )
     return (
         f"{len(runs)} runs ({outcome}): {seeds} seeds of every combination of {swept or 'one setting'}. "
         f"Fixed: {', '.join(fixed)}."

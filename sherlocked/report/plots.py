@@ -28,7 +28,7 @@ from sherlocked.report.runs import (  # noqa: E402
     finished,
     finished_with_last_pair,
     group_keys,
-    shown,
+    named,
     sort_rows,
     strata,
 )
@@ -61,7 +61,7 @@ class HeatmapLayout:
     cols_key: str | None
     order: dict[str, list]  # each activation's values, in the study's order
     keys: list[str]  # what names a cell: the study's table's keys
-    cells: dict[tuple, tuple]  # (mean, std, n) of the study's table, by its keys, where n > 0
+    cells: dict[tuple, tuple]  # (mean, std, n) of the study's table, by its keys (_group_key), where n > 0
     same_n: bool  # every cell has as many runs
 
     @property
@@ -76,15 +76,17 @@ def heatmap_layout(runs: pd.DataFrame, table: pd.DataFrame) -> HeatmapLayout:
     _, varied = group_keys(runs)
     keys = [*acts, *varied]
     filled = table[table["n"] > 0]
-    cells = dict(zip(filled[keys].itertuples(index=False, name=None), filled[["mean", "std", "n"]].to_numpy()))
+    cells = dict(
+        zip(map(_group_key, filled[keys].itertuples(index=False, name=None)), filled[["mean", "std", "n"]].to_numpy())
+    )
     panels = []
     for title, stratum in _panels(runs):
         fixed = stratum[varied].iloc[0].to_dict() if varied else {}
         firsts = sort_rows(stratum[outer].drop_duplicates(), outer) if outer else pd.DataFrame([{}])
         for _, values in firsts.iterrows():
-            named = ", ".join(f"{k}={shown(v)}" for k, v in values.items())
+            name = named(values.index, values)
             panels.append(
-                (" | ".join(t for t in (named, title if title != "all runs" else "") if t), {**values, **fixed})
+                (" | ".join(t for t in (name, title if title != "all runs" else "") if t), {**values, **fixed})
             )
     same_n = filled["n"].nunique() == 1
     return HeatmapLayout(panels, rows_key, cols_key, {key: _ordered(runs, key) for key in acts}, keys, cells, same_n)
@@ -221,7 +223,7 @@ def heatmap_panel(ax, layout: HeatmapLayout, fixed: dict, norm: Normalize, pair:
     for i, row in enumerate(rows):
         for j, col in enumerate(cols):
             named = {**fixed, layout.rows_key: row, **({layout.cols_key: col} if layout.cols_key else {})}
-            cell = layout.cells.get(tuple(named[k] for k in layout.keys))
+            cell = layout.cells.get(_group_key(tuple(named[k] for k in layout.keys)))
             if cell is None:
                 continue
             mean, std, n = cell
@@ -377,7 +379,7 @@ def line_labels(done: pd.DataFrame, keys: list[str]) -> list[str]:
     if not keys:
         return ["all runs"]
     groups = sort_rows(done[keys].drop_duplicates(), keys)
-    return [", ".join(f"{k}={shown(v)}" for k, v in zip(keys, values)) for values in groups.itertuples(index=False)]
+    return [named(keys, values) for values in groups.itertuples(index=False)]
 
 
 def outer_labels(axes, panels: CurvePanels) -> None:
@@ -416,12 +418,12 @@ def line_looks(runs: pd.DataFrame, keys: list[str]):
     """look(labels) -> (colour, line style) of a line: its colour by the first key's value, its style by the
     second's: no two lines of a panel look alike."""
     colour_key, style_key = (keys + [None, None])[:2]
-    colours = {v: f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
-    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
+    colours = {_group_key(v): f"C{i % 10}" for i, v in enumerate(_ordered(runs, colour_key))}
+    styles = {_group_key(v): STYLES[i % len(STYLES)] for i, v in enumerate(_ordered(runs, style_key))}
 
     def look(labels: pd.Series) -> tuple:
-        colour = colours.get(labels.get(colour_key)) if colour_key else "C0"
-        return colour, styles.get(labels.get(style_key), "-") if style_key else "-"
+        colour = colours.get(_group_key(labels.get(colour_key))) if colour_key else "C0"
+        return colour, styles.get(_group_key(labels.get(style_key)), "-") if style_key else "-"
 
     return look
 
@@ -449,15 +451,17 @@ def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[s
     Returns each line's (label, colour, line style)."""
     drawn = []
     groups = sort_rows(subset[keys].drop_duplicates(), keys) if keys else pd.DataFrame([{}])
-    curves = subset.groupby(keys, sort=False)["curve"] if keys else None
+    # Grouped with the runs that lack a key (an MLP's channels beside a CNN's: NaN), found by their values as typed.
+    grouped = subset.groupby(keys, sort=False, dropna=False)["curve"] if keys else ()
+    curves = {_group_key(values): found for values, found in grouped}
     for _, labels in groups.iterrows():
-        found = curves.get_group(tuple(labels.values)) if keys else subset["curve"]
+        found = curves[_group_key(tuple(labels.tolist()))] if keys else subset["curve"]
         lengths = {len(c) for c in found}
         if len(lengths) != 1 or 0 in lengths:
             continue
         stack = np.array(found.tolist())
         epochs = np.arange(1, stack.shape[1] + 1)
-        label = ", ".join(f"{k}={shown(v)}" for k, v in zip(keys, labels.values)) or "all runs"
+        label = named(keys, labels.tolist()) or "all runs"
         colour, line_style = look(labels)
         marker = "o" if len(epochs) == 1 else None  # a one-epoch run is a point, not a line
         (line,) = ax.plot(epochs, stack.mean(0), label=label, lw=1.4, color=colour, ls=line_style, marker=marker)
@@ -465,6 +469,12 @@ def curve_lines(ax, subset: pd.DataFrame, keys: list[str], look) -> list[tuple[s
             ax.fill_between(epochs, stack.min(0), stack.max(0), color=line.get_color(), alpha=0.15)
         drawn.append((label, line.get_color(), line.get_linestyle()))
     return drawn
+
+
+def _group_key(values) -> tuple:
+    """A group's values as a key that finds it: NaN (a key a run lacks) equal to NaN."""
+    values = values if isinstance(values, tuple) else (values,)  # a group of one key: its value, in older pandas
+    return tuple(None if pd.isna(v) else v for v in values)
 
 
 def _ordered(runs: pd.DataFrame, key: str | None) -> list:
@@ -516,15 +526,21 @@ def diagnostics_figure(runs: pd.DataFrame, pair: tuple[str, str]) -> Figure | No
 
 
 def measure_label(name: str, runs: pd.DataFrame) -> str:
-    """What a diagnostic's fraction counts, e.g. "dead output units (of 10)"."""
+    """What a diagnostic's fraction counts, e.g. "dead output units (of 10)"; a conv layer's units are its channels.
+    Each layer's units: a CNN's channels, then its head's widths (without their flattened input); an MLP's widths
+    after its inputs."""
+    channels = runs["channels"].iloc[0] if "channels" in runs else None
+    convs = [int(c) for c in str(channels).split("-")] if isinstance(channels, str) else []
     widths = [int(w) for w in str(runs["widths"].iloc[0]).split("-")] if "widths" in runs else []
+    units = [*convs, *(widths if convs else widths[1:])]  # per layer, from layer 1
     if name in ("dead_output", "flat_output"):
-        units = f" (of {widths[-1]})" if widths else ""
-        return f"{name.split('_')[0]} output units{units}, fraction"
+        of = f" (of {widths[-1]})" if widths else ""
+        return f"{name.split('_')[0]} output units{of}, fraction"
     if name.startswith("saturated_layer"):
         layer = int(name.removeprefix("saturated_layer"))
-        units = f" (of {widths[layer]})" if len(widths) > layer else ""
-        return f"saturated units of layer {layer}{units}, fraction"
+        kind = "channels" if layer <= len(convs) else "units"
+        of = f" (of {units[layer - 1]})" if len(units) >= layer else ""
+        return f"saturated {kind} of layer {layer}{of}, fraction"
     return name.replace("_", " ") + ", fraction"
 
 

@@ -39,6 +39,11 @@ def shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def named(keys, values) -> str:
+    """ "key=value, ..." of a group's values as typed, leaving out a key its runs lack (an MLP's channels: NaN)."""
+    return ", ".join(f"{k}={shown(v)}" for k, v in zip(keys, values) if not pd.isna(v))
+
+
 def read_runs(sweep_dir: Path, diagnostics: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per job of the sweep (see the module's docstring). diagnostics: the diag.* columns to read where a
     table holds them (None: all): each column read costs, and a 3-layer run records 30, of which the report shows 7."""
@@ -131,9 +136,10 @@ def strata(runs: pd.DataFrame):
     _, varied = group_keys(runs)
     yield "all runs", runs
     if varied:
-        for values, part in runs.groupby(varied, sort=True):
+        # Runs that lack a key (an MLP has no channels beside a CNN) are a stratum too, named without it.
+        for values, part in runs.groupby(varied, sort=True, dropna=False):
             values = values if isinstance(values, tuple) else (values,)
-            yield ", ".join(f"{k}={shown(v)}" for k, v in zip(varied, values)), part
+            yield named(varied, values), part
 
 
 def last_pair(runs: pd.DataFrame) -> pd.Series:
