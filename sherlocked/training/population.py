@@ -234,10 +234,11 @@ class ConvLayer(Block):
 
     Both run channels-last (memory [B, H, W, K*C]), and what they hand on is a [K, B, C, H, W] view of it, so from
     one conv layer to the next nothing is copied but where the members were regrouped (mixed activations). On a
-    CPU channels-last is what makes members folded into channels pay (measured by `python -m sherlocked.bench`,
-    16 members of model=cnn, batch 32, one thread): a grouped convolution of NCHW tensors took 2.8 times as long
-    forward and backward as channels-last (24.5 ms against 8.8 for the first layer), and NCHW max pooling 3 to 7
-    times (15.5 ms against 5.0), where 16 plain nn.Conv2d took 9.4 ms.
+    CPU channels-last is what makes members folded into channels pay (timed alone: 16 members of model=cnn, batch
+    32, one thread): a grouped convolution of NCHW tensors took 2.8 times as long forward and backward as
+    channels-last (24.5 ms against 8.8 for the first layer; 16 plain nn.Conv2d 9.4 ms), and NCHW max pooling 3 to 7
+    times (15.5 ms against 5.0); `python -m sherlocked.bench --model cnn` went from 0.82x to 1.3x the plain loop's
+    speed (docs/benchmarks.md).
     """
 
     units_dim = -3  # channels of [..., C, H, W]
