@@ -222,7 +222,7 @@ def figures_of(args, work: Work, timing: Timing) -> dict:
         "torch": torch.__version__,
     }
     if not convs:
-        figures["matmul_peak_gflops"] = figures["peak_gflops"]  # as the sweep's --plan and older files name it
+        figures["matmul_peak_gflops"] = figures["peak_gflops"]  # as files before the CNN shape named it
     # What (c) takes in steady state, eager against each mode (eager's first step compiles nothing).
     steady = {"eager": times["population"]}
     after = "seconds_per_member_epoch_after_first_step"
