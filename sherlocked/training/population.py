@@ -237,7 +237,7 @@ class ConvLayer(Block):
     CPU channels-last is what makes members folded into channels pay (timed alone: 16 members of model=cnn, batch
     32, one thread): a grouped convolution of NCHW tensors took 2.8 times as long forward and backward as
     channels-last (24.5 ms against 8.8 for the first layer; 16 plain nn.Conv2d 9.4 ms), and NCHW max pooling 3 to 7
-    times (15.5 ms against 5.0); `python -m sherlocked.bench --model cnn` went from 0.82x to 1.3x the plain loop's
+    times (15.5 ms against 5.0); `python -m sherlocked.bench --model cnn` went from 0.82x to 1.23-1.34x the plain loop's
     speed (docs/benchmarks.md).
     """
 
