@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sherlocked.bench import cli, paths, sweeps
-from sherlocked.spec.shapes import linear_shapes
+from sherlocked.spec.datasets import TEST_SIZES
+from sherlocked.spec.shapes import Conv, conv_shapes, linear_shapes
 from sherlocked.sweep.devices import flops_per_member_epoch
 
 
@@ -17,6 +18,14 @@ def test_flops_count_only_the_matmuls_a_step_computes():
     # and the second layer's input gradient (12), not the first's: the data needs no gradient.
     flops = flops_per_member_epoch(linear_shapes([4, 3, 2]), batch=5, train_steps=2, test_size=7)
     assert flops == (36 + 36 + 12) * 5 * 2 + 36 * 7
+
+
+def test_a_cnns_flops_count_each_convolution_from_its_layer_shape():
+    # A 3x3 conv of 1 to 2 channels on 4x4: 2x2x2 outputs of 9 multiply-adds, 144 FLOPs a sample; its 8 outputs
+    # flattened into a Linear to 3: 48. Training: forward and weight gradients of both, the Linear's input gradient.
+    layers = [*conv_shapes((1, 4, 4), [Conv(2, 3)]), *linear_shapes([8, 3], first=2)]
+    assert [layer.flops for layer in layers] == [144, 48]
+    assert flops_per_member_epoch(layers, batch=5, train_steps=2, test_size=7) == (2 * 192 + 48) * 5 * 2 + 192 * 7
 
 
 def test_the_timed_step_matmuls_are_the_ones_counted():
@@ -29,8 +38,10 @@ def test_the_timed_step_matmuls_are_the_ones_counted():
 
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_path, capsys, monkeypatch):
-    # 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second round only).
-    argv = ["--device", "cpu", "--members", "3", "--group", "2", "--baseline-members", "1", "--steps", "2"]
+    # Each shape (an MLP, then a CNN): 3 jobs in populations of 2 (two rounds), the baselines on 1 job (in the second
+    # round only).
+    argv = ["--device", "cpu", "--members", "3", "--cnn-members", "3", "--group", "2", "--baseline-members", "1"]
+    argv += ["--steps", "2"]
     argv += ["--sweep-small", "2", "--sweep-jobs", "4"]  # real multiruns of 2 and 4 one-step jobs
     # compile=default compiles for real; a mode whose compiled step fails at its second step is reported
     real_compile = torch.compile
@@ -52,6 +63,8 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     argv += ["--compile", "default,max-autotune-no-cudagraphs"]
     figures = cli.main([*argv, "--out", str(tmp_path)])
     assert json.loads((tmp_path / "bench_cpu.json").read_text()) == figures
+    assert list(figures["shapes"]) == ["mlp", "cnn"]  # the default shapes, the first one's figures at the top
+    assert all(figures[name] == value for name, value in figures["shapes"]["mlp"].items())
     times = figures["seconds_per_member_epoch"]
     assert set(times) == {"plain", "solo", "population", "population_diagnostics", "compile=default"}
     assert all(t > 0 for t in times.values())
@@ -59,6 +72,7 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     sizes = ("members", "baseline_members", "group", "steps_per_epoch")
     assert [figures[size] for size in sizes] == [3, 1, 2, 2]
     assert figures["population_gflops"] > 0 and figures["step_matmul_gflops"] > 0
+    assert figures["peak"] == "matmul" and figures["peak_gflops"] == figures["matmul_peak_gflops"] > 0
     # compile=default (a CPU's default), both populations compiled; the fastest step named
     compile_default = figures["compile"]["default"]
     assert compile_default["first_steps_s"] > 0 and compile_default["seconds_per_member_epoch_after_first_step"] > 0
@@ -66,6 +80,23 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     failing = figures["compile"]["max-autotune-no-cudagraphs"]
     assert failing["failed"] == "RuntimeError: the compiled step failed"
     assert failing["seconds_per_member_epoch_after_first_step"] is None
+    # The CNN (model=cnn: two 5x5 conv layers, max pooling, a Linear head): the same paths, its figures
+    cnn = figures["shapes"]["cnn"]
+    assert cnn["layers"] == "conv[8, 24, 24] conv[16, 8, 8] linear[10]"
+    assert set(cnn["seconds_per_member_epoch"]) == set(times) and all(cnn["seconds_per_member_epoch"].values())
+    assert [cnn[size] for size in sizes] == [3, 1, 2, 2]
+    shapes = [
+        *conv_shapes((1, 28, 28), [Conv(8, 5, pool="max"), Conv(16, 5, pool="max")]),
+        *linear_shapes([256, 10], 3),
+    ]
+    assert cnn["flops_per_member_epoch"] == flops_per_member_epoch(shapes, 32, 2, TEST_SIZES["mnist_5k"])
+    cnn_times = cnn["seconds_per_member_epoch"]
+    assert cnn["population_gflops"] == cnn["flops_per_member_epoch"] / cnn_times["population"] / 1e9 > 0
+    assert cnn["plain_gflops"] == cnn["flops_per_member_epoch"] / cnn_times["plain"] / 1e9 > 0
+    assert cnn["peak"] == "conv2d" and cnn["peak_gflops"] > 0 and cnn["step_matmul_gflops"] is None
+    assert 0 < cnn["population_fraction_of_peak"] == cnn["population_gflops"] / cnn["peak_gflops"]
+    assert cnn["speedup_population_vs_plain"] == cnn_times["plain"] / cnn_times["population"]
+    assert cnn["compile"]["max-autotune-no-cudagraphs"]["failed"] == "RuntimeError: the compiled step failed"
     overhead = figures["sweep_overhead"]
     assert [(run["jobs"], run["results"]) for run in overhead["runs"]] == [(2, 2), (4, 4)]
     assert all(run["cpu_s"] > 0 and run["phases_cpu_s"]["steps"] > 0 for run in overhead["runs"])
@@ -74,11 +105,19 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     assert (figures["end_to_end"]["jobs"], figures["end_to_end"]["results"]) == (3, 3)
     out = capsys.readouterr().out
     assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
+    assert "of a 2048^3 fp32 matmul" in said_once(out) and "of a large fp32 conv2d" in said_once(out)
+    assert "model=cnn (conv[8, 24, 24] conv[16, 8, 8] linear[10])" in said_once(out)
     assert "(c) compile=default" in out and "compile=default, 1-epoch runs: compiling" in out
-    said_once = " ".join(out.split())  # rich wraps long lines at the terminal's width
-    assert "compile=max-autotune-no-cudagraphs failed: RuntimeError: the compiled step failed" in said_once
+    assert "compile=max-autotune-no-cudagraphs failed: RuntimeError: the compiled step failed" in said_once(out)
     said = [line for line in out.splitlines() if line.startswith("bench: ")]  # what it runs, as it runs it
-    assert said[1].startswith("bench: round 1/2") and said[3].startswith("bench: one-step sweeps of 2 and 4")
+    assert said[0].startswith("bench: model=mlp: warm-up") and said[1].startswith("bench: model=mlp, round 1/2")
+    assert said[3].startswith("bench: model=cnn: warm-up") and said[4].startswith("bench: model=cnn, round 1/2")
+    assert said[6].startswith("bench: one-step sweeps of 2 and 4")
+
+
+def said_once(out: str) -> str:
+    """What the benchmark printed, on one line: rich wraps long lines at the terminal's width."""
+    return " ".join(out.split())
 
 
 def test_sweep_grids_have_the_study_shape():

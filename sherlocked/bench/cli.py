@@ -25,7 +25,15 @@ def arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sherlocked.bench", description="speed, side by side in one run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dataset", default="mnist_5k")
+    parser.add_argument(
+        "--model",
+        type=lambda text: [model for model in text.split(",") if model],
+        default=["mlp", "cnn"],
+        help="the model shapes to measure (conf/model), one after another, comma-separated (default mlp,cnn); the "
+        "first one's figures are also the file's top level, which the sweep's --plan reads",
+    )
     parser.add_argument("--members", type=int, default=64, help="jobs for (c): triples x seeds, in study order")
+    parser.add_argument("--cnn-members", type=int, default=16, help="jobs for (c) of a shape with conv layers")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=0, help="train steps per epoch (0 = the whole train set)")
@@ -45,7 +53,7 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=BENCH)
     scale_arguments(parser)
     args = parser.parse_args(argv)
-    args.seeds = max(args.seeds, -(-args.members // 64))
+    args.seeds = max(args.seeds, -(-max(args.members, args.cnn_members) // 64))
     if args.compile is None:
         args.compile = ["default", "reduce-overhead"] if args.device == "cuda" else ["default"]
     for mode in args.compile:
@@ -81,8 +89,9 @@ def scale_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Work:
-    """What each path trains (composed configs), and the data they share."""
+    """What each path trains (composed configs) for one model shape, and the data they share."""
 
+    model: str  # conf/model
     population: list  # (c), diagnostics off
     baseline: list  # (a) and (b)
     diagnosed: list  # (c) with the study's diagnostics on: what measuring costs
@@ -96,19 +105,22 @@ class Work:
         return -(-len(self.population) // self.group)
 
 
-def work_of(args) -> Work:
-    population = paths.configs(args, args.epochs, args.members, "diagnostics=off")
-    baseline = paths.configs(args, args.baseline_epochs, args.baseline_members or args.members, "diagnostics=off")
+def work_of(args, model: str) -> Work:
+    convs = bool(paths.configs(args, args.epochs, 1, model=model)[0].model.get("channels"))
+    members = args.cnn_members if convs else args.members
+    population = paths.configs(args, args.epochs, members, "diagnostics=off", model=model)
+    baseline_members = min(args.baseline_members or members, members)
+    baseline = paths.configs(args, args.baseline_epochs, baseline_members, "diagnostics=off", model=model)
     compiling = {
-        mode: paths.configs(args, args.compile_epochs, args.members, "diagnostics=off", f"compile={mode}")
+        mode: paths.configs(args, args.compile_epochs, members, "diagnostics=off", f"compile={mode}", model=model)
         for mode in args.compile
     }
-    diagnosed = paths.configs(args, args.epochs, args.members, "diagnostics=on")
-    group = args.group or default_max_members(args.device) or len(population)
+    diagnosed = paths.configs(args, args.epochs, members, "diagnostics=on", model=model)
+    group = min(args.group or default_max_members(args.device) or len(population), len(population))
     d = population[0].dataset
     data = load(d.name, d.root, tuple(d.mean), tuple(d.std), d.download, tuple(d.fallback_dirs))
     steps = args.steps or -(-len(data[1]) // d.batch_size)
-    return Work(population, baseline, diagnosed, compiling, group, data, steps)
+    return Work(model, population, baseline, diagnosed, compiling, group, data, steps)
 
 
 @dataclass
@@ -133,7 +145,7 @@ def rounds(args, work: Work) -> Timing:
     also = "".join(f", (c) compile={mode}" for mode in args.compile)
     for r in range(work.rounds):
         paths_run = f"(a) plain loop, (b) solo runs, (c) population of {work.group}, (c) diagnosed{also}"
-        doing(f"round {r + 1}/{work.rounds}: {paths_run}")
+        doing(f"model={work.model}, round {r + 1}/{work.rounds}: {paths_run}")
         share = work.baseline[len(work.baseline) * r // work.rounds : len(work.baseline) * (r + 1) // work.rounds]
         if share:
             timing.seconds["plain"] += paths.plain_loop(share, work.data, args.device)
@@ -166,25 +178,29 @@ def compiled_round(timing: Timing, mode: str, jobs: list, group: int, device: st
 
 
 def figures_of(args, work: Work, timing: Timing) -> dict:
-    """Every figure of the run, as the JSON file keeps them."""
+    """Every figure of one model shape's run, as the JSON file keeps them."""
     member_epochs = {path: len(work.population) * args.epochs for path in timing.seconds}
     member_epochs.update(
         plain=len(work.baseline) * args.baseline_epochs, solo=len(work.baseline) * args.baseline_epochs
     )
     member_epochs.update({f"compile={mode}": len(work.population) * args.compile_epochs for mode in args.compile})
     times = {path: s / member_epochs[path] for path, s in timing.seconds.items()}
-    widths, d, members = list(work.population[0].model.widths), work.population[0].dataset, len(work.population)
-    flops = flops_per_member_epoch(model_shapes(work.population[0]), d.batch_size, work.steps, len(work.data[3]))
-    flops *= len(work.population) * args.epochs
+    config, members = work.population[0], len(work.population)
+    d, shapes = config.dataset, model_shapes(config)
+    flops = flops_per_member_epoch(shapes, d.batch_size, work.steps, len(work.data[3]))  # FLOPs of a member-epoch
+    convs = any(layer.kind == "conv" for layer in shapes)
     figures = {
+        "model": work.model,
+        "layers": " ".join(f"{layer.kind}{list(layer.pre)}" for layer in shapes),  # what each layer computes
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "dataset": d.name,
-        "members": len(work.population),
+        "members": members,
         "baseline_members": len(work.baseline),
         "baseline_epochs": args.baseline_epochs,
         "group": work.group,
         "epochs": args.epochs,
         "steps_per_epoch": work.steps,
+        "flops_per_member_epoch": flops,
         "seconds_per_member_epoch": times,
         "population_total_s": timing.seconds["population"],
         # on a GPU: the most memory (c) held, and the GPU's mean utilisation while (c) trained
@@ -194,19 +210,28 @@ def figures_of(args, work: Work, timing: Timing) -> dict:
         "speedup_population_vs_solo": times["solo"] / times["population"],
         "solo_slowdown_vs_plain": times["solo"] / times["plain"],
         "diagnostics_overhead": times["population_diagnostics"] / times["population"] - 1,
-        "population_gflops": flops / timing.seconds["population"] / 1e9,
-        "matmul_peak_gflops": paths.matmul_peak(args.device),
-        "step_matmul_gflops": paths.step_matmul_gflops(widths, d.batch_size, min(members, work.group), args.device),
+        "population_gflops": flops / times["population"] / 1e9,
+        "plain_gflops": flops / times["plain"] / 1e9,
+        # the ceiling: a large fp32 conv2d for a CNN, a large fp32 matmul for an MLP
+        "peak": "conv2d" if convs else "matmul",
+        "peak_gflops": paths.conv_peak(args.device) if convs else paths.matmul_peak(args.device),
+        "step_matmul_gflops": None
+        if convs
+        else paths.step_matmul_gflops(list(config.model.widths), d.batch_size, min(members, work.group), args.device),
         "compile": compile_figures(args, timing, member_epochs),
         "torch": torch.__version__,
     }
+    if not convs:
+        figures["matmul_peak_gflops"] = figures["peak_gflops"]  # as files before the CNN shape named it
     # What (c) takes in steady state, eager against each mode (eager's first step compiles nothing).
     steady = {"eager": times["population"]}
     after = "seconds_per_member_epoch_after_first_step"
     steady.update({mode: c[after] for mode, c in figures["compile"].items() if not c["failed"]})
     figures["fastest_step"] = min(steady, key=steady.get)
-    figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["matmul_peak_gflops"]
-    figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
+    figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["peak_gflops"]
+    figures["plain_fraction_of_peak"] = figures["plain_gflops"] / figures["peak_gflops"]
+    if not convs:
+        figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
     return figures
 
 
@@ -230,22 +255,31 @@ def main(argv=None) -> dict:
     args = arguments(argv)
     if args.scale:
         return at_scale(args)
-    work = work_of(args)
-    also = "".join(f", (c) compile={mode}" for mode in args.compile)
-    doing(f"warm-up, then {work.rounds} rounds of (a), (b), (c), (c) with diagnostics{also}")
-    paths.framework(work.baseline[:1], 1, args.device)  # warm-up: imports, data cache, kernels (the baselines' epochs)
-    if args.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    figures = figures_of(args, work, rounds(args, work))
+    works = {model: work_of(args, model) for model in args.model}
+    shapes = {model: measured(args, work) for model, work in works.items()}
+    first, work = args.model[0], works[args.model[0]]
+    figures = {**shapes[first], "shapes": shapes}  # the first shape's figures at the top: what --plan reads
     doing(f"one-step sweeps of {args.sweep_small} and {args.sweep_jobs} jobs (python -m sherlocked.train -m ...)")
-    figures["sweep_overhead"] = sweeps.overhead(args.dataset, args.device, args.sweep_small, args.sweep_jobs)
+    figures["sweep_overhead"] = sweeps.overhead(args.dataset, args.device, args.sweep_small, args.sweep_jobs, first)
     doing(f"one sweep of the benchmark's shape, end to end: {len(work.population)} jobs x {args.epochs} epochs")
-    figures["end_to_end"] = sweeps.end_to_end(args.dataset, args.device, len(work.population), args.epochs, args.steps)
+    figures["end_to_end"] = sweeps.end_to_end(
+        args.dataset, args.device, len(work.population), args.epochs, args.steps, first
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_{args.device}.json"
     path.write_text(json.dumps(figures, indent=2))
     show(figures, path)
     return figures
+
+
+def measured(args, work: Work) -> dict:
+    """One model shape: a warm-up, then the rounds of every path, and its figures."""
+    also = "".join(f", (c) compile={mode}" for mode in args.compile)
+    doing(f"model={work.model}: warm-up, then {work.rounds} rounds of (a), (b), (c), (c) with diagnostics{also}")
+    paths.framework(work.baseline[:1], 1, args.device)  # warm-up: imports, data cache, kernels (the baselines' epochs)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return figures_of(args, work, rounds(args, work))
 
 
 def at_scale(args) -> dict:

@@ -3,7 +3,8 @@
 (a) plain_loop: the original study's loop, one nn.Sequential at a time, SGD, data as tensors on the device;
 (b) framework(group=1): sequential solo runs through sherlocked (what the basic launcher does per job);
 (c) framework(group>1): populations (what hydra/launcher=population does).
-Also the achieved GFLOP/s against a large fp32 matmul and against one step's own batched matmuls.
+Any model shape (model=mlp, model=cnn, ...). Also the achieved GFLOP/s against a large fp32 matmul (an MLP) or
+conv2d (a CNN), and an MLP's against one step's own batched matmuls.
 """
 
 import itertools
@@ -18,15 +19,17 @@ from hydra import compose, initialize_config_dir
 from torch import Tensor
 
 from sherlocked.bench.sweeps import ACTS
+from sherlocked.spec.checks import member_spec
 from sherlocked.spec.config import CONFIG_DIR
-from sherlocked.training.activations import build
 from sherlocked.training.engine import run
+from sherlocked.training.population import Population
 
 
-def configs(args, epochs: int, members: int, *extra: str) -> list:
+def configs(args, epochs: int, members: int, *extra: str, model: str = "mlp") -> list:
     triples = list(itertools.product(ACTS, repeat=3))
     jobs = [(triple, seed) for seed in range(args.seeds) for triple in triples][:members]
     common = [
+        f"model={model}",
         f"dataset={args.dataset}",
         f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
         f"trainer.max_epochs={epochs}",
@@ -47,20 +50,17 @@ def sync(device: str) -> None:
 
 
 def plain_loop(cfgs, data, device: str) -> float:
-    """(a): the original study's training, one model at a time, no framework."""
+    """(a): the original study's training, one model at a time, no framework: each job's model as a plain
+    nn.Sequential of torch's own modules (Population.export: nn.Linear, nn.Conv2d, nn.MaxPool2d, ...)."""
     train_x, train_y, test_x, test_y = (t.to(device) for t in data)
     cfg0 = cfgs[0]
-    widths, batch = list(cfg0.model.widths), cfg0.dataset.batch_size
+    batch = cfg0.dataset.batch_size
     steps = cfg0.trainer.get("limit_train_batches") or -(-len(train_y) // batch)
     sync(device)
     start = time.perf_counter()
     for cfg in cfgs:
         torch.manual_seed(cfg.seed)
-        acts = [cfg.act1, cfg.act2, cfg.act3]
-        layers = []
-        for (fan_in, fan_out), act in zip(zip(widths[:-1], widths[1:]), acts):
-            layers += [torch.nn.Linear(fan_in, fan_out), build(act)]
-        model = torch.nn.Sequential(*layers).to(device)
+        model = Population([member_spec(cfg)]).export(0).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.model.optimizer.lr, momentum=cfg.model.optimizer.momentum)
         for _ in range(cfg.trainer.max_epochs):
             order = torch.randperm(len(train_y), device=device)
@@ -135,6 +135,20 @@ def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of an n^3 fp32 matmul on this device: the ceiling to compare against."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     return 2 * n**3 / timed(lambda: a @ b, device, repeats) / 1e9
+
+
+def conv_peak(device: str, repeats: int = 5) -> float:
+    """GFLOP/s of a large fp32 conv2d on this device (128 to 128 channels, 3x3, 32x32 images, padding 1; 8 images
+    on a CPU, 256 on a GPU), the faster of NCHW and channels-last: the ceiling a CNN's convolutions compare
+    against."""
+    batch, channels, side = (256 if device == "cuda" else 8), 128, 32
+    best = 0.0
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(batch, channels, side, side, device=device).contiguous(memory_format=layout)
+        w = torch.randn(channels, channels, 3, 3, device=device).contiguous(memory_format=layout)
+        seconds = timed(lambda x=x, w=w: F.conv2d(x, w, padding=1), device, repeats)
+        best = max(best, 2 * batch * channels * side * side * channels * 9 / seconds / 1e9)
+    return best
 
 
 def step_matmuls(widths, batch: int, members: int, device: str) -> list[tuple[Tensor, Tensor]]:

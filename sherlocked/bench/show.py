@@ -8,17 +8,22 @@ from rich.table import Table
 from sherlocked.runtime.phases import PHASES
 
 console = Console()
+PEAKS = {"matmul": "a 2048^3 fp32 matmul", "conv2d": "a large fp32 conv2d (3x3, 128 to 128 channels, 32x32)"}
 
 
 def show(f: dict, path: Path) -> None:
-    console.print(paths_table(f))
-    console.print("\n".join([*summary(f), *compile_lines(f), *gpu_lines(f)]))
+    for shape in f["shapes"].values():  # each model shape's paths, side by side
+        console.print(paths_table(shape))
+        console.print("\n".join([*summary(shape), *compile_lines(shape), *gpu_lines(shape)]))
     show_sweeps(f)
     console.print(f"figures: {path}")
 
 
 def paths_table(f: dict) -> Table:
-    table = Table(title=f"sherlocked bench: {f['device']}, {f['dataset']}, {f['steps_per_epoch']} steps per epoch")
+    table = Table(
+        title=f"sherlocked bench: model={f['model']} ({f['layers']}), {f['device']}, {f['dataset']}, "
+        f"{f['steps_per_epoch']} steps per epoch"
+    )
     for column in ("path", "jobs", "ms per member-epoch", "vs (a)"):
         table.add_column(column, justify="right" if column != "path" else "left")
     t = f["seconds_per_member_epoch"]
@@ -42,10 +47,15 @@ def summary(f: dict) -> list[str]:
     return [
         f"(c) vs (a): {f['speedup_population_vs_plain']:.2f}x faster; (c) vs (b): "
         f"{f['speedup_population_vs_solo']:.2f}x faster; (b) vs (a): {f['solo_slowdown_vs_plain']:.2f}x the time",
-        f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of a "
-        f"2048^3 fp32 matmul ({f['matmul_peak_gflops']:.1f} GFLOP/s) and "
-        f"{100 * f['population_fraction_of_step_matmuls']:.0f}% of one step's own batched matmuls run alone "
-        f"({f['step_matmul_gflops']:.1f} GFLOP/s)",
+        f"(c) achieves {f['population_gflops']:.1f} GFLOP/s = {100 * f['population_fraction_of_peak']:.0f}% of "
+        f"{PEAKS[f['peak']]} ({f['peak_gflops']:.1f} GFLOP/s), (a) {f['plain_gflops']:.1f} GFLOP/s = "
+        f"{100 * f['plain_fraction_of_peak']:.0f}%"
+        + (
+            ""
+            if f["step_matmul_gflops"] is None
+            else f"; (c) {100 * f['population_fraction_of_step_matmuls']:.0f}% of one step's own batched matmuls "
+            f"run alone ({f['step_matmul_gflops']:.1f} GFLOP/s)"
+        ),
         f"diagnostics (every 100 steps and each epoch end, with histograms) cost "
         f"{100 * f['diagnostics_overhead']:.1f}% of (c)'s time",
     ]
@@ -77,8 +87,8 @@ def gpu_lines(f: dict) -> list[str]:
     busy = f["gpu_utilisation_percent"]
     busy = "unknown (no nvidia-smi)" if busy is None else f"{busy:.0f}%"
     return [
-        f"on the GPU: (c) {f['population_gflops'] / 1e3:.1f} TFLOP/s of the matmul's "
-        f"{f['matmul_peak_gflops'] / 1e3:.1f}; memory peak {f['gpu_memory_peak_gib']:.2f} GiB; "
+        f"on the GPU: (c) {f['population_gflops'] / 1e3:.1f} TFLOP/s of the {f['peak']}'s "
+        f"{f['peak_gflops'] / 1e3:.1f}; memory peak {f['gpu_memory_peak_gib']:.2f} GiB; "
         f"utilisation while (c) trained: {busy}"
     ]
 

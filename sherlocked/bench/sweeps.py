@@ -61,9 +61,10 @@ def multirun(overrides: list[str], device: str) -> dict:
     return {"jobs": phases["jobs"], "results": results, "wall_s": wall, "cpu_s": cpu, "phases_cpu_s": phases["cpu_s"]}
 
 
-def overhead(dataset: str, device: str, small: int, large: int) -> dict:
+def overhead(dataset: str, device: str, small: int, large: int, model: str = "mlp") -> dict:
     """What one more job costs: one-step sweeps of two sizes, side by side."""
     one_step = [
+        f"model={model}",
         f"dataset={dataset}",
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1",
@@ -84,9 +85,9 @@ def overhead(dataset: str, device: str, small: int, large: int) -> dict:
     }
 
 
-def end_to_end(dataset: str, device: str, jobs: int, epochs: int, steps: int) -> dict:
+def end_to_end(dataset: str, device: str, jobs: int, epochs: int, steps: int, model: str = "mlp") -> dict:
     """The benchmark's shape as a user runs it: one multirun, command start to the last result.json."""
-    overrides = [f"dataset={dataset}", f"trainer.max_epochs={epochs}", *grid(jobs)]
+    overrides = [f"model={model}", f"dataset={dataset}", f"trainer.max_epochs={epochs}", *grid(jobs)]
     if steps:
         overrides.append(f"+trainer.limit_train_batches={steps}")
     return multirun(overrides, device)
