@@ -27,6 +27,8 @@ MIX = "|"
 # Activations whose units can die: no (relu) or only a fixed small (leaky_relu) gradient below 0.
 DYING = ("relu", "leaky_relu")
 SATURATING = ("sigmoid", "tanh")  # flat far from 0 on both sides
+# Never decreasing, so that max pooling commutes with them (gelu, silu and mish dip below 0 first).
+NON_DECREASING = ("relu", "tanh", "sigmoid", "selu", "elu", "leaky_relu", "softplus", "identity")
 
 
 def parse(spec: str) -> list[str]:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sherlocked.spec.activations import NON_DECREASING, parse
 from sherlocked.spec.checks import MemberSpec
 from sherlocked.spec.shapes import POOL_SIZE
 from sherlocked.training.activations import build
@@ -121,6 +122,7 @@ class Block(nn.Module):
     members are regrouped so that each group is one slice, then put back in their order."""
 
     units_dim = -1  # the dimension of the units: a mixed activation splits it, batch norm normalises each
+    max_pooled = False  # whether `after` max-pools (a conv layer's)
     batch_norm: type[nn.Module] = nn.BatchNorm1d  # an exported member's
 
     def __init__(self, members: Sequence[MemberSpec], layer: int):
@@ -148,6 +150,14 @@ class Block(nn.Module):
         self.skips = [skip for _, _, skip in groups]
         self.sizes = [len(ks) for ks in groups.values()]  # each group's slice of the regrouped members
         self.single = len(groups) == 1
+        # Max pooling commutes with a non-decreasing activation (the max of f is f of the max): pooled first, the
+        # activation runs on a quarter of the values, forward and backward (16 CNNs: 7.5 of a 35 ms step went into
+        # ReLU over tensors too big for the cache). Not with a trace: the diagnostics look at every position.
+        self.pools_first = (
+            self.single
+            and self.max_pooled
+            and all(all(name in NON_DECREASING for name in parse(act)) for act, _, _ in groups)
+        )
         for g, ks in enumerate(groups.values()):
             rows = [normed.index(k) for k in ks] if self.normed[g] else []
             self.register_buffer(f"norm_rows{g}", torch.tensor(rows, dtype=torch.long), persistent=False)
@@ -175,6 +185,8 @@ class Block(nn.Module):
         if self.single:  # the common case: no gather, no scatter
             pre = self.norm(h) if self.normed[0] else h
             pre = pre + x if self.skips[0] else pre
+            if trace is None and self.pools_first:  # the same values a quarter of the work: see pools_first
+                return self.acts[0](self.after(pre))
             out = self.acts[0](pre)
         else:
             pres, outs = [], []
@@ -247,6 +259,7 @@ class ConvLayer(Block):
 
     def __init__(self, members: Sequence[MemberSpec], layer: int):
         self.conv = members[0].convs[layer - 1]
+        self.max_pooled = self.conv.pool == "max"
         super().__init__(members, layer)
 
     def weight_shape(self) -> tuple[int, ...]:
