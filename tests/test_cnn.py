@@ -211,16 +211,17 @@ def test_a_residual_on_layers_whose_widths_differ_stops_with_one_line(tmp_path):
 def test_max_pooling_before_a_non_decreasing_activation_gives_what_the_activation_then_pooling_gives(act):
     """pools_first: the values and every gradient as the plain network's order computes them (gelu and mish dip, so
     they keep that order; a mix over channels of two non-decreasing ones pools first too)."""
-    member = cnn((act, act, "relu", "relu", "relu"), seed=3)
-    net = Population([member])
-    assert [layer.pools_first for layer in net.layers[:3]] == [act.split("|")[0] not in ("gelu", "mish"), False, False]
-    plain = net.export(0)
-    x = torch.randn(1, 6, 784) * 3  # large enough that pooling windows hold negatives and saturated values
-    for model, inputs in ((net, x), (plain, x[0])):
-        model.zero_grad()
-        out = model(inputs).reshape(6, 10)
+    members = [cnn((act, act, "relu", "relu", "relu"), seed=3), cnn(("tanh", "relu", "relu", "relu", "relu"), seed=4)]
+    for population in (members[:1], members):  # alone, and in two groups of activations (regrouped)
+        net = Population(population)
+        pooled = act.split("|")[0] not in ("gelu", "mish")
+        assert [layer.pools_first for layer in net.layers[:3]] == [pooled, False, False]
+        plain = net.export(0)
+        x = torch.randn(len(population), 6, 784) * 3  # pooling windows with negatives and saturated values
+        net.zero_grad()
+        mine = net(x)[0]
+        mine.square().sum().backward()
+        out = plain(x[0])
         out.square().sum().backward()
-        if model is net:
-            mine, mine_grads = out, [p.grad.clone() for p in net.layers[0].parameters()]
-    torch.testing.assert_close(mine, out, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(mine_grads[0][0], plain[1].weight.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mine, out, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(net.layers[0].weight.grad[0], plain[1].weight.grad, rtol=1e-4, atol=1e-5)
