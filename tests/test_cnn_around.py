@@ -223,7 +223,9 @@ def test_plan_of_a_cnn_sweep_counts_its_conv_layers_flops_and_memory(tmp_path):
     bench = tmp_path / "outputs" / "bench"
     bench.mkdir(parents=True)
     overhead = {"framework_overhead_s_per_job": 0.02}  # a slow device: the estimate in seconds, to the FLOP
-    figures = {"device": "cpu (2 threads)", "population_gflops": 0.1, "sweep_overhead": overhead}
+    cnn = {"model": "cnn", "population_gflops": 0.1}  # the CNN's speed, not the MLP's, estimates a CNN sweep
+    figures = {"device": "cpu (2 threads)", "model": "mlp", "population_gflops": 50.0, "sweep_overhead": overhead}
+    figures["shapes"] = {"cnn": cnn}
     (bench / "bench_cpu.json").write_text(json.dumps(figures))
     done = plan_command(tmp_path, *CNN, *CNN_GRID, "dataset=mnist_5k", "trainer=cpu", "diagnostics=off")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -117,9 +117,8 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
         lines[0]
         == "plan: 576 jobs, 0 finished before; 576 to train in 36 populations (36 x 16 members) on this process, cpu"
     )
-    per_member = devices.member_bytes(
-        {"model": {"widths": [784, 500, 256, 10]}, "dataset": {"batch_size": 32, "test_batch_size": 1000}}
-    )
+    params, values = 784 * 500 + 500 + 500 * 256 + 256 + 256 * 10 + 10, 500 + 256 + 10  # weights, and each layer's
+    per_member = 4 * (4 * params + 4 * values * (32 + 1000))  # x4 copies of both, a batch of 32 and 1,000 tests
     assert lines[1].startswith(f"  memory: about {(16 * per_member + 4 * 5000 * 784) / 2**30:.2f} GiB a device")
     seconds = 576 * (
         devices.flops_per_member_epoch(linear_shapes([784, 500, 256, 10]), 32, 125, 1000) * 10 / 50e9 + 0.02
@@ -127,7 +126,7 @@ def test_plan_prints_the_studys_populations_memory_time_and_disk_and_writes_noth
     assert lines[2].startswith(
         f"  time: about {timedelta(seconds=round(seconds))} on this machine, the command's start"
     )
-    assert "(cpu (2 threads): 50.0 GFLOP/s for populations, 20 ms a job besides" in lines[2]
+    assert "(cpu (2 threads): 50.0 GFLOP/s for MLP populations, 20 ms a job besides" in lines[2]
     assert re.match(r"  disk: about [\d.]+ MiB \([\d.]+ KiB a job in 7 files and 3 folders: \.hydra/ ", lines[3]), (
         lines[3]
     )

@@ -71,16 +71,20 @@ def time_line(plan: Plan) -> str:
     if not figures.is_file():
         return f"  time: no estimate: the benchmark has not run on this {plan.device} (make bench writes {figures})"
     measured = json.loads(figures.read_text())
-    speed = measured["population_gflops"] * 1e9  # FLOP/s of populations on this device kind
+    kind = "cnn" if plan.jobs and model_shapes(plan.jobs[0].config)[0].kind == "conv" else "mlp"
+    shape = measured.get("shapes", {}).get(kind) or (measured if measured.get("model", "mlp") == kind else None)
+    if shape is None:  # a conv net's speed is not an MLP's: the benchmark measures each (--model mlp,cnn)
+        return f"  time: no estimate: the benchmark has not measured a {kind} on this {plan.device} ({figures})"
+    speed = shape["population_gflops"] * 1e9  # FLOP/s of populations of this kind of model on this device kind
     overhead = measured.get("sweep_overhead", {}).get("framework_overhead_s_per_job", 0.0)
-    diagnostics = 1 + measured.get("diagnostics_overhead", 0.0)  # what measuring them costs, measured too
+    diagnostics = 1 + shape.get("diagnostics_overhead", 0.0)  # what measuring them costs, measured too
     training = sum(flops(job.config) * (diagnostics if diagnosed(job.config) else 1) for job in plan.todo) / speed
     parallel = max(1, plan.workers) if plan.backend == "local" else 1
     seconds = (training + overhead * len(plan.todo)) / parallel
     where = f"{parallel} devices" if parallel > 1 else "one device" if plan.backend != "local" else "this machine"
     return (
         f"  time: about {timedelta(seconds=round(seconds))} on {where}, the command's start aside "
-        f"({measured['device']}: {measured['population_gflops']:.1f} GFLOP/s for populations, "
+        f"({measured['device']}: {shape['population_gflops']:.1f} GFLOP/s for {kind.upper()} populations, "
         f"{1e3 * overhead:.0f} ms a job besides, diagnostics +{100 * (diagnostics - 1):.0f} %: {figures})"
     )
 
