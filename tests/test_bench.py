@@ -82,11 +82,11 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     assert failing["seconds_per_member_epoch_after_first_step"] is None
     # The CNN (model=cnn: two 5x5 conv layers, max pooling, a Linear head): the same paths, its figures
     cnn = figures["shapes"]["cnn"]
-    assert cnn["layers"] == "conv[8, 24, 24] conv[16, 8, 8] linear[10]"
+    assert cnn["layers"] == "conv[6, 24, 24] conv[16, 8, 8] linear[10]"
     assert set(cnn["seconds_per_member_epoch"]) == set(times) and all(cnn["seconds_per_member_epoch"].values())
     assert [cnn[size] for size in sizes] == [3, 1, 2, 2]
     shapes = [
-        *conv_shapes((1, 28, 28), [Conv(8, 5, pool="max"), Conv(16, 5, pool="max")]),
+        *conv_shapes((1, 28, 28), [Conv(6, 5, pool="max"), Conv(16, 5, pool="max")]),
         *linear_shapes([256, 10], 3),
     ]
     assert cnn["flops_per_member_epoch"] == flops_per_member_epoch(shapes, 32, 2, TEST_SIZES["mnist_5k"])
@@ -106,7 +106,7 @@ def test_a_tiny_benchmark_runs_all_paths_in_rounds_and_writes_its_figures(tmp_pa
     out = capsys.readouterr().out
     assert "(c) vs (a)" in out and "one more job costs" in out and "end to end: 3 jobs" in out
     assert "of a 2048^3 fp32 matmul" in said_once(out) and "of a large fp32 conv2d" in said_once(out)
-    assert "model=cnn (conv[8, 24, 24] conv[16, 8, 8] linear[10])" in said_once(out)
+    assert "model=cnn (conv[6, 24, 24] conv[16, 8, 8] linear[10])" in said_once(out)
     assert "(c) compile=default" in out and "compile=default, 1-epoch runs: compiling" in out
     assert "compile=max-autotune-no-cudagraphs failed: RuntimeError: the compiled step failed" in said_once(out)
     said = [line for line in out.splitlines() if line.startswith("bench: ")]  # what it runs, as it runs it

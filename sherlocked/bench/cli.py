@@ -188,7 +188,6 @@ def figures_of(args, work: Work, timing: Timing) -> dict:
     config, members = work.population[0], len(work.population)
     d, shapes = config.dataset, model_shapes(config)
     flops = flops_per_member_epoch(shapes, d.batch_size, work.steps, len(work.data[3]))  # FLOPs of a member-epoch
-    convs = any(layer.kind == "conv" for layer in shapes)
     figures = {
         "model": work.model,
         "layers": " ".join(f"{layer.kind}{list(layer.pre)}" for layer in shapes),  # what each layer computes
@@ -212,27 +211,38 @@ def figures_of(args, work: Work, timing: Timing) -> dict:
         "diagnostics_overhead": times["population_diagnostics"] / times["population"] - 1,
         "population_gflops": flops / times["population"] / 1e9,
         "plain_gflops": flops / times["plain"] / 1e9,
-        # the ceiling: a large fp32 conv2d for a CNN, a large fp32 matmul for an MLP
-        "peak": "conv2d" if convs else "matmul",
-        "peak_gflops": paths.conv_peak(args.device) if convs else paths.matmul_peak(args.device),
-        "step_matmul_gflops": None
-        if convs
-        else paths.step_matmul_gflops(list(config.model.widths), d.batch_size, min(members, work.group), args.device),
         "compile": compile_figures(args, timing, member_epochs),
         "torch": torch.__version__,
     }
-    if not convs:
-        figures["matmul_peak_gflops"] = figures["peak_gflops"]  # as files before the CNN shape named it
+    figures.update(ceiling(args, work, shapes, figures))
     # What (c) takes in steady state, eager against each mode (eager's first step compiles nothing).
     steady = {"eager": times["population"]}
     after = "seconds_per_member_epoch_after_first_step"
     steady.update({mode: c[after] for mode, c in figures["compile"].items() if not c["failed"]})
     figures["fastest_step"] = min(steady, key=steady.get)
-    figures["population_fraction_of_peak"] = figures["population_gflops"] / figures["peak_gflops"]
-    figures["plain_fraction_of_peak"] = figures["plain_gflops"] / figures["peak_gflops"]
-    if not convs:
-        figures["population_fraction_of_step_matmuls"] = figures["population_gflops"] / figures["step_matmul_gflops"]
     return figures
+
+
+def ceiling(args, work: Work, shapes, figures: dict) -> dict:
+    """How near the ceiling (a) and (c) came: a large fp32 conv2d for a CNN, a large fp32 matmul for an MLP (and,
+    for an MLP, the matmuls of its own step)."""
+    convs = any(layer.kind == "conv" for layer in shapes)
+    peak = paths.conv_peak(args.device) if convs else paths.matmul_peak(args.device)
+    ceiling = {
+        "peak": "conv2d" if convs else "matmul",
+        "peak_gflops": peak,
+        "population_fraction_of_peak": figures["population_gflops"] / peak,
+        "plain_fraction_of_peak": figures["plain_gflops"] / peak,
+        "step_matmul_gflops": None,
+    }
+    if convs:
+        return ceiling
+    config = work.population[0]
+    group = min(len(work.population), work.group)
+    step = paths.step_matmul_gflops(list(config.model.widths), config.dataset.batch_size, group, args.device)
+    ceiling.update(step_matmul_gflops=step, matmul_peak_gflops=peak)  # matmul_peak_gflops: as files before CNNs
+    ceiling["population_fraction_of_step_matmuls"] = figures["population_gflops"] / step
+    return ceiling
 
 
 def compile_figures(args, timing: Timing, member_epochs: dict) -> dict:
