@@ -78,7 +78,12 @@ def time_line(plan: Plan) -> str:
     speed = shape["population_gflops"] * 1e9  # FLOP/s of populations of this kind of model on this device kind
     overhead = measured.get("sweep_overhead", {}).get("framework_overhead_s_per_job", 0.0)
     diagnostics = 1 + shape.get("diagnostics_overhead", 0.0)  # what measuring them costs, measured too
-    training = sum(flops(job.config) * (diagnostics if diagnosed(job.config) else 1) for job in plan.todo) / speed
+    # A population's members share everything FLOPs depend on (model shape, data, epochs, diagnostics): one each.
+    training = sum(
+        len(jobs) * flops(jobs[0].config) * (diagnostics if diagnosed(jobs[0].config) else 1)
+        for jobs in plan.populations
+    )
+    training /= speed
     parallel = max(1, plan.workers) if plan.backend == "local" else 1
     seconds = (training + overhead * len(plan.todo)) / parallel
     where = f"{parallel} devices" if parallel > 1 else "one device" if plan.backend != "local" else "this machine"
