@@ -59,7 +59,7 @@ def _class_name(target: str) -> str:
     return target.rsplit(".", 1)[-1].lower()
 
 
-_NONE = object()  # a Key without a neutral value
+_UNSET = object()  # a Key without a neutral value; a key a config lacks
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class Key:
     show: Callable[[Any], Any] | None = None  # how HParams and the report show the value
     optional: bool = False  # shown only where a config has it (a CNN's keys; an MLP has none of them)
     # A key added after jobs were trained without it: at this value a job computes what it did before, so its
-    # identity leaves it out (finished jobs stay finished, their checkpoints found). _NONE: no such value.
-    neutral: Any = _NONE
+    # identity leaves it out (finished jobs stay finished, their checkpoints found). _UNSET: no such value.
+    neutral: Any = _UNSET
 
 
 ACTIVATION = Key("act{n}", "act{n}", member=True)  # stands for act1, act2, ...: see key_of
@@ -161,8 +161,7 @@ def disagreement(configs: Sequence[Mapping]) -> str | None:
 
 
 NOT_IDENTITY = tuple(key.path for key in KEYS if not key.identity)
-_ABSENT = object()
-NEUTRAL = tuple((key.path, key.neutral) for key in KEYS if key.neutral is not _NONE)
+NEUTRAL = tuple((key.path, key.neutral) for key in KEYS if key.neutral is not _UNSET)
 NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
 # conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:}
 OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
@@ -225,7 +224,7 @@ def _identity_view(config: Mapping) -> Mapping:
     for key in NOT_IDENTITY:
         config = _without(config, key)
     for key, value in NEUTRAL:
-        if select(config, key, _ABSENT) == value:
+        if select(config, key, _UNSET) == value:
             config = _without(config, key)
     return config
 
