@@ -10,9 +10,10 @@ from sherlocked.report.plots import MAX_BANDS, curve_panels
 from sherlocked.report.runs import act_keys, finished, group_keys, shown, table_keys
 from sherlocked.report.significance import by_stratum, compare
 from sherlocked.report.tables import MIN_CI_RUNS, STD, markdown
+from sherlocked.spec.config import KEYS
 
 SETUP_KEYS = ("dataset", "widths", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "init")
-CNN_KEYS = ("channels", "kernel", "padding", "pool")  # sherlocked.spec.config's optional keys: a CNN's alone
+CNN_KEYS = tuple(key.name for key in KEYS if key.optional)  # the keys only some configs have: a CNN's
 
 
 def setup_text(runs: pd.DataFrame) -> str:
