@@ -10,7 +10,7 @@ PYTHON ?= $(if $(or $(wildcard $(VENV)/bin/python),$(filter 1,$(MANAGED))),$(VEN
 ABSOLUTE_PYTHON = $(if $(findstring /,$(PYTHON)),$(abspath $(PYTHON)),$(PYTHON))
 ARGS ?=
 # What make installs: the tools and every optional engine, so that make test runs every test CI runs (.ci/run).
-EXTRAS = dev,ray,slurm,optuna
+EXTRAS = dev,ray,slurm,optuna,mlflow,wandb
 STUDY ?=
 GRID = act1=relu,tanh,sigmoid,selu act2=relu,tanh,sigmoid,selu act3=relu,tanh,sigmoid,selu
 TRAIN = $(PYTHON) -m sherlocked.train

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from sherlocked.training import checkpoints
+from sherlocked.training.trackers import each
 
 KILL_AFTER, _, SAVE_UP_TO = sys.argv.pop(1).partition(":")
 save = checkpoints.PopulationCheckpoint.on_train_epoch_end
@@ -20,8 +21,7 @@ def save_then_die(self, trainer, module) -> None:
     if not SAVE_UP_TO or epoch <= int(SAVE_UP_TO):
         save(self, trainer, module)
     if epoch == int(KILL_AFTER):
-        for logger in module.member_loggers:
-            logger.experiment.flush()
+        each(module.trackers, "state")  # every tracker's writes out
         os.kill(os.getpid(), signal.SIGKILL)
 
 

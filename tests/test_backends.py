@@ -53,7 +53,8 @@ def test_ray_tasks_see_their_own_gpus_and_give_the_local_backends_results(sweep,
 @pytest.mark.slow
 def test_a_ray_task_whose_worker_dies_is_retried_and_the_sweep_completes(sweep, tmp_path, capsys):
     pytest.importorskip("ray")
-    dies = ["logger._target_=tests.ray_helpers.KillOnce", f"+logger.marker={tmp_path / 'killed'}"]
+    kill_once = "logger.tensorboard._target_=tests.ray_helpers.KillOnce"
+    dies = [kill_once, f"+logger.tensorboard.marker={tmp_path / 'killed'}"]
     with sweep(tmp_path / "sweep", *GRID, *local_ray(), *dies):
         assert (tmp_path / "killed").exists()  # one worker died
         assert sorted(r["status"] for r in results(tmp_path / "sweep").values()) == ["ok"] * 4

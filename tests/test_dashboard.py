@@ -95,7 +95,7 @@ def test_a_runs_hparams_yaml_is_what_lightning_writes(tmp_path):
     from lightning.pytorch.core.saving import save_hparams_to_yaml
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from sherlocked.training.sessions import log_session
+    from sherlocked.training.trackers.tensorboard_runs import log_session
 
     shown = {"act1": "relu", "act4": "none", "seed": 3, "batch_norm": "[1, 3]", "lr": 0.01, "output_activation": True}
     shown |= {"widths": "784-500-256-10", "null_like": "null", "number_like": "1e-3", "yes": "true"}

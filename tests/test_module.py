@@ -3,20 +3,29 @@ from dataclasses import replace
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch.optim import SGD
 
+from sherlocked.records.job import Job
 from sherlocked.spec.checks import MemberSpec
 from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import MemberMean, PopulationModule
+from sherlocked.training.trackers.tensorboard_runs import TensorBoardRuns
 
 SPEC = MemberSpec((784, 16, 10), ("relu", "relu"))
 
 
-def fit(members, data_root, poison=None, loggers=(), diagnostics=None, optimizer=None, compile_mode=None, callbacks=()):
+def tensorboard(folder, n: int) -> dict:
+    """n members' TensorBoard runs, <folder>/<k>/tb/, as the engine opens them (sherlocked.training.trackers)."""
+    settings = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "name": "tb", "version": ""}
+    return {"tensorboard": TensorBoardRuns(settings, [Job({}, folder / str(k)) for k in range(n)], None)}
+
+
+def fit(
+    members, data_root, poison=None, trackers=None, diagnostics=None, optimizer=None, compile_mode=None, callbacks=()
+):
     data = StudyDataModule("mnist", str(data_root), (0.1307,), (0.3081,), 16, seeds=[m.seed for m in members])
     optimizer = optimizer or (lambda params: SGD(params, lr=0.05, momentum=0.5))
-    module = PopulationModule(members, optimizer, loggers, diagnostics, compile_mode)
+    module = PopulationModule(members, optimizer, trackers, diagnostics, compile_mode)
     if poison is not None:
         with torch.no_grad():
             module.net.layers[0].weight[poison] = float("nan")
@@ -55,12 +64,8 @@ def test_a_diverging_member_with_diagnostics_on_touches_no_other_members_diagnos
     """NaN weights must not break the histograms or the measures of the population (the study's default)."""
     members = [SPEC.__class__(**{**SPEC.__dict__, "seed": s}) for s in (0, 1)]
     diagnostics = {"interval": 4, "probe_size": 32, "histograms": True}
-
-    def loggers(name, n):
-        return [TensorBoardLogger(str(tmp_path / name / str(k)), name="tb", version="") for k in range(n)]
-
-    poisoned = fit(members, data_root, poison=0, loggers=loggers("mixed", 2), diagnostics=diagnostics)
-    alone = fit(members[1:], data_root, loggers=loggers("alone", 1), diagnostics=diagnostics)
+    poisoned = fit(members, data_root, poison=0, trackers=tensorboard(tmp_path / "mixed", 2), diagnostics=diagnostics)
+    alone = fit(members[1:], data_root, trackers=tensorboard(tmp_path / "alone", 1), diagnostics=diagnostics)
     assert poisoned.alive.tolist() == [False, True]
     mixed, solo = poisoned.member_diagnostics(1), alone.member_diagnostics(0)
     assert set(mixed) == set(solo) and len(mixed["layer1/dead"]) == 2

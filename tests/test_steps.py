@@ -10,8 +10,7 @@ import itertools
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from test_module import MIXED, fit
+from test_module import MIXED, fit, tensorboard
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sherlocked.spec.checks import MemberSpec
@@ -75,10 +74,10 @@ def optimiser(name: str):
 def test_no_training_step_makes_the_host_wait_for_the_device(data_root, tmp_path, name):
     """Groups of activations, batch norm on some members' layers, each member's TensorBoard logging,
     the diagnostics between steps: 2 epochs of 16 steps."""
-    loggers = [TensorBoardLogger(str(tmp_path / str(k)), name="tb", version="") for k in range(len(MIXED))]
+    trackers = tensorboard(tmp_path, len(MIXED))
     diagnostics = {"interval": 4, "probe_size": 32, "histograms": False}
     watched = EveryStep()
-    fit(MIXED, data_root, loggers=loggers, diagnostics=diagnostics, optimizer=optimiser(name), callbacks=[watched])
+    fit(MIXED, data_root, trackers=trackers, diagnostics=diagnostics, optimizer=optimiser(name), callbacks=[watched])
     assert watched.steps == 32
     assert watched.waits == []
 

@@ -23,7 +23,8 @@ def test_every_dataset_and_trainer_composes(make_cfg, dataset, trainer):
     cfg = make_cfg(f"dataset={dataset}", f"trainer={trainer}", small=False)
     assert cfg.dataset.name == dataset
     assert cfg.trainer.accelerator == {"default": "auto", "cpu": "cpu", "gpu": "gpu"}[trainer]
-    assert cfg.logger._target_.endswith("TensorBoardLogger") and cfg.logger.default_hp_metric is False
+    events = cfg.logger.tensorboard
+    assert events._target_.endswith("TensorBoardLogger") and events.default_hp_metric is False
     assert cfg.trainer.max_epochs == 10 and cfg.dataset.batch_size == 32  # the study's, whatever the dataset
 
 

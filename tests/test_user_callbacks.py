@@ -30,7 +30,7 @@ class Recorder(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         callbacks = [type(callback).__name__ for callback in trainer.callbacks]
-        self.record(hook="start", callbacks=callbacks, members=len(pl_module.member_loggers))
+        self.record(hook="start", callbacks=callbacks, members=len(pl_module.net))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.record(hook="epoch", epoch=trainer.current_epoch)

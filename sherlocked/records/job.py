@@ -29,6 +29,7 @@ class Job:
         None  # where its population keeps what members share (sherlocked.records.layout); None: none
     )
     events_dir: Path | None = None  # its TensorBoard run; None: <job dir>/<the logger's name>
+    run_name: str | None = None  # its runs' name in the trackers (its swept values); None: its dir's name
     finished: Result | None = None  # its result, where an earlier run finished it (so it is not trained again)
     # An earlier job of the same batch with the same identity (a seed listed twice, a default spelled out): this
     # one is not trained, and gets that one's result.

@@ -33,9 +33,10 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -145,20 +146,33 @@ def submitit_folder(sweep_dir: str) -> str:
     return f"{sweep_dir}/{SUBMITIT}/%j"
 
 
-def name_runs(jobs: Sequence, sweep_dir: Path, todo: Sequence) -> None:
-    """The TensorBoard run of each job to train (`todo`), <sweep dir>/tensorboard/<its overrides of the keys the
-    sweep's `jobs` vary>, so that TensorBoard's run names are short; a name that holds another job's events
-    gets the job dir's full name instead."""
+def swept_keys(jobs: Sequence) -> set[str]:
+    """The override keys whose values differ between the sweep's jobs."""
     values: dict[str, set] = {}
     for job in jobs:
         for override in job.overrides:
             key, _, value = override.partition("=")
             values.setdefault(key, set()).add(value)
-    swept = {key for key, seen in values.items() if len(seen) > 1}
+    return {key for key, seen in values.items() if len(seen) > 1}
+
+
+def run_name(overrides: Sequence[str], swept: set[str]) -> str:
+    """A job's runs' name in the trackers: its overrides of the swept keys ("" where it has none)."""
+    return ",".join(o for o in overrides if o.partition("=")[0] in swept)
+
+
+def name_runs(jobs: Sequence, sweep_dir: Path, todo: Sequence, tensorboard: Callable[[Any], bool]) -> None:
+    """Each job to train (`todo`) named by its overrides of the keys the sweep's `jobs` vary, so that the trackers'
+    run names are short; and, where `tensorboard(job)` (it writes a TensorBoard run), its events dir
+    <sweep dir>/tensorboard/<that name>: a name that holds another job's events gets the job dir's full name."""
+    swept = swept_keys(jobs)
     root = Path(sweep_dir) / TENSORBOARD
     for job in todo:
         owner = os.path.relpath(job.job_dir, sweep_dir)
-        name = ",".join(o for o in job.overrides if o.partition("=")[0] in swept) or owner
+        job.run_name = run_name(job.overrides, swept) or owner
+        if not tensorboard(job):
+            continue
+        name = job.run_name
         claimed = root / name / OWNER
         if claimed.is_file() and claimed.read_text() != owner:
             name = owner

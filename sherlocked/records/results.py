@@ -23,6 +23,10 @@ from sherlocked.spec.config import hparams, identity
 SCHEMA = 1  # result.json files without "schema" are version 0: the same fields, read alike
 FINISHED = ("ok", "diverged")  # a failed job is rerun; these are not
 TRANSIENT = {"skipped", "exception", "recorded"}  # Result fields never written to result.json
+# A result's curves (history) as every tracker names them (TensorBoard's tags, MLflow's and W&B's metrics); their
+# steps count epochs. Its final metrics: final/test_acc, ...
+EPOCH_CURVES = {"test_acc": "accuracy/test", "test_loss": "loss/test", "train_loss": "loss/train_epoch"}
+FINAL = "final/"
 PACKAGES = ("sherlocked", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf")
 
 

@@ -4,6 +4,7 @@
     python -m sherlocked.report outputs/sweeps/mnist --pair sigmoid,relu --pair tanh,relu
     python -m sherlocked.report /archive/sweeps/mnist --out reports/mnist  # a sweep on read-only storage
     python -m sherlocked.report outputs/sweeps/demo --rebuild  # its results table made again from its result.json files
+    python -m sherlocked.report outputs/sweeps/demo --to mlflow  # its jobs as MLflow runs (docs/trackers.md)
     python -m sherlocked.report  # no sweep dir: the sweeps there are to report (exit 0)
 
 Reads the sweep's results table (sherlocked.records.table); writes into the sweep dir (or --out): index.md
@@ -15,7 +16,9 @@ It prints every configuration ranked where there are up to MAX_LISTED, else the 
 """
 
 import argparse
+import importlib.util
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rebuild", action="store_true", help="make the sweep's results table again from its result.json files first"
     )
+    parser.add_argument("--to", choices=["mlflow"], help="push the sweep's results into a tracker instead (MLflow)")
+    parser.add_argument("--tracking-uri", help="with --to mlflow: the store (default: conf/logger/mlflow.yaml's)")
     args = parser.parse_args(argv)
     if args.sweep_dir is None:  # a question, answered (make report without STUDY): exit 0
         print(sweeps_to_report(None))
@@ -145,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--pair {','.join(pair)}: give two activations from {', '.join(ACTIVATIONS)}")
     if args.rebuild:
         rebuild_table(args.sweep_dir)
+    if args.to:
+        push(args.sweep_dir, args.tracking_uri)
+        return
     try:
         done = report(args.sweep_dir, pairs, args.out)
     except OSError as error:  # e.g. a finished sweep kept on read-only storage
@@ -156,6 +164,26 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"TensorBoard: python -m tensorboard.main --logdir {args.sweep_dir}")
         print(ranked(done))
+
+
+def push(sweep_dir: Path, uri: str | None) -> None:
+    """--to mlflow: the sweep's jobs as MLflow runs (sherlocked.report.push), or one line naming what is missing."""
+    if importlib.util.find_spec("mlflow") is None:
+        print(
+            "sherlocked report: --to mlflow needs mlflow, which is not installed: pip install -e '.[mlflow]'",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    from sherlocked.records.mlflow_store import default_uri
+    from sherlocked.report.push import push_to_mlflow
+
+    uri = uri or default_uri()
+    start = time.perf_counter()
+    written, held = push_to_mlflow(sweep_dir, uri)
+    print(
+        f"mlflow: {written} runs written, {held} the store held already, in {time.perf_counter() - start:.1f} s "
+        f"({uri}); look at them: mlflow ui --backend-store-uri {uri}"
+    )
 
 
 def rebuild_table(sweep_dir: Path) -> None:

@@ -52,6 +52,13 @@ REFUSED_CALLBACKS = {
 }
 LIGHTNING_MODULES = ("lightning.", "pytorch_lightning.")  # where Lightning's callbacks come from
 LOGGING_CALLBACKS = ("LearningRateMonitor", "DeviceStatsMonitor")  # they log through the Trainer's own logger
+# A tracker's own package, by its Lightning logger's class name: (the module it imports, what installs it).
+TRACKER_PACKAGES = {
+    "MLFlowLogger": ("mlflow", "pip install -e '.[mlflow]'"),
+    "WandbLogger": ("wandb", "pip install -e '.[wandb]'"),
+    "CometLogger": ("comet_ml", "pip install comet-ml"),
+    "NeptuneLogger": ("neptune", "pip install neptune"),
+}
 
 
 def plain(value: Any) -> Any:
@@ -365,6 +372,7 @@ def validate(cfg: Mapping) -> MemberSpec:
     compile_mode(cfg.get("compile"))
     _check_trainer(cfg["trainer"])
     _check_callbacks(cfg["trainer"])
+    _check_loggers(cfg.get("logger"))
     _check_one_device(cfg["trainer"])
     _check_batches(spec, cfg)
     _check_optimizer(cfg["model"]["optimizer"])
@@ -492,6 +500,28 @@ def _check_callbacks(trainer: Mapping) -> None:
                 "(each member has its TensorBoard run, conf/logger): give it one, trainer.logger=true (its events in "
                 "the run's or the sweep's dir, lightning_logs/) or a logger's config"
             )
+
+
+@functools.cache
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _check_loggers(group: Any) -> None:
+    """Each tracker (conf/logger) is a Lightning logger's config, and its package is installed: a missing one would
+    fail every population after its data was loaded."""
+    group = plain(group)
+    if group is None:
+        return
+    if not isinstance(group, dict):
+        example = "logger=tensorboard, logger=[tensorboard,mlflow]"
+        raise ConfigError(f"logger={group!r} must be a group of trackers: {example}")
+    for name, settings in group.items():
+        if not (isinstance(settings, dict) and isinstance(settings.get("_target_"), str)):
+            raise ConfigError(f"logger.{name}={settings!r} must be a Lightning logger's config with a _target_")
+        module, install = TRACKER_PACKAGES.get(settings["_target_"].rsplit(".", 1)[-1], (None, None))
+        if module and not installed(module):
+            raise ConfigError(f"logger={name} needs {module}, which is not installed: {install}")
 
 
 def _check_optimizer(optimizer: Mapping) -> None:

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,8 +115,8 @@ KEYS = (
     Key("checkpoint_every_s", identity=False, dir_name=False),
     # The same numbers, compiled or eager (sherlocked/training/compiled.py).
     Key("compile", identity=False, dir_name=False),
-    # Each job's own TensorBoard run (conf/logger): logger=off for big studies, whose mean runs per configuration
-    # the sweep writes anyway (sherlocked/records/dashboard.py).
+    # Each job's runs in its trackers (conf/logger: TensorBoard, CSV, MLflow, W&B): logger=off for big studies, whose
+    # mean runs per configuration the sweep writes anyway (sherlocked/records/dashboard.py). Every logger.* key too.
     Key("logger", identity=False, dir_name=False),
 )
 _BY_PATH = {key.path: key for key in KEYS}
@@ -163,8 +164,35 @@ def disagreement(configs: Sequence[Mapping]) -> str | None:
 NOT_IDENTITY = tuple(key.path for key in KEYS if not key.identity)
 NEUTRAL = tuple((key.path, key.neutral) for key in KEYS if key.neutral is not _UNSET)
 NOT_IN_DIR_NAME = [key.path for key in KEYS if not key.dir_name]
-# conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:}
-OmegaConf.register_new_resolver("sherlocked.not_in_dir_name", lambda: NOT_IN_DIR_NAME, replace=True)
+TRACKERS = "logger"  # the config group of each job's trackers (conf/logger), one entry a tracker
+
+
+def not_in_dir_name(overrides: Sequence[str] = ()) -> list[str]:
+    """The override keys a job's dir name leaves out: NOT_IN_DIR_NAME, and every tracker setting the `overrides` name
+    (logger.mlflow.tracking_uri=...: Hydra excludes keys by their whole name), so that where runs are tracked never
+    moves a job."""
+    keys = [override.split("=", 1)[0] for override in overrides]
+    return [*NOT_IN_DIR_NAME, *(key for key in keys if key.lstrip("+~").startswith(f"{TRACKERS}."))]
+
+
+# conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:${hydra.overrides.task}}
+OmegaConf.register_new_resolver(
+    "sherlocked.not_in_dir_name", lambda overrides=(): not_in_dir_name(overrides or ()), replace=True
+)
+# conf/logger: a store's path made absolute where the config is resolved (a sweep's driver), so every worker, Ray task
+# or SLURM element, whatever its working directory, writes the same store.
+OmegaConf.register_new_resolver("sherlocked.absolute", lambda path: os.path.abspath(str(path)), replace=True)
+
+
+def loggers(config: Mapping) -> dict[str, dict]:
+    """A resolved config's trackers (conf/logger): name -> its Lightning logger's config ({} for logger=off)."""
+    group = config.get(TRACKERS) or {}
+    return {name: settings for name, settings in group.items() if isinstance(settings, Mapping)}
+
+
+def has_tensorboard_runs(config: Mapping) -> bool:
+    """Whether a job writes a TensorBoard run of its own (its events, HParams session and hparams.yaml)."""
+    return any(str(s.get("_target_", "")).endswith("TensorBoardLogger") for s in loggers(config).values())
 
 
 def select(config: Mapping, path: str, default: Any = None) -> Any:

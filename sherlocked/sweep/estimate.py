@@ -19,7 +19,7 @@ from pathlib import Path
 from sherlocked.records.layout import output_paths
 from sherlocked.records.results import Result, versions
 from sherlocked.records.yaml_text import to_yaml
-from sherlocked.spec.config import hparams, select
+from sherlocked.spec.config import has_tensorboard_runs, hparams, select
 from sherlocked.spec.datasets import TEST_SIZES, TRAIN_SIZES
 from sherlocked.sweep.devices import flops_per_member_epoch, member_bytes, model_shapes
 from sherlocked.sweep.plan import Plan
@@ -102,7 +102,8 @@ def disk_line(plan: Plan) -> str:
     written = hydra["hydra"]["output_subdir"] is not None  # Hydra's .hydra/ files (hydra.output_subdir=null: none)
     files = {".hydra/": [len(to_yaml(part).encode()) for part in (task, hydra, job.overrides)] if written else []}
     files["result.json"] = [result_bytes(job.config)]
-    files["TensorBoard run"] = [events_bytes(job.config), HPARAMS_YAML, OWNER] if job.config.get("logger") else []
+    tensorboard = has_tensorboard_runs(job.config)
+    files["TensorBoard run"] = [events_bytes(job.config), HPARAMS_YAML, OWNER] if tensorboard else []
     folders = 1 + written + bool(files["TensorBoard run"])
     per_job = sum(on_disk(f) for sizes in files.values() for f in sizes) + BLOCK * folders + TABLE_ROW
     parts = ", ".join(f"{name} {size(sum(on_disk(f) for f in sizes))}" for name, sizes in files.items() if sizes)
@@ -146,7 +147,7 @@ def diagnosed(config: Mapping) -> bool:
 def events_bytes(config: Mapping) -> int:
     """A job's TensorBoard run: its scalars (per epoch, every log_every_n_steps, the diagnostics every interval)
     and, with diagnostics' histograms, two a layer an epoch."""
-    if not config.get("logger"):
+    if not has_tensorboard_runs(config):
         return 0
     data, trainer = config["dataset"], config["trainer"]
     steps = math.ceil(TRAIN_SIZES.get(data["name"], 0) / data["batch_size"]) * trainer["max_epochs"]

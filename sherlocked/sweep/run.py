@@ -26,6 +26,7 @@ from sherlocked.records import layout, outcomes
 from sherlocked.records.job import Job
 from sherlocked.records.results import Result, finished_result
 from sherlocked.runtime import phases, signals
+from sherlocked.spec.config import has_tensorboard_runs
 from sherlocked.spec.datasets import DataError, data_key, on_disk
 from sherlocked.sweep import backends, estimate, plan, preflight
 from sherlocked.sweep.locks import JobLocks
@@ -112,11 +113,11 @@ class Run:
         return self.plan.hydra[job.index].job_return(job, result, self.with_configs)
 
     def prepare(self, todo: list[Job]) -> list[Job]:
-        """The dirs of the jobs to train, their TensorBoard runs, their locks; returns those another sweep holds."""
+        """The dirs of the jobs to train, their runs' names, their locks; returns those another sweep holds."""
         with phases.timed("dirs"):
             for job in todo:
                 self.plan.hydra[job.index].write(job)
-        layout.name_runs(self.plan.jobs, self.sweep_dir, [job for job in todo if job.config.get("logger")])
+        layout.name_runs(self.plan.jobs, self.sweep_dir, todo, lambda job: has_tensorboard_runs(job.config))
         return [job for job in todo if not self.locks.try_lock(job.job_dir)]
 
     def train(self, populations: list[list[Job]]) -> None:

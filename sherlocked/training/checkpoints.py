@@ -20,10 +20,8 @@ or its test pass is saved at the epoch's end, after the test pass: the shortest 
 """
 
 import logging
-import os
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,7 +29,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from sherlocked.records.layout import EVENT_FILES
 from sherlocked.runtime import signals
 from sherlocked.runtime.atomic import discard, replacing
 
@@ -62,27 +59,11 @@ def saved_at(path: Path) -> tuple[int, int]:
         return 0, 0
 
 
-def rewind_events(path: Path) -> None:
-    """The members' TensorBoard event files as they stood when the checkpoint at `path` was saved: what a killed
-    run wrote after it is cut (its event files truncated to their sizes then, files begun after it removed), so
-    the resumed run's events equal an uninterrupted run's. (TensorBoard's purge_step cannot: a run's epoch
-    curves count epochs and its step curves steps, and a purge drops every tag from one step on.)"""
-    events = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["population"].get("events", {})
-    for folder in {Path(name).parent for name in events}:
-        for file in folder.glob(EVENT_FILES):
-            if str(file) not in events:
-                file.unlink()
-            elif file.stat().st_size > events[str(file)]:
-                os.truncate(file, events[str(file)])  # events are appended whole: the size then ends one
-
-
-def forget_events(folders: Iterable[Path]) -> None:
-    """The event files in the members' TensorBoard folders removed, before a population that starts afresh writes
-    its own: an earlier attempt at the same jobs (stopped before its first checkpoint, or trained elsewhere
-    with another population or device) wrote them, and TensorBoard would show each step twice."""
-    for folder in folders:
-        for file in folder.glob(EVENT_FILES):
-            file.unlink(missing_ok=True)
+def tracker_states(path: Path) -> dict[str, dict]:
+    """What each tracker kept in the checkpoint at `path` to go on from it (sherlocked.training.trackers), by name.
+    Checkpoints from before trackers kept only TensorBoard's event sizes."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["population"]
+    return state.get("trackers", {"tensorboard": {"events": state.get("events", {})}})
 
 
 class Stopped(BaseException):

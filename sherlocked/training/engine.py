@@ -3,12 +3,14 @@
     python -c "from sherlocked.training.engine import run; help(run)"
 
 Every launcher ends in train(jobs) (sherlocked.records.job.Job records): a list of jobs trained as one
-population (a single run is a population of one), each leaving result.json and TensorBoard
-events in its own directory. Reading top to bottom: run/resume (skip what is finished), train
-(never raises: a failure is every member's result), fit (checkpoint, build, Lightning's fit,
-collect), build, collect. Hydra's entry point is sherlocked/train.py; train_job is what it calls.
+population (a single run is a population of one), each leaving result.json in its own directory and a
+run in each tracker the config names (conf/logger: TensorBoard by default). Reading top to bottom:
+run/resume (skip what is finished), train (never raises: a failure is every member's result), fit
+(checkpoint, build, Lightning's fit, collect, record, trackers' finish), build, collect. Hydra's entry
+point is sherlocked/train.py; train_job is what it calls.
 """
 
+import contextlib
 import gc
 import logging
 import shlex
@@ -38,7 +40,7 @@ from sherlocked.training.data import StudyDataModule
 from sherlocked.training.module import PopulationModule
 from sherlocked.training.optimizers import population_optimizer
 from sherlocked.training.reporter import EpochBar, Reporter
-from sherlocked.training.sessions import log_session
+from sherlocked.training.trackers import each, open_trackers
 
 log = logging.getLogger(__name__)
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates, once per fit: not ours to fix, not useful to show.
@@ -96,29 +98,30 @@ def train(jobs: Sequence[Job], quiet: bool = False) -> list[Result]:
 
 def fit(jobs: Sequence[Job], quiet: bool) -> list[Result]:
     """Build the population, fit it (from its checkpoint, where a killed run left one), write each
-    member's TensorBoard HParams and result.json, then drop the checkpoint."""
+    member's result.json, then end its runs in the trackers, then drop the checkpoint."""
     every_s = jobs[0].config.get("checkpoint_every_s")
     checkpoint = None if every_s is None else layout.checkpoint(jobs)
     resumed, resumed_step = checkpoints.saved_at(checkpoint) if checkpoint else (0, 0)
+    saved = checkpoints.tracker_states(checkpoint) if resumed_step else None  # how each tracker goes on
     if resumed_step:
         log.info(f"population of {len(jobs)} resumes after step {resumed_step} (epoch {resumed}) from {checkpoint}")
-        checkpoints.rewind_events(checkpoint)
     # In a sweep, the population says where it stands (sherlocked.sweep.progress); a single run has its progress bar.
     report = layout.progress(jobs) if quiet else None
     try:
         with phases.timed("build"):
             callbacks = [checkpoints.PopulationCheckpoint(checkpoint, every_s)] if checkpoint else []
             callbacks += [Reporter(report, [" ".join(job.overrides) for job in jobs])] if report else []
-            module, data, trainer, loggers = build(jobs, quiet, callbacks)
-            if not resumed_step:  # afresh: what an unfinished attempt of these members logged would be shown twice
-                checkpoints.forget_events(Path(logger.log_dir) for logger in loggers)
-        start = time.perf_counter()
-        with phases.timed("fit"):  # the module counts its steps' share as "steps"
-            stopped = interruptible_fit(trainer, module, data, checkpoint if resumed_step else None)
-        if not stopped:
-            wall_time = time.perf_counter() - start
-            with phases.timed("write"):
-                results = collect(jobs, module, loggers, wall_time, resumed, resumed_step)
+            module, data, trainer = build(jobs, quiet, callbacks, saved)
+        with failing(module.trackers):
+            start = time.perf_counter()
+            with phases.timed("fit"):  # the module counts its steps' share as "steps"
+                stopped = interruptible_fit(trainer, module, data, checkpoint if resumed_step else None)
+            if not stopped:
+                wall_time = time.perf_counter() - start
+                with phases.timed("write"):
+                    results = collect(jobs, module, wall_time, resumed, resumed_step)
+                    outcomes.record(jobs, results)
+                    each(module.trackers, "finish", results)  # after result.json: a tracker never holds one alone
     finally:
         if report:
             discard(report)
@@ -160,22 +163,31 @@ def interruptible_fit(trainer, module, data, checkpoint: Path | None) -> checkpo
     return None
 
 
-def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
-    """The population's module, data, trainer (with `callbacks` after a user's own, +trainer.callbacks=[...], which
-    sherlocked.spec.checks has refused where they cannot work on a population) and one TensorBoard logger per member."""
+@contextlib.contextmanager
+def failing(trackers: dict):
+    """A training error ends the population's runs in its trackers as failed (the error goes on to train())."""
+    try:
+        yield
+    except Exception:
+        each(trackers, "fail")
+        raise
+
+
+def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = (), saved: dict | None = None) -> tuple:
+    """The population's module (with its trackers: `saved` their states from its checkpoint, None afresh), data and
+    trainer (with `callbacks` after a user's own, +trainer.callbacks=[...], which sherlocked.spec.checks has refused
+    where they cannot work on a population)."""
     specs = [validate(job.config) for job in jobs]
     if problem := disagreement([job.config for job in jobs]):
         raise ConfigError(problem)
     first = jobs[0].config  # what the jobs share: data, optimiser, trainer, logger
     for job in jobs:
         job.job_dir.mkdir(parents=True, exist_ok=True)
-    logger = instantiate(first["logger"], _partial_=True) if first.get("logger") else None
-    loggers = [events_logger(logger, job) for job in jobs] if logger else []
     data = StudyDataModule(**first["dataset"], seeds=[s.seed for s in specs])
     diagnostics = first.get("diagnostics")
     diagnostics = diagnostics if diagnostics and diagnostics["enabled"] else None
     optimizer = population_optimizer([job.config["model"]["optimizer"] for job in jobs])
-    module = PopulationModule(specs, optimizer, loggers, diagnostics, compile_mode(first.get("compile")))
+    module = PopulationModule(specs, optimizer, None, diagnostics, compile_mode(first.get("compile")))
     if quiet:  # a sweep prints its own progress line per job; Lightning's banners would drown it
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     settings = {"enable_progress_bar": False} if quiet else {}
@@ -193,7 +205,8 @@ def build(jobs: Sequence[Job], quiet: bool, callbacks: Sequence = ()) -> tuple:
     if any(isinstance(c, checkpoints.PopulationCheckpoint) for c in callbacks):  # Lightning refuses them if it is off
         settings.update(enable_checkpointing=True)
     trainer = instantiate(trainer, **settings)
-    return module, data, trainer, loggers
+    module.trackers = open_trackers(first, jobs, saved)  # last: nothing after it fails with the runs open
+    return module, data, trainer
 
 
 def lightning_logger(jobs: Sequence[Job]) -> TensorBoardLogger:
@@ -204,29 +217,19 @@ def lightning_logger(jobs: Sequence[Job]) -> TensorBoardLogger:
     return TensorBoardLogger(layout.common_dir(jobs), name="lightning_logs", version=key)
 
 
-def events_logger(logger, job: Job):
-    if job.events_dir is None:
-        return logger(save_dir=str(job.job_dir))
-    return logger(save_dir=str(job.events_dir.parent), name=job.events_dir.name, version="")
-
-
 def collect(
-    jobs: Sequence[Job], module: PopulationModule, loggers: list, wall_time: float, resumed: int = 0, step: int = 0
+    jobs: Sequence[Job], module: PopulationModule, wall_time: float, resumed: int = 0, step: int = 0
 ) -> list[Result]:
-    """Each member's HParams (with its final metrics) and result.json."""
+    """Each member's result."""
     results = []
     for k, job in enumerate(jobs):
         history = module.member_history(k)
         final = {name: curve[-1] for name, curve in history.items()}
-        shown = hparams(job.config)
-        if loggers:
-            log_session(loggers[k], shown)
-            loggers[k].finalize("success")
         result = Result(
             status="ok" if module.alive[k] else "diverged",
             config=job.config,
             overrides=job.overrides,
-            hparams=shown,
+            hparams=hparams(job.config),
             final_test_acc=final["test_acc"],
             final=final,
             history={"epoch": list(range(1, len(history["test_acc"]) + 1)), **history},
@@ -239,7 +242,6 @@ def collect(
             git_commit=git_commit(),
         )
         results.append(result)
-    outcomes.record(jobs, results)
     return results
 
 

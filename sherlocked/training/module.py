@@ -7,21 +7,20 @@ A member whose loss turns NaN/inf is marked diverged and drops out of the sum.
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import Logger
 from torch import Tensor
 from torchmetrics import Metric
 
-from sherlocked.records.layout import EVENT_FILES
+from sherlocked.records.results import EPOCH_CURVES
 from sherlocked.runtime import phases
 from sherlocked.spec.checks import MemberSpec
 from sherlocked.training import compiled
-from sherlocked.training.diagnostics import add_histogram, grad_norms, measure
+from sherlocked.training.diagnostics import grad_norms, measure
 from sherlocked.training.population import Population
+from sherlocked.training.trackers import Tracker, each
 
 
 def sample_losses(logits: Tensor, targets: Tensor) -> Tensor:
@@ -55,17 +54,18 @@ class PopulationModule(L.LightningModule):
         self,
         members: Sequence[MemberSpec],
         optimizer: Callable,
-        member_loggers: Sequence[Logger] = (),
+        trackers: Mapping[str, Tracker] | None = None,
         diagnostics: Mapping | None = None,
         compile_mode: str | None = None,
     ):
-        """diagnostics: None, or interval (steps), probe_size (test images), histograms (bool);
+        """trackers: each member's runs, by the tracker's name (sherlocked.training.trackers);
+        diagnostics: None, or interval (steps), probe_size (test images), histograms (bool);
         compile_mode: torch.compile's mode for the training loss (sherlocked.training.compiled), None for eager."""
         super().__init__()
         self.net = Population(members)
         self.member_losses = compiled.Step(member_losses, compile_mode)
         self.optimizer = optimizer
-        self.member_loggers = list(member_loggers)
+        self.trackers = dict(trackers or {})
         self.diagnostics = diagnostics
         self.diagnostics_history: list[dict[str, list[float]]] = []
         k = len(members)
@@ -74,7 +74,7 @@ class PopulationModule(L.LightningModule):
         self.register_buffer("train_loss_sum", torch.zeros(k), persistent=False)
         self.train_steps = 0
         self.history: dict[str, list] = {"test_acc": [], "test_loss": [], "train_loss": []}
-        self.queued: list[tuple[int, dict[str, Tensor]]] = []  # (step, per-member values) for TensorBoard
+        self.queued: list[tuple[int, dict[str, Tensor]]] = []  # (step, per-member values) for the trackers
 
     @property
     def data(self):
@@ -90,7 +90,7 @@ class PopulationModule(L.LightningModule):
         kept = torch.where(self.alive, losses, 0.0)  # a diverged member stops steering anything
         self.train_loss_sum += kept.detach()
         self.train_steps += 1
-        if self.member_loggers and self.global_step % self.trainer.log_every_n_steps == 0:
+        if self.trackers and self.global_step % self.trainer.log_every_n_steps == 0:
             self._log_members({"loss/train": losses.detach()}, self.global_step)
         return kept.sum()
 
@@ -138,9 +138,8 @@ class PopulationModule(L.LightningModule):
             for number, (pre, post) in enumerate(trace, start=1):
                 pre, post = pre.cpu(), post.cpu()
                 tag = f"mechanism/layer{number}"
-                for k, logger in enumerate(self.member_loggers):
-                    add_histogram(logger.experiment, f"{tag}/pre_activation", pre[k], step)
-                    add_histogram(logger.experiment, f"{tag}/activation", post[k], step)
+                each(self.trackers, "histogram", f"{tag}/pre_activation", pre, step)
+                each(self.trackers, "histogram", f"{tag}/activation", post, step)
 
     def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.step_start = time.process_time()
@@ -163,13 +162,13 @@ class PopulationModule(L.LightningModule):
             return
         self.history["test_acc"].append(acc.tolist())
         self.history["test_loss"].append(loss.tolist())
-        self._log_members({"accuracy/test": acc, "loss/test": loss}, self.current_epoch + 1)
+        self._log_members({EPOCH_CURVES["test_acc"]: acc, EPOCH_CURVES["test_loss"]: loss}, self.current_epoch + 1)
         self.log("test_acc", acc.mean(), prog_bar=True, logger=False)
 
     def on_train_epoch_end(self) -> None:
         loss = torch.where(self.alive, self.train_loss_sum / max(self.train_steps, 1), torch.nan)
         self.history["train_loss"].append(loss.tolist())
-        self._log_members({"loss/train_epoch": loss}, self.current_epoch + 1)
+        self._log_members({EPOCH_CURVES["train_loss"]: loss}, self.current_epoch + 1)
         self.train_loss_sum.zero_()
         self.train_steps = 0
         if self.diagnostics:
@@ -177,9 +176,9 @@ class PopulationModule(L.LightningModule):
         self._write_logs()  # once an epoch: the steps between never wait for the host
 
     def _log_members(self, metrics: dict[str, Tensor], step: int) -> None:
-        """Queue per-member values [K] for each member's TensorBoard; they stay on the device until written
+        """Queue per-member values [K] for each member's runs; they stay on the device until written
         (copies: a CUDA graph reuses its outputs' memory at its next replay)."""
-        if self.member_loggers:
+        if self.trackers:
             self.queued.append((step, {name: value.detach().float().clone() for name, value in metrics.items()}))
 
     def _write_logs(self) -> None:
@@ -187,22 +186,19 @@ class PopulationModule(L.LightningModule):
         if not self.queued:
             return
         values = iter(torch.stack([v for _, metrics in self.queued for v in metrics.values()]).tolist())
-        for step, metrics in self.queued:
-            rows = dict(zip(metrics, values))
-            for k, logger in enumerate(self.member_loggers):
-                logger.log_metrics({name: row[k] for name, row in rows.items()}, step=step)
+        rows = [(step, dict(zip(metrics, values))) for step, metrics in self.queued]
         self.queued.clear()
+        each(self.trackers, "log", rows)
 
     def on_fit_end(self) -> None:
         self._write_logs()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """What a resumed run needs besides the weights: the curves so far, who diverged, the epoch's running loss
-        (saved mid-epoch, on a stop signal); events on disk, and how far each event file reached (a resumed run
-        cuts what a killed one wrote after: checkpoints.rewind_events)."""
+        (saved mid-epoch, on a stop signal), and each tracker's state (everything logged written out first, and
+        how it goes on: sherlocked.training.trackers)."""
         self._write_logs()
-        for logger in self.member_loggers:  # the checkpoint must not hold steps whose events a kill would lose
-            logger.experiment.flush()
+        states = each(self.trackers, "state")
         checkpoint["population"] = {
             "alive": self.alive.cpu(),
             "history": self.history,
@@ -210,11 +206,7 @@ class PopulationModule(L.LightningModule):
             "train_loss_sum": self.train_loss_sum.cpu(),
             "train_steps": self.train_steps,
             "epochs": len(self.history["test_acc"]),  # epochs done (Lightning's "epoch" is the one running)
-            "events": {
-                str(path): path.stat().st_size
-                for logger in self.member_loggers
-                for path in Path(logger.log_dir).glob(EVENT_FILES)
-            },
+            "trackers": states,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
