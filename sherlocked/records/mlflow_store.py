@@ -27,8 +27,6 @@ from omegaconf import OmegaConf
 from sherlocked.records import layout
 from sherlocked.spec.config import CONFIG_DIR
 
-# A new store's schema migrations: alembic tells each one at INFO, thirty lines before the first run.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 MAX_METRICS = 1000  # MLflow's limit of metrics in one log_batch
 MAX_PARAMS = 100  # and of params
 MAX_PARAM_CHARS = 6000  # a param's value at most
@@ -53,9 +51,24 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """A new store's schema migrations say nothing: MLflow and alembic tell each at INFO, thirty lines a store
+    (alembic's configuration sets its loggers' levels as it runs, so only logging.disable keeps them quiet)."""
+    before = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
 def client(uri: str) -> MlflowClient:
-    with store_lock(uri):  # the first client of a new SQLite store creates its tables
-        return MlflowClient(tracking_uri=uri)
+    """A client of the store at `uri`: the first of a new SQLite store creates its tables (one process at a time)."""
+    with store_lock(uri), quiet():
+        store = MlflowClient(tracking_uri=uri)
+        store.search_experiments(max_results=1)  # the store made (and its tables) here, not at the first write
+        return store
 
 
 def experiment_id(store: MlflowClient, uri: str, name: str) -> str:
