@@ -5,7 +5,7 @@ with the mean and spread over its seeds.
 
 TensorBoard takes the first experiment summary it finds. Lightning's log_hyperparams writes one
 into every run, without the values each key takes, so act1..actN get no filter and the columns
-are chosen alphabetically. Here a run writes only its session (sherlocked.training.sessions: its
+are chosen alphabetically. Here a run writes only its session (sherlocked.training.trackers.tensorboard_runs: its
 HParams and final metrics); the sweep writes the one experiment summary, into
 <sweep dir>/hparams/ (replaced at the end of every sweep: TensorBoard keeps the first summary of
 a tag it reads, so an older one must go): each key with the values the runs actually took (a
