@@ -248,7 +248,7 @@ def test_training_imports_nothing_of_the_hydra_adapter():
     training = {name for name in edges if layer(name) == "training"}
     assert "sherlocked.training.engine" in training
     assert reach(training, edges) & {"sherlocked.hydra_side.adapter", "sherlocked.hydra_side.errors"} == set()
-    wrong = {**edges, "sherlocked.training.sessions": {"sherlocked.hydra_side.adapter"}}
+    wrong = {**edges, "sherlocked.training.trackers.tensorboard_runs": {"sherlocked.hydra_side.adapter"}}
     assert "sherlocked.hydra_side.adapter" in reach(training, wrong)  # the check can fail
 
 

@@ -196,15 +196,21 @@ def test_tensorboard_runs_are_named_by_what_the_sweep_varies_and_never_share_a_f
         overrides = [[f"act1={act}", f"dataset={dataset}", "seed=0"] for act in ("relu", "tanh")]
         return [Job({}, tmp_path / ",".join(o), o) for o in overrides]
 
+    tensorboard = lambda job: True  # noqa: E731 (each job writes a TensorBoard run)
     first = batch("mnist")
-    name_runs(first, tmp_path, first)
+    name_runs(first, tmp_path, first, tensorboard)
     assert [job.events_dir for job in first] == [tmp_path / "tensorboard" / f"act1={a}" for a in ("relu", "tanh")]
+    assert [job.run_name for job in first] == ["act1=relu", "act1=tanh"]  # every tracker's name for its run
     again = batch("mnist")  # the same sweep once more (a resume): the same runs
-    name_runs(again, tmp_path, again[1:])
+    name_runs(again, tmp_path, again[1:], tensorboard)
     assert again[1].events_dir == first[1].events_dir and again[0].events_dir is None
     other = batch("fashion_mnist")  # another sweep into the same dir, whose short names are taken
-    name_runs(other, tmp_path, other)
+    name_runs(other, tmp_path, other, tensorboard)
     assert [job.events_dir.name for job in other] == [job.job_dir.name for job in other]
+    untracked = batch("cifar10")  # no TensorBoard run (logger=mlflow): named all the same, no folder
+    name_runs(untracked, tmp_path, untracked, lambda job: False)
+    assert [job.run_name for job in untracked] == ["act1=relu", "act1=tanh"]
+    assert [job.events_dir for job in untracked] == [None, None]
 
 
 @pytest.mark.slow
