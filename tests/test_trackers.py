@@ -150,30 +150,32 @@ def command(sweep_dir: Path, data_root: Path, *overrides: str) -> list[str]:
     return [*grid, f"dataset.root={data_root}", f"hydra.sweep.dir={sweep_dir}", *overrides]
 
 
-def test_two_sweeps_with_two_workers_each_writing_one_new_store_lose_no_run(tmp_path, data_root):
-    """Four writers (two sweeps' two workers), each a population of one at a time, into one SQLite store that none
-    of them made: every run is there, finished (no "database is locked", no table created twice)."""
+def test_two_sweeps_and_two_workers_writing_one_new_store_at_once_lose_no_run(tmp_path, data_root):
+    """Three writers at once into one SQLite store that none of them made: a sweep's two worker processes and a
+    second sweep training in its own process, each a population of one job at a time. Every run is there,
+    finished (no "database is locked", no table created twice)."""
     uri = store(tmp_path)
-    each = [
-        "hydra.launcher.max_members=1",
-        "hydra.launcher.workers=2",
-        "logger=mlflow",
-        f"logger.mlflow.tracking_uri={uri}",
-    ]
+    each = ["hydra.launcher.max_members=1", "logger=mlflow", f"logger.mlflow.tracking_uri={uri}"]
+    workers = {"one": ["hydra.launcher.workers=2"], "two": []}
     started = [
         subprocess.Popen(
-            [sys.executable, "-m", "sherlocked.train", *command(tmp_path / name, data_root, *each, f"study={name}")],
+            [
+                sys.executable,
+                "-m",
+                "sherlocked.train",
+                *command(tmp_path / name, data_root, *each, *workers[name], f"study={name}"),
+            ],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for name in ("one", "two")
+        for name in workers
     ]
     for process in started:
         out = process.communicate(timeout=300)[0]
         assert process.returncode == 0, out[-3000:]
-    for name in ("one", "two"):
+    for name in workers:
         runs = runs_of(uri, name)
         assert len(runs) == 4 and {run.info.status for run in runs.values()} == {"FINISHED"}
         assert sorted(runs) == sorted(results(tmp_path / name))
