@@ -208,8 +208,8 @@ def test_a_killed_population_goes_on_in_its_runs_without_a_step_twice(tmp_path, 
     assert len(before) == 4 and len(history(store(sweep), next(iter(before.values())), "accuracy/test")) == 3
     ids_before = set(wandb_runs(sweep))
     train = [sys.executable, "-m", "sherlocked.train", *command(sweep, data_root, *logged)]
-    done = subprocess.run(train, cwd=tmp_path, capture_output=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     resumed = runs_of(store(sweep))
     assert {job: run.info.run_id for job, run in resumed.items()} == {
         job: run.info.run_id for job, run in before.items()
@@ -261,7 +261,9 @@ class Recording(DummyLogger):
     """Stands for any Lightning logger sherlocked has no tracker for (Comet, Neptune, a lab's own): it records what it
     is given into <folder>/<a name of its own>.json as it is finalized; fail: every write fails (a full disk)."""
 
-    def __init__(self, folder: str, fail: bool = False):
+    def __init__(self, folder: str, fail: bool = False, unreachable: bool = False):
+        if unreachable:
+            raise ConnectionError("Connection refused")
         super().__init__()
         self.path, self.fail = Path(folder) / f"{uuid.uuid4().hex}.json", fail
         self.seen = {"metrics": [], "hparams": {}}
@@ -278,7 +280,7 @@ class Recording(DummyLogger):
         self.path.write_text(json.dumps({**self.seen, "status": status}))
 
 
-def test_any_lightning_logger_gets_one_instance_a_member_and_a_failing_one_stops_only_itself(sweep, tmp_path, capsys):
+def test_any_lightning_logger_gets_one_instance_a_member_and_one_that_fails_stops_only_itself(sweep, tmp_path, capsys):
     folder = tmp_path / "recorded"
     folder.mkdir()
     logger = ["logger=off", "+logger.lab._target_=tests.test_trackers.Recording", f"+logger.lab.folder={folder}"]
@@ -293,7 +295,11 @@ def test_any_lightning_logger_gets_one_instance_a_member_and_a_failing_one_stops
     with sweep(tmp_path / "failing", *GRID, *logger, "+logger.lab.fail=true"):
         assert {r["status"] for r in results(tmp_path / "failing").values()} == {"ok"}  # training went on
     warned = [line for line in capsys.readouterr().out.splitlines() if "logger lab stopped" in line]
-    assert warned and all("\n" not in line and "No space left on device" in line for line in warned)
+    assert warned and all("No space left on device" in line for line in warned)
+    with sweep(tmp_path / "unreachable", *GRID, *logger, "+logger.lab.unreachable=true"):
+        assert {r["status"] for r in results(tmp_path / "unreachable").values()} == {"ok"}  # trained without it
+    warned = [line for line in capsys.readouterr().out.splitlines() if "logger lab could not start" in line]
+    assert len(warned) == 2 and "(ConnectionError: Connection refused); training goes on without it" in warned[0]
 
 
 def test_the_mlflow_ui_shows_a_sweeps_runs_and_filters_them_by_a_param(sweep, tmp_path):

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 
 from sherlocked.records.job import Job
@@ -65,10 +66,16 @@ def each(trackers: dict[str, Tracker], method: str, *arguments) -> dict[str, Any
         try:
             answers[name] = getattr(tracker, method)(*arguments)
         except Exception as error:
-            said = (str(error).strip().splitlines() or [""])[0]
-            log.warning(f"logger {name} stopped ({type(error).__name__}: {said}); its runs end here, training goes on")
+            warn(name, "stopped", error)
             del trackers[name]
     return answers
+
+
+def warn(name: str, what: str, error: Exception) -> None:
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:  # what the logger itself raised
+        error = error.__cause__
+    said = (str(error).strip().splitlines() or [""])[0]
+    log.warning(f"logger {name} {what} ({type(error).__name__}: {said}); training goes on without it")
 
 
 def run_name(job: Job) -> str:
@@ -136,8 +143,13 @@ def tracker_class(target: str) -> type[Tracker]:
 
 def open_trackers(config: Mapping, jobs: Sequence[Job], saved: Mapping | None) -> dict[str, Tracker]:
     """The trackers a population's config names, each over all its members; `saved`: their states from its
-    checkpoint, by name (None: it starts afresh)."""
-    return {
-        name: tracker_class(settings["_target_"])(settings, jobs, None if saved is None else saved.get(name, {}))
-        for name, settings in loggers(config).items()
-    }
+    checkpoint, by name (None: it starts afresh). One that cannot open (a server down, a store it cannot write) is
+    left out with a one-line warning, as one that fails later is (each): the population trains all the same."""
+    trackers = {}
+    for name, settings in loggers(config).items():
+        state = None if saved is None else saved.get(name, {})
+        try:
+            trackers[name] = tracker_class(settings["_target_"])(settings, jobs, state)
+        except Exception as error:
+            warn(name, "could not start", error)
+    return trackers

@@ -8,6 +8,7 @@ WandbLogger does. A resumed population goes on with the same run ids (kept in it
 continues each run; an online store holds whatever a killed run sent after its checkpoint.
 """
 
+import time
 from collections.abc import Sequence
 
 import wandb
@@ -16,6 +17,7 @@ from sherlocked.records.results import FINAL, Result
 from sherlocked.training.trackers import Rows, Tracker, is_epoch_curve, run_name, shown
 
 EPOCH, STEP = "epoch", "trainer/global_step"  # the two x axes
+HELD_S = 60  # how long a resumed run waits for its id to be let go
 # WandbLogger's arguments that are wandb.init's under another name or sherlocked's to set per member
 NOT_INIT = {"_target_", "save_dir", "offline", "version", "log_model", "prefix", "checkpoint_name", "experiment"}
 
@@ -29,7 +31,7 @@ class WandbRuns(Tracker):
         ids = (saved or {}).get("ids") or [None] * len(self.jobs)
         self.runs = []
         for job, run_id in zip(self.jobs, ids):
-            run = wandb.init(
+            run = init_run(
                 **init,
                 dir=self.settings.get("save_dir") or str(job.job_dir),
                 name=run_name(job),
@@ -72,3 +74,17 @@ class WandbRuns(Tracker):
     def fail(self) -> None:
         for run in self.runs:
             run.finish(exit_code=1)
+
+
+def init_run(**arguments):
+    """wandb.init, waiting while the run's id is still held: the W&B service of a population killed with SIGKILL
+    holds its runs until it notices, a second or more later (a resume started at once, under load, saw "run ID
+    ... is in use")."""
+    deadline = time.monotonic() + HELD_S
+    while True:
+        try:
+            return wandb.init(**arguments)
+        except Exception as error:  # wandb's own errors; any other is not ours to wait out
+            if "in use" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
