@@ -363,3 +363,24 @@ def test_the_writers_bench_counts_every_run_it_writes(tmp_path):
     assert writers.measure(uri, writers=2, runs=2, epochs=2, locked=True)[0] == 0
     assert writers.finished(uri) == 4
     assert writers.measure(uri, writers=1, runs=3, epochs=1, locked=True)[0] == 0  # into the store it made
+
+
+def test_a_resumed_wandb_run_waits_while_its_id_is_still_held(monkeypatch):
+    """Right after a kill -9 (under load), the killed population's W&B service may still hold its runs: W&B says
+    "run ID ... is in use" until it lets go. The resumed run waits for that; any other error is raised at once."""
+    wandb = pytest.importorskip("wandb")
+    from sherlocked.training.trackers import wandb_runs
+
+    said = iter([RuntimeError("run ID abc is in use"), RuntimeError("run ID abc is in use"), "the run"])
+
+    def init(**arguments):
+        answer = next(said)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(wandb, "init", init)
+    assert wandb_runs.init_run(id="abc") == "the run"
+    monkeypatch.setattr(wandb, "init", lambda **arguments: (_ for _ in ()).throw(RuntimeError("permission denied")))
+    with pytest.raises(RuntimeError, match="permission denied"):
+        wandb_runs.init_run(id="abc")
