@@ -18,8 +18,10 @@ from sherlocked.training.trackers import Rows, Tracker, is_epoch_curve, run_name
 
 EPOCH, STEP = "epoch", "trainer/global_step"  # the two x axes
 HELD_S = 60  # how long a resumed run waits for its id to be let go
-# WandbLogger's arguments that are wandb.init's under another name or sherlocked's to set per member
+# WandbLogger's arguments that are not wandb.init's (save_dir is its dir), and wandb.init's that sherlocked sets per
+# member (a name, id or config in the logger's config would be every member's)
 NOT_INIT = {"_target_", "save_dir", "offline", "version", "log_model", "prefix", "checkpoint_name", "experiment"}
+NOT_INIT |= {"name", "id", "config", "dir", "resume", "reinit", "settings"}
 
 
 class WandbRuns(Tracker):
