@@ -8,7 +8,7 @@ WandbLogger does. A resumed population goes on with the same run ids (kept in it
 continues each run; an online store holds whatever a killed run sent after its checkpoint.
 """
 
-import time
+import os
 from collections.abc import Sequence
 
 import wandb
@@ -17,7 +17,6 @@ from sherlocked.records.results import FINAL, Result
 from sherlocked.training.trackers import Rows, Tracker, is_epoch_curve, run_name, shown
 
 EPOCH, STEP = "epoch", "trainer/global_step"  # the two x axes
-HELD_S = 60  # how long a resumed run waits for its id to be let go
 # WandbLogger's arguments that are not wandb.init's (save_dir is its dir), and wandb.init's that sherlocked sets per
 # member (a name, id or config in the logger's config would be every member's)
 NOT_INIT = {"_target_", "save_dir", "offline", "version", "log_model", "prefix", "checkpoint_name", "experiment"}
@@ -30,10 +29,11 @@ class WandbRuns(Tracker):
         init = {key: value for key, value in self.settings.items() if key not in NOT_INIT}
         if self.settings.get("offline"):
             init["mode"] = "offline"
+        own_service()
         ids = (saved or {}).get("ids") or [None] * len(self.jobs)
         self.runs = []
         for job, run_id in zip(self.jobs, ids):
-            run = init_run(
+            run = wandb.init(
                 **init,
                 dir=self.settings.get("save_dir") or str(job.job_dir),
                 name=run_name(job),
@@ -78,15 +78,15 @@ class WandbRuns(Tracker):
             run.finish(exit_code=1)
 
 
-def init_run(**arguments):
-    """wandb.init, waiting while the run's id is still held: the W&B service of a population killed with SIGKILL
-    holds its runs until it notices, a second or more later (a resume started at once, under load, saw "run ID
-    ... is in use")."""
-    deadline = time.monotonic() + HELD_S
-    while True:
-        try:
-            return wandb.init(**arguments)
-        except Exception as error:  # wandb's own errors; any other is not ours to wait out
-            if "in use" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+def own_service() -> None:
+    """This process's runs in a W&B service of its own, which ends with it: a service it inherits (WANDB_SERVICE, set
+    by a parent that used wandb, or `wandb beta core start`) would keep a killed population's runs open, and the
+    population resumed would find its run ids "in use". Once, before this process's first run: its own service
+    then sets WANDB_SERVICE, for the runs it opens later."""
+    global _OWN_SERVICE
+    if not _OWN_SERVICE:
+        os.environ.pop("WANDB_SERVICE", None)
+        _OWN_SERVICE = True
+
+
+_OWN_SERVICE = False
