@@ -175,9 +175,16 @@ def not_in_dir_name(overrides: Sequence[str] = ()) -> list[str]:
     return [*NOT_IN_DIR_NAME, *(key for key in keys if key.lstrip("+~").startswith(f"{TRACKERS}."))]
 
 
-# conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:${hydra.overrides.task}}
+def task_overrides(root: Any) -> list[str]:
+    """A composed config's hydra.overrides.task as typed: unresolved, since an override may hold an interpolation
+    that only a running job resolves (+tag=n${hydra:job.num})."""
+    overrides = OmegaConf.select(root, "hydra.overrides", default=None)
+    return list(OmegaConf.to_container(overrides, resolve=False).get("task") or []) if overrides is not None else []
+
+
+# conf/train.yaml: hydra.job.config.override_dirname.exclude_keys: ${sherlocked.not_in_dir_name:}
 OmegaConf.register_new_resolver(
-    "sherlocked.not_in_dir_name", lambda overrides=(): not_in_dir_name(overrides or ()), replace=True
+    "sherlocked.not_in_dir_name", lambda *, _root_: not_in_dir_name(task_overrides(_root_)), replace=True
 )
 # conf/logger: a store's path made absolute where the config is resolved (a sweep's driver), so every worker, Ray task
 # or SLURM element, whatever its working directory, writes the same store.
