@@ -115,25 +115,35 @@ def cifar_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def sweep(hydra_sweep_runner, data_root):
-    """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
+def hydra_multirun(hydra_sweep_runner):
+    """hydra_multirun(directory, overrides): `python -m sherlocked.train -m OVERRIDES` as a real in-process Hydra
+    multirun into `directory` (its hydra.sweep.dir); a context manager, as hydra-core's runner is, which removes
+    `directory` on leaving."""
     from sherlocked.records.job import population_task
     from sherlocked.training.engine import train_job
 
-    def start(directory: Path, *overrides: str):
+    def start(directory: Path, overrides: list[str]):
         runner = hydra_sweep_runner(  # as python -m sherlocked.train -m runs it
             calling_file=None,
             calling_module="sherlocked.train",
             task_function=train_job,
             config_path=CONF,
             config_name="train",
-            overrides=[*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides],
+            overrides=overrides,
             temp_dir=directory,
         )
         # Hydra gets the runner as its task function (it calls train_job): sherlocked's task, like the CLI's main.
         return population_task(runner)
 
     return start
+
+
+@pytest.fixture
+def sweep(hydra_multirun, data_root):
+    """sweep(directory, *overrides): a real in-process Hydra multirun of sherlocked.train on the tiny data."""
+    return lambda directory, *overrides: hydra_multirun(
+        directory, [*SMALL, "model.widths=[784,16,12,10]", f"dataset.root={data_root}", *overrides]
+    )
 
 
 @pytest.fixture

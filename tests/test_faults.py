@@ -245,7 +245,9 @@ def test_a_finished_sweep_on_read_only_storage_reruns_and_reports(tmp_path, data
     assert {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()} == files
 
 
-def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_never_stopped(tmp_path, data_root):
+def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_never_stopped(
+    tmp_path, data_root, hydra_multirun
+):
     grid = ["hydra/launcher=population", "act3=relu,tanh", "model.batch_norm=none,last", "model.optimizer.lr=0.01,0.05"]
     grid += SMALL  # the member-wise optimiser too (learning rates differ): its state resumes as well
     grid += ["trainer.max_epochs=3", "checkpoint_every_s=0", "model.widths=[784,16,12,10]", f"dataset.root={data_root}"]
@@ -268,21 +270,21 @@ def test_a_population_killed_after_epoch_2_of_3_resumes_there_and_ends_as_if_nev
 
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
     assert sorted(sweep.rglob("*.tmp")) == [unrelated] and len(left) == 2 + len(job_dirs) == 10
-    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
-    assert not (sweep / ".checkpoints").exists()  # dropped once every member's result was written
-    for path in sorted(sweep.rglob("result.json")):
-        job, same_job = path.parent, tmp_path / "whole" / path.parent.relative_to(sweep)
-        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (job, same_job))
-        assert (resumed["resumed_epochs"], whole["resumed_epochs"]) == (2, 0)
-        assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
-        assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
-        swept = ("act3=", "model.batch_norm=", "model.optimizer.lr=")
-        run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
-        curves = [scalars(d / run, "accuracy/test") for d in (sweep, tmp_path / "whole")]
-        assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events
+    with hydra_multirun(tmp_path / "whole", grid):  # never stopped, to compare with: in-process (its dir goes after)
+        assert not (sweep / ".checkpoints").exists()  # dropped once every member's result was written
+        for path in sorted(sweep.rglob("result.json")):
+            job, same_job = path.parent, tmp_path / "whole" / path.parent.relative_to(sweep)
+            resumed, whole = (json.loads((d / "result.json").read_text()) for d in (job, same_job))
+            assert (resumed["resumed_epochs"], whole["resumed_epochs"]) == (2, 0)
+            assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
+            assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
+            swept = ("act3=", "model.batch_norm=", "model.optimizer.lr=")
+            run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
+            curves = [scalars(d / run, "accuracy/test") for d in (sweep, tmp_path / "whole")]
+            assert curves[0] == curves[1] and len(curves[0]) == 3  # epochs 1-2 from the killed run's events
 
 
-def test_a_resumed_population_writes_each_event_once_whenever_it_was_killed(tmp_path, data_root):
+def test_a_resumed_population_writes_each_event_once_whenever_it_was_killed(tmp_path, data_root, hydra_multirun):
     """Checkpointed after epoch 1, killed after epoch 3 with epochs 2-3's events on disk: the resumed run cuts them
     and writes them again, once; its TensorBoard curves equal an uninterrupted run's, epoch and step tags alike."""
     grid = ["hydra/launcher=population", "act3=relu,tanh", *SMALL, "trainer.max_epochs=4", "checkpoint_every_s=0"]
@@ -294,12 +296,12 @@ def test_a_resumed_population_writes_each_event_once_whenever_it_was_killed(tmp_
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert len(scalars(sweep / "tensorboard" / "act3=relu", "accuracy/test")) == 3  # epochs 2-3 past the checkpoint
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
-    for run in ("act3=relu", "act3=tanh"):
-        for tag in ("accuracy/test", "loss/train"):
-            resumed, whole = (steps_and_values(d / "tensorboard" / run, tag) for d in (sweep, tmp_path / "whole"))
-            assert resumed == whole, (run, tag)
-    assert steps_and_values(sweep / "tensorboard" / "act3=relu", "accuracy/test")[0] == [1, 2, 3, 4]
+    with hydra_multirun(tmp_path / "whole", grid):  # never stopped, to compare with: in-process (its dir goes after)
+        for run in ("act3=relu", "act3=tanh"):
+            for tag in ("accuracy/test", "loss/train"):
+                resumed, whole = (steps_and_values(d / "tensorboard" / run, tag) for d in (sweep, tmp_path / "whole"))
+                assert resumed == whole, (run, tag)
+        assert steps_and_values(sweep / "tensorboard" / "act3=relu", "accuracy/test")[0] == [1, 2, 3, 4]
 
 
 def steps_and_values(folder: Path, tag: str) -> tuple[list[int], list[float]]:
@@ -323,7 +325,7 @@ def all_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes_as_if_never_stopped(
-    tmp_path, data_root, model
+    tmp_path, data_root, hydra_multirun, model
 ):
     """16 steps an epoch; SIGTERM arrives during step 21 (epoch 2): saved after it, the rerun goes on from step 22.
     An MLP's population, and a CNN's (its conv layers' weights, momentum and diagnostics resume alike)."""
@@ -345,23 +347,23 @@ def test_a_population_sent_sigterm_mid_epoch_saves_at_that_steps_end_and_resumes
     assert not list(sweep.rglob("result.json")) and "Traceback" not in first.stderr
 
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
-    paths = sorted(sweep.rglob("result.json"))
-    assert len(paths) == 4 and not (sweep / ".checkpoints").exists()
-    for path in paths:
-        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
-        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
-        assert (resumed["resumed_step"], resumed["resumed_epochs"], whole["resumed_step"]) == (21, 1, 0)
-        assert resumed["config"]["model"].get("channels") == {"mlp": None, "cnn": [2, 3]}[model]
-        assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
-        assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
-        swept = ("act3=", "model.optimizer.lr=")
-        run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
-        curves = [all_scalars(d / run) for d in (sweep, tmp_path / "whole")]
-        assert curves[0] == curves[1]  # every step's loss and diagnostics once, before and after the signal alike
-        steps = [step for step, _ in curves[0]["loss/train"]]
-        mechanism = [curve for tag, curve in curves[0].items() if tag.startswith("mechanism/")]
-        assert steps == list(range(0, 48, 2)) and mechanism and all(len(curve) == 15 for curve in mechanism)
+    with hydra_multirun(tmp_path / "whole", grid):  # never stopped, to compare with: in-process (its dir goes after)
+        paths = sorted(sweep.rglob("result.json"))
+        assert len(paths) == 4 and not (sweep / ".checkpoints").exists()
+        for path in paths:
+            same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+            resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+            assert (resumed["resumed_step"], resumed["resumed_epochs"], whole["resumed_step"]) == (21, 1, 0)
+            assert resumed["config"]["model"].get("channels") == {"mlp": None, "cnn": [2, 3]}[model]
+            assert resumed["history"] == whole["history"] and resumed["diagnostics"] == whole["diagnostics"]
+            assert resumed["status"] == "ok" and len(resumed["history"]["test_acc"]) == 3
+            swept = ("act3=", "model.optimizer.lr=")
+            run = "tensorboard/" + ",".join(o for o in resumed["overrides"] if o.startswith(swept))
+            curves = [all_scalars(d / run) for d in (sweep, tmp_path / "whole")]
+            assert curves[0] == curves[1]  # every step's loss and diagnostics once, before and after the signal alike
+            steps = [step for step, _ in curves[0]["loss/train"]]
+            mechanism = [curve for tag, curve in curves[0].items() if tag.startswith("mechanism/")]
+            assert steps == list(range(0, 48, 2)) and mechanism and all(len(curve) == 15 for curve in mechanism)
 
 
 @pytest.mark.parametrize("every_s", ["3600", "null"])
@@ -396,7 +398,7 @@ def test_a_single_run_sent_sigterm_says_what_it_saved_and_the_command_that_goes_
 
 
 def test_a_population_killed_after_an_epoch_cut_short_by_limit_train_batches_resumes_as_if_never_stopped(
-    tmp_path, data_root
+    tmp_path, data_root, hydra_multirun
 ):
     """5 of an epoch's 16 batches (limit_train_batches): the checkpoint after epoch 1 is an epoch's end, not its
     middle; the resumed epoch 2 draws its own data order, not epoch 1's again."""
@@ -409,14 +411,14 @@ def test_a_population_killed_after_an_epoch_cut_short_by_limit_train_batches_res
     first = subprocess.run([*killed, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
-    paths = sorted(sweep.rglob("result.json"))
-    assert len(paths) == 4
-    for path in paths:
-        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
-        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
-        assert (resumed["resumed_epochs"], resumed["resumed_step"], whole["resumed_epochs"]) == (1, 5, 0)
-        assert resumed["history"] == whole["history"]
+    with hydra_multirun(tmp_path / "whole", grid):  # never stopped, to compare with: in-process (its dir goes after)
+        paths = sorted(sweep.rglob("result.json"))
+        assert len(paths) == 4
+        for path in paths:
+            same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+            resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+            assert (resumed["resumed_epochs"], resumed["resumed_step"], whole["resumed_epochs"]) == (1, 5, 0)
+            assert resumed["history"] == whole["history"]
 
 
 def test_a_population_that_starts_afresh_over_an_earlier_attempts_events_writes_each_point_once(sweep, tmp_path):
@@ -459,7 +461,7 @@ def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, data_root, where):
 
 @pytest.mark.parametrize("step", [15, 10])
 def test_a_population_sent_sigterm_in_epochs_cut_by_limit_train_batches_resumes_as_if_never_stopped(
-    tmp_path, data_root, step
+    tmp_path, data_root, hydra_multirun, step
 ):
     """10 of an epoch's 16 batches; SIGTERM during step 15 (step 5 of epoch 2: the rerun trains epoch 2's other 5),
     or during step 10, epoch 1's last (saved at the epoch's end: the rerun draws epoch 2's order)."""
@@ -472,9 +474,9 @@ def test_a_population_sent_sigterm_in_epochs_cut_by_limit_train_batches_resumes_
     first = subprocess.run([*signalled, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
     subprocess.run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run([*command, f"hydra.sweep.dir={tmp_path / 'whole'}"], cwd=tmp_path, check=True, capture_output=True)
-    for path in sorted(sweep.rglob("result.json")):
-        same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
-        resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
-        assert (resumed["resumed_step"], resumed["resumed_epochs"]) == (step, 1)
-        assert resumed["history"] == whole["history"] and len(whole["history"]["test_acc"]) == 3
+    with hydra_multirun(tmp_path / "whole", grid):  # never stopped, to compare with: in-process (its dir goes after)
+        for path in sorted(sweep.rglob("result.json")):
+            same_job = tmp_path / "whole" / path.parent.relative_to(sweep)
+            resumed, whole = (json.loads((d / "result.json").read_text()) for d in (path.parent, same_job))
+            assert (resumed["resumed_step"], resumed["resumed_epochs"]) == (step, 1)
+            assert resumed["history"] == whole["history"] and len(whole["history"]["test_acc"]) == 3
