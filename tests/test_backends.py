@@ -2,6 +2,8 @@
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,35 @@ def test_a_requeued_element_trains_only_the_members_an_earlier_attempt_left(make
     results, where = again.function(*again.args)
     assert results[0].skipped and results[0].final_test_acc == first.final_test_acc
     assert not results[1].skipped and results[1].status == "ok" and "CUDA_VISIBLE_DEVICES" in where
+
+
+# As submitit's time-limit handler: requeue (SLURM then sends SIGTERM to every process of the element: `kill 0`
+# here), then exit. submitit's SIGTERM handler only logs it.
+REQUEUED_ELEMENT = """
+import os, signal, subprocess, sys
+from sherlocked.sweep.backends import requeue_outlives_its_kill
+def submitits(signum, frame):
+    subprocess.check_call(["sh", "-c", "kill -TERM 0; sleep 0.5"])
+    sys.exit(0)
+signal.signal(signal.SIGTERM, lambda signum, frame: None)
+signal.signal(signal.SIGUSR2, submitits)
+if sys.argv[1] == "outlives":
+    requeue_outlives_its_kill()
+os.kill(os.getpid(), signal.SIGUSR2)
+"""
+
+
+@pytest.mark.parametrize("handler", ["outlives", "submitits"])
+def test_a_time_limit_requeue_outlives_the_sigterm_slurm_sends_with_it(handler):
+    """On a busy node `scontrol requeue` died of the SIGTERM its own requeue makes SLURM send, and the element
+    failed for good (CI: an element signalled while importing torch). The plain handler shows the race is real."""
+    element = subprocess.run(
+        [sys.executable, "-c", REQUEUED_ELEMENT, handler], capture_output=True, text=True, start_new_session=True
+    )
+    if handler == "outlives":
+        assert element.returncode == 0, element.stderr
+    else:
+        assert element.returncode == 1 and "died with <Signals.SIGTERM: 15>" in element.stderr, element.stderr
 
 
 def test_a_worker_that_cannot_see_the_sweep_dir_fails_its_population_with_one_line(make_cfg, tmp_path):

@@ -106,7 +106,7 @@ def test_a_driver_killed_mid_sweep_is_started_again_and_its_populations_resume(c
     """Ray ends a dead driver's tasks (their processes, and with them the jobs' locks); the same command started
     again resumes each population from its checkpoint, with the numbers of a sweep never stopped."""
     sweep = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="out.txt")
-    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
+    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2)
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()
     rerun = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="rerun.txt")

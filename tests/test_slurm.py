@@ -115,7 +115,7 @@ def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads
 def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, tmp_path, data_root):
     every_epoch = ["checkpoint_every_s=0", PACED, "trainer.max_epochs=25"]  # 20 s, paced: both train when requeued
     sweep = start_sweep(tmp_path, data_root, *every_epoch)
-    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2, seconds=120)
+    wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2)
     array = running(slurm)[0].split("_")[0]
     subprocess.run(["scontrol", "requeue", array], check=True)  # what an administrator, or preemption, does
     # SLURM holds a requeued job back a while (its BeginTime): started at once here, as when the cluster is idle

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -264,12 +265,32 @@ class TrainPopulation:
     and the new attempt trains only the members without a finished result.json."""
 
     def __call__(self, jobs: list[Job], gpu: str | None = None, threads: int | None = None) -> tuple[list[Result], str]:
+        requeue_outlives_its_kill()
         return train_population(jobs, gpu, resume=True, threads=threads)
 
     def checkpoint(self, jobs: list[Job], gpu: str | None = None, threads: int | None = None):
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, jobs, gpu, threads)
+
+
+def requeue_outlives_its_kill() -> None:
+    """submitit's time-limit handler (SIGUSR2) runs with SIGTERM ignored. Its `scontrol requeue` makes SLURM send
+    SIGTERM to every process of the element, scontrol among them; on a busy node scontrol died of it before it
+    exited, submitit took that for a failed requeue, and the element failed for good. A child keeps an ignored
+    signal ignored, so scontrol finishes; the handler then ends this process (submitit's exit)."""
+    handler = signal.getsignal(signal.SIGUSR2)
+    if not callable(handler) or threading.current_thread() is not threading.main_thread():
+        return  # not under submitit's handler, or where no handler can be set
+
+    def requeue(signum, frame):
+        before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            handler(signum, frame)
+        finally:
+            signal.signal(signal.SIGTERM, before)
+
+    signal.signal(signal.SIGUSR2, requeue)
 
 
 def executor(settings: Mapping, gpus: float, folder: str):
