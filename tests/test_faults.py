@@ -40,7 +40,7 @@ def start_sweep(
 
 
 def wait_for(condition, seconds: float = 300) -> None:
-    """Until `condition` holds; the bound is generous: a loaded 2-core CI machine took over 120 s to start a population."""
+    """Until `condition` holds; generous: a loaded 2-core CI machine took over 120 s to start a population."""
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out"
