@@ -60,29 +60,31 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
-def workers_spawned(driver: int) -> bool:
-    """The driver started its two worker processes (which then import torch for seconds before they train)."""
-    spawned = 0
+def fork_server_started(driver: int) -> bool:
+    """The driver started its workers' fork server, which imports torch for seconds before it forks them."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             command = (stat.parent / "cmdline").read_bytes()
         except OSError:  # ended meanwhile
             continue
-        spawned += int(fields[1]) == driver and b"spawn_main" in command
-    return spawned >= 2
+        if int(fields[1]) == driver and b"forkserver" in command:
+            return True
+    return False
 
 
 @pytest.mark.parametrize("moment", ["workers starting", "workers training"])
 def test_workers_die_with_a_driver_killed_with_minus_9(tmp_path, data_root, moment):
+    """Starting: the fork server imports torch (seconds), and then forks the workers or finds the driver gone."""
     sweep = start_sweep(tmp_path, data_root)
     if moment == "workers starting":
-        wait_for(lambda: workers_spawned(sweep.pid))
+        wait_for(lambda: fork_server_started(sweep.pid))
     else:
         wait_for(lambda: workers_started(tmp_path))
     sweep.kill()  # SIGKILL: no handler runs in the driver
     sweep.wait()
-    wait_for(lambda: not group_alive(sweep.pid), seconds=20)  # the workers were told by the kernel
+    wait_for(lambda: not group_alive(sweep.pid), seconds=60)  # the workers were told by the kernel
+    assert not list((tmp_path / "sweep").rglob("result.json"))
 
 
 def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_sweep(tmp_path, data_root):

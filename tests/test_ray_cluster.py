@@ -102,18 +102,18 @@ def command_line_sweep(tmp_path: Path, data_root: Path, into: str, *extra: str, 
     return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
 
 
-def test_a_driver_killed_mid_sweep_is_started_again_and_its_populations_resume(cluster, tmp_path, data_root):
+def test_a_driver_killed_mid_sweep_is_started_again_and_its_populations_resume(cluster, sweep, tmp_path, data_root):
     """Ray ends a dead driver's tasks (their processes, and with them the jobs' locks); the same command started
     again resumes each population from its checkpoint, with the numbers of a sweep never stopped."""
-    sweep = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="out.txt")
+    driver = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="out.txt")
     wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2)
-    sweep.send_signal(signal.SIGKILL)
-    sweep.wait()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
     rerun = command_line_sweep(tmp_path, data_root, "sweep", *on(cluster), log="rerun.txt")
     assert rerun.wait(timeout=300) == 0, (tmp_path / "rerun.txt").read_text()[-2000:]
     found = results(tmp_path / "sweep")
     assert sorted(r["status"] for r in found.values()) == ["ok"] * 4
     assert any(r["resumed_epochs"] > 0 for r in found.values())
-    alone = command_line_sweep(tmp_path, data_root, "alone", log="alone.txt")
-    assert alone.wait(timeout=300) == 0
-    assert same_results(results(tmp_path / "alone"), found)
+    never_stopped = ["checkpoint_every_s=0", PACED, "trainer.max_epochs=20"]  # in-process, on the local backend
+    with sweep(tmp_path / "alone", *GRID, *never_stopped):  # (its dir goes after the block)
+        assert same_results(results(tmp_path / "alone"), found)

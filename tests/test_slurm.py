@@ -38,13 +38,21 @@ def start_sweep(
 ) -> subprocess.Popen:
     """The command line's sweep on SLURM: 2 elements of 2 jobs, 30 epochs (long enough to act on). Its elements
     import tests/ (PACED) from the checkout: SLURM passes them the driver's environment."""
-    command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *ON_SLURM]
-    command += ["hydra.launcher.max_members=2", "act3=relu,tanh", "seed=0,1", *SMALL, "trainer.max_epochs=30"]
+    command = [sys.executable, "-m", "sherlocked.train", "-m", *ELEMENTS, *ON_SLURM, *SMALL, "trainer.max_epochs=30"]
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.sweep.dir={tmp_path / into}"]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+
+
+ELEMENTS = ["hydra/launcher=population", "hydra.launcher.max_members=2", "act3=relu,tanh", "seed=0,1"]  # 2 x 2 jobs
+
+
+def never_stopped(sweep, tmp_path: Path, *extra: str):
+    """The same sweep never stopped, to compare with: in-process, on the local backend (the SLURM array gives its
+    results: test_a_sweep_on_slurm_is_one_array_with_the_local_backends_results); its dir goes after the block."""
+    return sweep(tmp_path / "alone", *ELEMENTS, "trainer.max_epochs=30", *extra)
 
 
 def said(tmp_path: Path) -> str:
@@ -112,31 +120,30 @@ def test_a_rerun_while_the_killed_drivers_elements_run_submits_nothing_and_reads
     assert sorted(r["status"] for r in results(tmp_path / "sweep").values()) == ["ok"] * 4
 
 
-def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, tmp_path, data_root):
+def test_elements_requeued_after_a_checkpoint_resume_from_it_with_the_same_numbers(slurm, sweep, tmp_path, data_root):
     every_epoch = ["checkpoint_every_s=0", PACED, "trainer.max_epochs=25"]  # 20 s, paced: both train when requeued
-    sweep = start_sweep(tmp_path, data_root, *every_epoch)
+    driver = start_sweep(tmp_path, data_root, *every_epoch)
     wait_for(lambda: len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2)
     array = running(slurm)[0].split("_")[0]
     subprocess.run(["scontrol", "requeue", array], check=True)  # what an administrator, or preemption, does
     # SLURM holds a requeued job back a while (its BeginTime): started at once here, as when the cluster is idle
     wait_for(lambda: [job["state"] for job in slurm.jobs() if job["id"].startswith(f"{array}_")] == ["PENDING"] * 2)
     subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
-    assert sweep.wait(timeout=600) == 0, said(tmp_path)
+    assert driver.wait(timeout=600) == 0, said(tmp_path)
     found = results(tmp_path / "sweep")
     assert all(r["status"] == "ok" and r["resumed_epochs"] > 0 for r in found.values()), found
-    alone = start_sweep(tmp_path, data_root, *every_epoch, log="alone.txt", into="alone")  # never requeued
-    assert alone.wait(timeout=600) == 0
-    assert same_results(found, results(tmp_path / "alone"))
+    with never_stopped(sweep, tmp_path, *every_epoch):
+        assert same_results(found, results(tmp_path / "alone"))
 
 
 def test_elements_preempted_without_a_checkpoint_save_at_the_signal_and_resume_from_that_step(
-    slurm, tmp_path, data_root
+    slurm, sweep, tmp_path, data_root
 ):
     """Preemption as SLURM does it (REQUEUE mode; scontrol requeue takes the same path): SIGTERM to the elements,
     SIGKILL after KillWait, requeued. No epoch checkpoint is due (checkpoint_every_s=3600): what the requeued
     elements resume from is what each saved at the end of the step the SIGTERM came in."""
     rarely = ["checkpoint_every_s=3600", PACED, "trainer.max_epochs=25"]  # 20 s, paced: preempted while it trains
-    sweep = start_sweep(tmp_path, data_root, *rarely)
+    driver = start_sweep(tmp_path, data_root, *rarely)
     wait_for(lambda: len(running(slurm)) == 2 and len(list((tmp_path / "sweep").rglob("events.out.*"))) == 4)
     time.sleep(2)  # into their first epochs
     array = running(slurm)[0].split("_")[0]
@@ -144,12 +151,11 @@ def test_elements_preempted_without_a_checkpoint_save_at_the_signal_and_resume_f
     wait_for(lambda: [job["state"] for job in slurm.jobs() if job["id"].startswith(f"{array}_")] == ["PENDING"] * 2)
     assert len(list((tmp_path / "sweep" / layout.CHECKPOINTS).glob("*.ckpt"))) == 2  # both saved at the signal
     subprocess.run(["scontrol", "update", f"JobId={array}", "StartTime=now"], check=True)
-    assert sweep.wait(timeout=600) == 0, said(tmp_path)
+    assert driver.wait(timeout=600) == 0, said(tmp_path)
     found = results(tmp_path / "sweep")
     assert all(r["status"] == "ok" and r["resumed_step"] > 0 for r in found.values()), found
-    alone = start_sweep(tmp_path, data_root, *rarely, log="alone.txt", into="alone")  # never preempted
-    assert alone.wait(timeout=600) == 0
-    assert same_results(found, results(tmp_path / "alone"))
+    with never_stopped(sweep, tmp_path, *rarely):
+        assert same_results(found, results(tmp_path / "alone"))
 
 
 def test_an_element_at_its_time_limit_is_requeued_and_resumes(slurm, tmp_path, data_root):

@@ -12,7 +12,6 @@ and a task that starts again trains only its members without a finished result.j
 Ray and submitit are optional extras, imported only when asked for.
 """
 
-import ctypes
 import logging
 import math
 import os
@@ -35,7 +34,6 @@ from sherlocked.spec.config import ConfigError
 from sherlocked.sweep.locks import JobLocks
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 Finished = Iterator[tuple[int, list[Result], str]]
 # The backends beyond this machine, each with the package it needs (of the same name) and the extra that installs it.
 EXTRAS = {"ray": "ray", "submitit": "slurm"}
@@ -173,7 +171,7 @@ def failures(error: BaseException, jobs: list[Job]) -> list[Result]:
 
 
 def on_local(populations: Sequence[list], workers: int) -> Finished:
-    """In this process, or on `workers` spawned processes, each seeing one GPU of its own."""
+    """In this process, or on `workers` worker processes, each seeing one GPU of its own."""
     if not workers:
         for number, jobs in enumerate(populations):
             yield number, *train_population(jobs)
@@ -181,11 +179,13 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOADED)
     gpus = context.Queue()
     for gpu in range(workers):
         gpus.put(gpu)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(gpus, os.getpid()))
+    start = (gpus, dict(os.environ))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=start)
     futures = {}
     try:
         share = share_of_cores(workers)
@@ -223,17 +223,31 @@ def share_of_cores(processes: int) -> int:
     return max(1, cores // processes)
 
 
-def _start_worker(gpus, driver: int) -> None:
-    """Worker initializer: die with the driver (even killed with -9), see one GPU only (before torch is imported).
+# What the local workers' fork server imports once, for all of a driver's workers: each worker spawned afresh spent
+# seconds of CPU importing torch and Lightning. The server never touches CUDA, so its forks may use it (torch's
+# docs: spawn or forkserver); CUDA reads CUDA_VISIBLE_DEVICES when it starts, in the worker, not at import.
+PRELOADED = ["sherlocked.train", "sherlocked.training.engine"]
 
-    A spawned worker imports the sweep's main module (torch with it: seconds) before it gets here; a driver
-    killed meanwhile left it to init, and the kernel's notice (PR_SET_PDEATHSIG) comes only for a parent that
-    dies after it was asked for: such a worker, whose parent is no longer the driver, ends here."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != driver:
-        os._exit(1)
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+
+def _start_worker(gpus, environ: dict[str, str]) -> None:
+    """Worker initializer: die with the driver (even killed with -9), see one GPU only, and the driver's environment
+    as it is now (the fork server keeps the one it started with: a test's, in a test run's long-lived process)."""
+    import multiprocessing
+
+    driver = multiprocessing.parent_process().sentinel
+    threading.Thread(target=_end_with, args=(driver,), name="sherlocked-driver-watch", daemon=True).start()
+    os.environ.clear()
+    os.environ.update(environ, CUDA_VISIBLE_DEVICES=str(gpus.get()))
+
+
+def _end_with(driver_sentinel: int) -> None:
+    """Ends this worker as soon as its driver has gone (its end of a pipe closed: a -9 too). The kernel's notice of a
+    parent's death (PR_SET_PDEATHSIG) would come from the fork server, which outlives a killed driver while any
+    worker it forked lives (each holds the server's pipe): a killed driver's workers trained on, orphans."""
+    from multiprocessing.connection import wait
+
+    wait([driver_sentinel])
+    os._exit(1)  # as a kill: the driver that held this worker's locks and took its results is gone
 
 
 def on_ray(populations: Sequence[list], settings: Mapping, gpus: float) -> Finished:
