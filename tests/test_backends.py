@@ -1,6 +1,7 @@
 """Populations on Ray (a local Ray with fake GPUs) and submitit (its local executor), as on a cluster."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -190,6 +191,63 @@ def test_a_time_limit_requeue_outlives_the_sigterm_slurm_sends_with_it(handler):
         assert element.returncode == 0, element.stderr
     else:
         assert element.returncode == 1 and "died with <Signals.SIGTERM: 15>" in element.stderr, element.stderr
+
+
+# A driver and one local worker, its fork server's child, which saves 3 s after SIGTERM; then SIGTERM to the whole
+# process group, as a cloud's shutdown sends it: the driver stays, the fork server dies, the worker saves.
+STOPPED_SWEEP = """
+import multiprocessing, os, signal, sys, time
+from pathlib import Path
+from sherlocked.sweep.backends import handles, wait_for_ends
+
+def saves_at_sigterm(saved):
+    def save(signum, frame):
+        time.sleep(3)  # the step under way, then the save
+        saved.touch()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, save)
+    saved.with_suffix(".ready").touch()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    saved, waiting = Path(sys.argv[1]), sys.argv[2]
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)  # the driver's own stop is not this test's
+    worker = multiprocessing.get_context("forkserver").Process(target=saves_at_sigterm, args=(saved,))
+    worker.start()
+    while not saved.with_suffix(".ready").exists():
+        time.sleep(0.05)
+    processes = handles([worker])
+    os.killpg(0, signal.SIGTERM)
+    if waiting == "handles":
+        wait_for_ends(processes, 30)
+    else:
+        worker.join(30)
+    print(worker.exitcode, saved.exists())
+"""
+
+
+@pytest.mark.parametrize("waiting", ["handles", "multiprocessing"])
+def test_a_stopped_driver_waits_for_its_workers_to_save_though_their_fork_server_died_first(tmp_path, waiting):
+    """CI: SIGTERM to a sweep's process group ended the workers' fork server too, multiprocessing then reported
+    every worker ended at once, and the driver left (its workers with it) before one had saved. The driver waits on
+    the workers themselves; multiprocessing's own wait shows the race is real."""
+    script = tmp_path / "sweep.py"  # a file: the fork server imports the worker's function from it
+    script.write_text(STOPPED_SWEEP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    driver = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "saved"), waiting],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+        env=env,
+    )
+    assert driver.returncode == 0, driver.stderr
+    exitcode, saved = driver.stdout.split()
+    if waiting == "handles":
+        assert saved == "True", driver.stdout
+    else:  # the fork server's pipe closed: "ended", 255, while the worker is still saving
+        assert (exitcode, saved) == ("255", "False"), driver.stdout
 
 
 def test_a_worker_that_cannot_see_the_sweep_dir_fails_its_population_with_one_line(make_cfg, tmp_path):

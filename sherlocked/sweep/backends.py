@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sherlocked.records import layout
@@ -186,30 +186,59 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
         gpus.put(gpu)
     start = (gpus, dict(os.environ))
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=start)
-    futures = {}
+    futures, processes = {}, []
     try:
         share = share_of_cores(workers)
         futures |= {
             pool.submit(train_population, jobs, None, False, share): number for number, jobs in enumerate(populations)
         }
+        processes = handles(multiprocessing.active_children())  # the pool starts its workers as work is submitted
         for future in as_completed(futures):
             yield futures[future], *future.result()
     except BaseException as stop:  # Ctrl-C, a stop signal, or the driver stopping: the workers stop with it
         in_flight = [populations[number] for future, number in futures.items() if future.running()]
+        processes = processes or handles(multiprocessing.active_children())
         if isinstance(stop, signals.StopSignal):  # each saves its population at its step's end, then ends by it
-            for child in multiprocessing.active_children():
-                os.kill(child.pid, stop.signum)
-            deadline = time.monotonic() + SAVE_GRACE_S
-            for child in multiprocessing.active_children():
-                child.join(max(0.0, deadline - time.monotonic()))
-        for child in multiprocessing.active_children():  # now
-            child.kill()
-            child.join()
+            signal_each(processes, stop.signum)
+            wait_for_ends(processes, SAVE_GRACE_S)
+        signal_each(processes, signal.SIGKILL)  # now
+        wait_for_ends(processes)
         pool.shutdown(wait=False, cancel_futures=True)
         for jobs in in_flight:  # the driver holds their locks: what its killed workers left is its to tidy
             tidy(jobs)
         raise
+    finally:
+        for process in processes:
+            os.close(process)
     pool.shutdown()
+
+
+def handles(children: Sequence) -> list[int]:
+    """Handles on the worker processes themselves (pidfds). Their parent, the fork server, reports their ends to
+    multiprocessing; a stop signal sent to the whole process group (a cloud's shutdown, SLURM preempting the sweep's
+    own job) ends the server too, and multiprocessing then reports every worker ended while each is still saving."""
+    opened = []
+    for child in children:
+        with suppress(ProcessLookupError):  # already ended and reaped
+            opened.append(os.pidfd_open(child.pid))
+    return opened
+
+
+def signal_each(processes: Sequence[int], signum: int) -> None:
+    for process in processes:
+        with suppress(ProcessLookupError):
+            signal.pidfd_send_signal(process, signum)
+
+
+def wait_for_ends(processes: Sequence[int], seconds: float | None = None) -> None:
+    """Until every process has ended (a pidfd reads ready then), or `seconds` have passed."""
+    from multiprocessing.connection import wait
+
+    deadline = None if seconds is None else time.monotonic() + seconds
+    running = list(processes)
+    while running and (deadline is None or time.monotonic() < deadline):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        running = [process for process in running if process not in wait(running, left)]
 
 
 # How long a stopped driver waits for its local workers to save their populations (a step and a save: seconds; a
