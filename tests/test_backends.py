@@ -226,6 +226,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("waiting", ["handles", "multiprocessing"])
 def test_a_stopped_driver_waits_for_its_workers_to_save_though_their_fork_server_died_first(tmp_path, waiting):
     """CI: SIGTERM to a sweep's process group ended the workers' fork server too, multiprocessing then reported
