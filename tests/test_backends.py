@@ -1,15 +1,18 @@
 """Populations on Ray (a local Ray with fake GPUs) and submitit (its local executor), as on a cluster."""
 
 import json
+import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from sherlocked.sweep.backends import share_of_cores
+from sherlocked.sweep.backends import handles, share_of_cores, signal_each, wait_for_ends
 from tests.conftest import CNN
 
 ROOT = Path(__file__).parents[1]
@@ -191,6 +194,28 @@ def test_a_time_limit_requeue_outlives_the_sigterm_slurm_sends_with_it(handler):
         assert element.returncode == 0, element.stderr
     else:
         assert element.returncode == 1 and "died with <Signals.SIGTERM: 15>" in element.stderr, element.stderr
+
+
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "without"])
+def test_a_stopped_drivers_workers_are_signalled_and_waited_for_with_or_without_pidfds(monkeypatch, pidfds):
+    """Linux gives pidfds; macOS (and Linux before 5.3) has none, and the driver falls back to multiprocessing's
+    own sentinels."""
+    if not pidfds:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    worker.start()
+    try:
+        (handle,) = handles([worker])
+        assert handle.is_pidfd == pidfds
+        wait_for_ends([handle], 0.2)
+        assert worker.is_alive()  # the wait ended by its bound, the worker lives
+        signal_each([handle], signal.SIGKILL)
+        wait_for_ends([handle], 30)
+        worker.join(0)  # reaped: it had ended
+        assert worker.exitcode == -signal.SIGKILL
+        os.close(handle.ended)
+    finally:
+        worker.kill()
 
 
 # A driver and one local worker, its fork server's child, which saves 3 s after SIGTERM; then SIGTERM to the whole

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import NamedTuple
 
 from sherlocked.records import layout
 from sherlocked.records.job import Job
@@ -208,37 +209,51 @@ def on_local(populations: Sequence[list], workers: int) -> Finished:
             tidy(jobs)
         raise
     finally:
-        for process in processes:
-            os.close(process)
+        for worker in processes:
+            os.close(worker.ended)
     pool.shutdown()
 
 
-def handles(children: Sequence) -> list[int]:
+class Worker(NamedTuple):
+    pid: int
+    ended: int  # a file descriptor that reads ready once the process has ended
+    is_pidfd: bool
+
+
+def handles(children: Sequence) -> list[Worker]:
     """Handles on the worker processes themselves (pidfds). Their parent, the fork server, reports their ends to
     multiprocessing; a stop signal sent to the whole process group (a cloud's shutdown, SLURM preempting the sweep's
-    own job) ends the server too, and multiprocessing then reports every worker ended while each is still saving."""
+    own job) ends the server too, and multiprocessing then reports every worker ended while each is still saving.
+    Where there are no pidfds (macOS, Linux before 5.3), multiprocessing's word it is."""
     opened = []
     for child in children:
-        with suppress(ProcessLookupError):  # already ended and reaped
-            opened.append(os.pidfd_open(child.pid))
+        try:
+            opened.append(Worker(child.pid, os.pidfd_open(child.pid), True))
+        except ProcessLookupError:  # already ended and reaped
+            pass
+        except (AttributeError, OSError):
+            opened.append(Worker(child.pid, os.dup(child.sentinel), False))
     return opened
 
 
-def signal_each(processes: Sequence[int], signum: int) -> None:
-    for process in processes:
+def signal_each(workers: Sequence[Worker], signum: int) -> None:
+    for worker in workers:
         with suppress(ProcessLookupError):
-            signal.pidfd_send_signal(process, signum)
+            if worker.is_pidfd:  # never a later process that was given the same pid
+                signal.pidfd_send_signal(worker.ended, signum)
+            else:
+                os.kill(worker.pid, signum)
 
 
-def wait_for_ends(processes: Sequence[int], seconds: float | None = None) -> None:
-    """Until every process has ended (a pidfd reads ready then), or `seconds` have passed."""
+def wait_for_ends(workers: Sequence[Worker], seconds: float | None = None) -> None:
+    """Until every worker has ended, or `seconds` have passed."""
     from multiprocessing.connection import wait
 
     deadline = None if seconds is None else time.monotonic() + seconds
-    running = list(processes)
+    running = [worker.ended for worker in workers]
     while running and (deadline is None or time.monotonic() < deadline):
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        running = [process for process in running if process not in wait(running, left)]
+        running = [ended for ended in running if ended not in wait(running, left)]
 
 
 # How long a stopped driver waits for its local workers to save their populations (a step and a save: seconds; a
