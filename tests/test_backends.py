@@ -211,7 +211,7 @@ def test_a_stopped_drivers_workers_are_signalled_and_waited_for_with_or_without_
         assert worker.is_alive()  # the wait ended by its bound, the worker lives
         signal_each([handle], signal.SIGKILL)
         wait_for_ends([handle], 30)
-        worker.join(0)  # reaped: it had ended
+        worker.join(10)  # a sentinel reads ready as the process closes its files, a moment before it can be reaped
         assert worker.exitcode == -signal.SIGKILL
         os.close(handle.ended)
     finally:
