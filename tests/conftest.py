@@ -44,6 +44,11 @@ RESIDUAL = ["model.widths=[784,8,8,10]", "model.residual=true"]
 MODELS = {"mlp": [], "cnn": CNN}
 
 
+def checkout_on_path() -> str:
+    """PYTHONPATH with the checkout first: the processes tests start import the helpers in tests/ (PACED) from it."""
+    return os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))
+
+
 def images(n: int, shape: tuple, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable uint8 images: noise plus a bright band whose position is the label."""
     rng = np.random.default_rng(seed)

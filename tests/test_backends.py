@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sherlocked.sweep.backends import handles, share_of_cores, signal_each, wait_for_ends
-from tests.conftest import CNN
+from tests.conftest import CNN, checkout_on_path
 
 ROOT = Path(__file__).parents[1]
 GRID = ["act3=relu,tanh", "seed=0,1", "hydra/launcher=population", "hydra.launcher.max_members=2"]
@@ -259,7 +259,7 @@ def test_a_stopped_driver_waits_for_its_workers_to_save_though_their_fork_server
     the workers themselves; multiprocessing's own wait shows the race is real."""
     script = tmp_path / "sweep.py"  # a file: the fork server imports the worker's function from it
     script.write_text(STOPPED_SWEEP)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": checkout_on_path()}
     driver = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "saved"), waiting],
         capture_output=True,

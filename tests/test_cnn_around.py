@@ -27,9 +27,8 @@ from sherlocked.spec.checks import MemberSpec
 from sherlocked.spec.shapes import Conv
 from sherlocked.training.diagnostics import measure
 from sherlocked.training.population import Population
-from tests.conftest import CNN, RESIDUAL, SMALL
+from tests.conftest import CNN, RESIDUAL, SMALL, checkout_on_path
 
-ROOT = str(Path(__file__).parents[1])
 # A member on 8x8 images: conv 4 channels (3x3: 6x6, no pool), conv 3 channels (3x3: 4x4, max-pooled to 2x2), Linear.
 CONVS = (Conv(4, 3, 0, "none"), Conv(3, 3, 0, "max"))
 
@@ -96,7 +95,7 @@ def train(directory: Path, data_root: Path, *overrides: str) -> None:
     """python -m sherlocked.train -m: a population sweep on the tiny data into `directory`."""
     command = [sys.executable, "-m", "sherlocked.train", "-m", "hydra/launcher=population", *SMALL]
     command += [f"dataset.root={data_root}", *overrides, f"hydra.sweep.dir={directory}"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": checkout_on_path()}
     done = subprocess.run(command, capture_output=True, text=True, cwd=directory.parent, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -16,11 +16,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sherlocked.records import layout, table
 from sherlocked.records.population_progress import PopulationProgress
-from tests.conftest import MODELS, SMALL
+from tests.conftest import MODELS, SMALL, checkout_on_path
 from tests.ray_helpers import PACED
 
 pytestmark = pytest.mark.slow  # sweeps started as processes and interrupted, killed, resumed
-ROOT = str(Path(__file__).parents[1])
 
 
 def start_sweep(
@@ -33,7 +32,7 @@ def start_sweep(
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", "trainer.max_epochs=30"]
     command += [f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}  # PACED
+    env = {**os.environ, "PYTHONPATH": checkout_on_path()}  # PACED
     return subprocess.Popen(
         command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True
     )

@@ -2,7 +2,6 @@
 on this machine), reached through hydra.launcher.ray.address as a real cluster is; and a node lost mid-sweep."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sherlocked.records import layout
-from tests.conftest import SMALL
+from tests.conftest import SMALL, checkout_on_path
 from tests.ray_helpers import PACED
 from tests.test_backends import GRID, results, same_results
 from tests.test_faults import wait_for
@@ -21,7 +20,6 @@ from tests.test_faults import wait_for
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]  # one cluster, on one of xdist's workers
 NODES = 3
-ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +28,7 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        patch.setenv("PYTHONPATH", checkout_on_path())
         small = {"object_store_memory": 80_000_000}
         head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **small})
         for _ in range(NODES):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sherlocked.records import layout
-from tests.conftest import SMALL
+from tests.conftest import SMALL, checkout_on_path
 from tests.ray_helpers import PACED
 from tests.slurm_cluster import Slurm, why_not
 from tests.test_backends import GRID, results, same_results
@@ -19,7 +19,6 @@ from tests.test_faults import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one SLURM, on one of xdist's workers
 ON_SLURM = ["hydra.launcher.backend=submitit", "hydra.launcher.submitit.cluster=slurm"]
-ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,7 @@ def start_sweep(
     command = [sys.executable, "-m", "sherlocked.train", "-m", *ELEMENTS, *ON_SLURM, *SMALL, "trainer.max_epochs=30"]
     command += ["model.widths=[784,16,12,10]", f"dataset.root={data_root}", f"hydra.sweep.dir={tmp_path / into}"]
     out = open(tmp_path / log, "w")  # noqa: SIM115 (the process writes it)
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONPATH": checkout_on_path()}
     return subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
 
 
